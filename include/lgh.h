@@ -1,0 +1,205 @@
+/*
+ * lgh — Linear -> GroupNorm -> HardTanh, fused.
+ *
+ *     y = hardtanh( groupnorm( x · Wᵀ + b ; G groups, γ, β, eps ) ; lo, hi )
+ *
+ * x is [M, K], W is [N, K] (the nn.Linear layout), b, γ, β are [N], y is [M, N], all
+ * row-major with leading dimensions (row strides, in elements) ldx >= K, ldw >= K,
+ * ldy >= N. The N channels form G contiguous groups of N/G channels; each (row, group)
+ * is normalised by its own biased mean and variance, as torch.nn.GroupNorm does.
+ *
+ * The whole public API is this C11 header. Every call returns an lgh_status_t;
+ * lgh_status_string() names a status and lgh_last_error() says in words what was wrong
+ * with the last failing call on a context. Nothing is written to y (or to the optional
+ * mean / rstd outputs) when a call is refused.
+ *
+ * A context is bound to one device (a CUDA device ordinal, or LGH_DEVICE_CPU). It owns
+ * the vendor handles, a reusable workspace and the per-shape plan cache. A context may
+ * be used by one host thread at a time; use one context per thread otherwise.
+ *
+ * lgh_forward() on a CUDA context is stream-ordered: it does no host synchronisation,
+ * and after the first call for a given problem it allocates nothing, so it can be
+ * captured in a CUDA graph (make one uncaptured call for the shape first).
+ */
+#ifndef LGH_H
+#define LGH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define LGH_VERSION_MAJOR 0
+#define LGH_VERSION_MINOR 1
+#define LGH_VERSION_PATCH 0
+/* MAJOR * 10000 + MINOR * 100 + PATCH, as compiled into the caller. */
+#define LGH_VERSION (LGH_VERSION_MAJOR * 10000 + LGH_VERSION_MINOR * 100 + LGH_VERSION_PATCH)
+
+#if defined(_WIN32)
+#define LGH_API __declspec(dllimport)
+#elif defined(__GNUC__)
+#define LGH_API __attribute__((visibility("default")))
+#else
+#define LGH_API
+#endif
+
+/* Status codes. Values are stable: new codes are only ever appended. */
+typedef enum lgh_status {
+    LGH_STATUS_SUCCESS = 0,
+    LGH_STATUS_NULL_POINTER = 1,        /* a required pointer is NULL */
+    LGH_STATUS_INVALID_SIZE = 2,        /* M, K, N or G is zero or negative */
+    LGH_STATUS_GROUPS_MISMATCH = 3,     /* N is not a multiple of G */
+    LGH_STATUS_INVALID_EPS = 4,         /* eps <= 0, NaN or infinite */
+    LGH_STATUS_INVALID_CLAMP = 5,       /* lo > hi, or lo / hi NaN */
+    LGH_STATUS_INVALID_LEADING_DIM = 6, /* ldx < K, ldw < K or ldy < N */
+    LGH_STATUS_SIZE_OVERFLOW = 7,       /* a size or byte count overflows int64 */
+    LGH_STATUS_WRONG_MEMORY_SPACE = 8,  /* host pointer on a GPU context, or the reverse */
+    LGH_STATUS_INVALID_VALUE = 9,       /* an enum value out of range, or a bad argument */
+    LGH_STATUS_NOT_SUPPORTED = 10,      /* the forced engine cannot run this problem */
+    LGH_STATUS_ENGINE_UNAVAILABLE = 11, /* the engine is not built in or not on this device */
+    LGH_STATUS_ALLOC_FAILED = 12,       /* host or device memory could not be allocated */
+    LGH_STATUS_CUDA_ERROR = 13,         /* the CUDA runtime reported an error */
+    LGH_STATUS_CUBLAS_ERROR = 14,       /* cuBLASLt reported an error */
+    LGH_STATUS_NO_DEVICE = 15,          /* no such CUDA device, or no CUDA driver */
+    LGH_STATUS_WORKSPACE_TOO_SMALL = 16, /* caller's workspace below lgh_workspace_size() */
+    LGH_STATUS_INTERNAL_ERROR = 17
+} lgh_status_t;
+
+/* Element type of x, W, b, γ, β and y (all six share it). Statistics and accumulation
+ * are always float32 or wider. */
+typedef enum lgh_dtype {
+    LGH_DTYPE_FLOAT32 = 0,
+    LGH_DTYPE_BFLOAT16 = 1,
+    LGH_DTYPE_FLOAT16 = 2
+} lgh_dtype_t;
+
+/* Math mode for float32 data (ignored for bfloat16 / float16, which always use their
+ * tensor-core mode with float32 accumulation).
+ *   FP32:   exact float32 products (SIMT on GPUs): slowest, ~1e-6 relative error.
+ *   TF32:   tensor cores on tf32-rounded operands: fastest, ~3e-4 relative error.
+ *   3XTF32: each operand split into tf32 high + low parts, three products:
+ *           float32 accuracy on tensor cores.
+ * An engine without a tensor-core path computes TF32 and 3XTF32 in float32 (never less
+ * accurate than asked). */
+typedef enum lgh_math {
+    LGH_MATH_DEFAULT = 0, /* TF32 */
+    LGH_MATH_FP32 = 1,
+    LGH_MATH_TF32 = 2,
+    LGH_MATH_3XTF32 = 3
+} lgh_math_t;
+
+/* Engines. AUTO picks the fastest engine that can implement the problem on the
+ * context's device; the LGH_ENGINE environment variable (cpu, cublaslt, sm80, sm90),
+ * read when the context is created, replaces AUTO with a forced engine. A forced engine
+ * that cannot run the problem fails with LGH_STATUS_NOT_SUPPORTED or
+ * LGH_STATUS_ENGINE_UNAVAILABLE; it never silently falls back. */
+typedef enum lgh_engine {
+    LGH_ENGINE_AUTO = 0,
+    LGH_ENGINE_CPU = 1,      /* BLAS sgemm + one fused threaded pass; CPU contexts */
+    LGH_ENGINE_CUBLASLT = 2, /* cuBLASLt GEMM + bias, then one norm+clamp kernel */
+    LGH_ENGINE_SM80 = 3,     /* fused mma.sync kernel (Ampere, Ada, Hopper) */
+    LGH_ENGINE_SM90 = 4,     /* fused wgmma + TMA kernel (Hopper) */
+    LGH_ENGINE_COUNT = 5
+} lgh_engine_t;
+
+#define LGH_DEVICE_CPU (-1)
+
+typedef struct lgh_context *lgh_context_t;
+
+/* One forward problem: sizes, parameters and pointers. Zero-initialise it (or use
+ * lgh_args_init) and fill in what you need; unknown future fields stay zero. */
+typedef struct lgh_args {
+    int64_t m, k, n, groups;
+    lgh_dtype_t dtype;
+    lgh_math_t math;
+    lgh_engine_t engine; /* LGH_ENGINE_AUTO unless forcing one */
+    float eps, lo, hi;
+
+    const void *x;
+    int64_t ldx; /* >= k; 0 means k */
+    const void *w;
+    int64_t ldw; /* >= k; 0 means k */
+    const void *bias;  /* [n] */
+    const void *gamma; /* [n] */
+    const void *beta;  /* [n] */
+    void *y;
+    int64_t ldy; /* >= n; 0 means n */
+
+    /* Optional float32 outputs [m, groups] (row-major, contiguous): the per-(row, group)
+     * mean and 1/sqrt(var + eps) used for normalisation. NULL to skip; give both or
+     * neither. */
+    float *mean;
+    float *rstd;
+} lgh_args_t;
+
+/* Fills *args with the reference problem's scalars (eps 1e-5, lo -2, hi 2, float32,
+ * default math, AUTO engine) and the given sizes; pointers NULL, leading dims 0. */
+LGH_API void lgh_args_init(lgh_args_t *args, int64_t m, int64_t k, int64_t n, int64_t groups);
+
+/* Version of the library actually loaded (compare with LGH_VERSION). */
+LGH_API int lgh_version(void);
+
+LGH_API const char *lgh_status_string(lgh_status_t status);
+LGH_API const char *lgh_dtype_name(lgh_dtype_t dtype);
+LGH_API const char *lgh_math_name(lgh_math_t math);
+LGH_API const char *lgh_engine_name(lgh_engine_t engine);
+/* Parses "cpu", "cublaslt", "sm80", "sm90", "auto"; INVALID_VALUE otherwise. */
+LGH_API lgh_status_t lgh_engine_from_name(const char *name, lgh_engine_t *engine);
+
+/* Creates a context on a CUDA device ordinal or on LGH_DEVICE_CPU. */
+LGH_API lgh_status_t lgh_create(lgh_context_t *ctx, int device);
+LGH_API lgh_status_t lgh_destroy(lgh_context_t ctx);
+
+/* The message of the last failing call on ctx ("" if none). Valid until the next call
+ * on ctx. With ctx NULL, the message of the last failing lgh_create on this thread. */
+LGH_API const char *lgh_last_error(lgh_context_t ctx);
+
+/* The device the context is bound to (LGH_DEVICE_CPU for the CPU). */
+LGH_API int lgh_context_device(lgh_context_t ctx);
+
+/* Whether an engine is built in and can run on the context's device. */
+LGH_API int lgh_engine_available(lgh_context_t ctx, lgh_engine_t engine);
+
+/* Which engine lgh_forward would run for *args (after AUTO / LGH_ENGINE resolution),
+ * and the workspace it needs. Checks the arguments as lgh_forward does, but does not
+ * touch the pointed-to memory. Either output pointer may be NULL. */
+LGH_API lgh_status_t lgh_plan(lgh_context_t ctx, const lgh_args_t *args,
+                              lgh_engine_t *engine, size_t *workspace_bytes);
+
+/* Runs the layer. workspace may be NULL: the context then uses (and on the first call
+ * for a shape, allocates) its own. Otherwise it must be device memory (host memory on
+ * a CPU context) of at least lgh_plan()'s workspace_bytes, not used concurrently.
+ * stream is a cudaStream_t (NULL: the legacy default stream); ignored on the CPU. */
+LGH_API lgh_status_t lgh_forward(lgh_context_t ctx, const lgh_args_t *args,
+                                 void *workspace, size_t workspace_bytes, void *stream);
+
+/* The compiled kernels of the context's engines, as the device sees them: registers per
+ * thread, static + dynamic shared memory, and local memory (spill) bytes per thread. */
+typedef struct lgh_kernel_info {
+    char name[96];
+    lgh_engine_t engine;
+    int registers;
+    int shared_bytes;      /* static + dynamic shared memory per block */
+    int local_bytes;       /* local memory per thread (spills, stack arrays) */
+    int threads_per_block; /* as launched */
+    int blocks_per_sm;     /* theoretical occupancy on the context's device */
+} lgh_kernel_info_t;
+
+/* Writes up to `capacity` entries to `out` and sets *count to the number available. */
+LGH_API lgh_status_t lgh_kernel_info(lgh_context_t ctx, lgh_kernel_info_t *out, int capacity,
+                                     int *count);
+
+/* Human-readable description of the context's device ("NVIDIA H100 80GB HBM3, sm_90,
+ * 132 SMs" or the CPU and its BLAS). */
+LGH_API const char *lgh_device_description(lgh_context_t ctx);
+
+/* The BLAS the CPU engine uses ("OpenBLAS 0.3.21" or "built-in blocked GEMM"). */
+LGH_API const char *lgh_cpu_blas_name(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* LGH_H */

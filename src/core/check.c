@@ -1,0 +1,160 @@
+/* Argument checks. Each refusal names the argument and its value in the message. */
+#include "check.h"
+
+#include <math.h>
+#include <stdio.h>
+
+#include "context.h"
+
+#ifdef LGH_HAVE_CUDA
+#include <cuda_runtime_api.h>
+#endif
+
+/* a * b into *out, false on int64 overflow (a, b >= 0). */
+static bool mul_ok(int64_t a, int64_t b, int64_t *out)
+{
+    return !__builtin_mul_overflow(a, b, out);
+}
+
+/* Elements a matrix of `rows` rows of `cols` at leading dimension `ld` spans, in bytes. */
+static bool span_bytes_ok(int64_t rows, int64_t ld, int64_t cols, size_t elem, int64_t *bytes)
+{
+    int64_t e;
+    if (!mul_ok(rows - 1, ld, &e)) return false;
+    if (__builtin_add_overflow(e, cols, &e)) return false;
+    return mul_ok(e, (int64_t)elem, bytes);
+}
+
+lgh_status_t lgh_check_args(struct lgh_context *ctx, const lgh_args_t *args, lgh_problem_t *p)
+{
+    if (!ctx) return LGH_STATUS_NULL_POINTER;
+    if (!args) return lgh_set_error(ctx, LGH_STATUS_NULL_POINTER, "args is NULL");
+    const lgh_args_t *a = args;
+
+    if (a->m <= 0 || a->k <= 0 || a->n <= 0 || a->groups <= 0) {
+        return lgh_set_error(ctx, LGH_STATUS_INVALID_SIZE,
+                             "sizes must be >= 1: got M=%lld K=%lld N=%lld groups=%lld",
+                             (long long)a->m, (long long)a->k, (long long)a->n,
+                             (long long)a->groups);
+    }
+    if (a->n % a->groups != 0) {
+        return lgh_set_error(ctx, LGH_STATUS_GROUPS_MISMATCH,
+                             "N=%lld is not a multiple of groups=%lld", (long long)a->n,
+                             (long long)a->groups);
+    }
+    if (a->dtype != LGH_DTYPE_FLOAT32 && a->dtype != LGH_DTYPE_BFLOAT16 &&
+        a->dtype != LGH_DTYPE_FLOAT16) {
+        return lgh_set_error(ctx, LGH_STATUS_INVALID_VALUE, "dtype %d is not an lgh_dtype_t",
+                             (int)a->dtype);
+    }
+    if (a->math < LGH_MATH_DEFAULT || a->math > LGH_MATH_3XTF32) {
+        return lgh_set_error(ctx, LGH_STATUS_INVALID_VALUE, "math %d is not an lgh_math_t",
+                             (int)a->math);
+    }
+    if (a->engine < LGH_ENGINE_AUTO || a->engine >= LGH_ENGINE_COUNT) {
+        return lgh_set_error(ctx, LGH_STATUS_INVALID_VALUE, "engine %d is not an lgh_engine_t",
+                             (int)a->engine);
+    }
+    if (!(a->eps > 0.0f) || isinf(a->eps)) {
+        return lgh_set_error(ctx, LGH_STATUS_INVALID_EPS, "eps=%g: must be finite and > 0",
+                             (double)a->eps);
+    }
+    if (isnan(a->lo) || isnan(a->hi) || a->lo > a->hi) {
+        return lgh_set_error(ctx, LGH_STATUS_INVALID_CLAMP,
+                             "clamp lo=%g hi=%g: need lo <= hi and neither NaN", (double)a->lo,
+                             (double)a->hi);
+    }
+    static const char *const names[] = {"x", "w", "bias", "gamma", "beta", "y"};
+    const void *ptrs[] = {a->x, a->w, a->bias, a->gamma, a->beta, a->y};
+    for (int i = 0; i < 6; ++i) {
+        if (!ptrs[i]) return lgh_set_error(ctx, LGH_STATUS_NULL_POINTER, "%s is NULL", names[i]);
+    }
+    if ((a->mean == NULL) != (a->rstd == NULL)) {
+        return lgh_set_error(ctx, LGH_STATUS_NULL_POINTER,
+                             "mean and rstd are optional together: %s is NULL but %s is not",
+                             a->mean ? "rstd" : "mean", a->mean ? "mean" : "rstd");
+    }
+
+    *p = (lgh_problem_t){0};
+    p->a = *a;
+    p->a.ldx = a->ldx ? a->ldx : a->k;
+    p->a.ldw = a->ldw ? a->ldw : a->k;
+    p->a.ldy = a->ldy ? a->ldy : a->n;
+    if (p->a.ldx < a->k || p->a.ldw < a->k || p->a.ldy < a->n) {
+        const char *which = p->a.ldx < a->k ? "ldx" : p->a.ldw < a->k ? "ldw" : "ldy";
+        int64_t got = p->a.ldx < a->k ? p->a.ldx : p->a.ldw < a->k ? p->a.ldw : p->a.ldy;
+        int64_t need = p->a.ldx < a->k || p->a.ldw < a->k ? a->k : a->n;
+        return lgh_set_error(ctx, LGH_STATUS_INVALID_LEADING_DIM,
+                             "%s=%lld is smaller than its row (%lld elements); 0 means packed",
+                             which, (long long)got, (long long)need);
+    }
+    p->elem_bytes = a->dtype == LGH_DTYPE_FLOAT32 ? 4 : 2;
+    p->group_size = a->n / a->groups;
+    p->want_stats = a->mean != NULL;
+    if (p->a.math == LGH_MATH_DEFAULT) p->a.math = LGH_MATH_TF32;
+
+    int64_t bytes, flops;
+    if (!span_bytes_ok(a->m, p->a.ldx, a->k, p->elem_bytes, &bytes) ||
+        !span_bytes_ok(a->n, p->a.ldw, a->k, p->elem_bytes, &bytes) ||
+        !span_bytes_ok(a->m, p->a.ldy, a->n, p->elem_bytes, &bytes) || !mul_ok(a->m, a->n, &flops) ||
+        !mul_ok(flops, a->k, &flops) || !mul_ok(flops, 2, &flops) ||
+        !mul_ok(a->m, a->groups, &bytes) || !mul_ok(bytes, 4, &bytes)) {
+        return lgh_set_error(ctx, LGH_STATUS_SIZE_OVERFLOW,
+                             "M=%lld K=%lld N=%lld with ldx=%lld ldw=%lld ldy=%lld overflow 64-bit "
+                             "sizes",
+                             (long long)a->m, (long long)a->k, (long long)a->n,
+                             (long long)p->a.ldx, (long long)p->a.ldw, (long long)p->a.ldy);
+    }
+    return LGH_STATUS_SUCCESS;
+}
+
+#ifdef LGH_HAVE_CUDA
+/* Where ptr lives, as the CUDA runtime sees it. Plain malloc'ed memory reads as
+ * cudaMemoryTypeUnregistered; without a usable driver everything counts as host memory. */
+static enum cudaMemoryType memory_type(const void *ptr, int *device)
+{
+    struct cudaPointerAttributes attr;
+    *device = -1;
+    if (cudaPointerGetAttributes(&attr, ptr) != cudaSuccess) {
+        cudaGetLastError(); /* clear the sticky-free error so later calls are unaffected */
+        return cudaMemoryTypeUnregistered;
+    }
+    *device = attr.device;
+    return attr.type;
+}
+#endif
+
+lgh_status_t lgh_check_memory(struct lgh_context *ctx, const lgh_problem_t *p)
+{
+#ifdef LGH_HAVE_CUDA
+    const lgh_args_t *a = &p->a;
+    static const char *const names[] = {"x", "w", "bias", "gamma", "beta", "y", "mean", "rstd"};
+    const void *ptrs[] = {a->x, a->w, a->bias, a->gamma, a->beta, a->y, a->mean, a->rstd};
+    const int dev = ctx->props.ordinal;
+    for (int i = 0; i < 8; ++i) {
+        if (!ptrs[i]) continue;
+        int on = -1;
+        enum cudaMemoryType t = memory_type(ptrs[i], &on);
+        if (t == cudaMemoryTypeManaged) continue; /* reachable from both sides */
+        if (dev == LGH_DEVICE_CPU && t == cudaMemoryTypeDevice) {
+            return lgh_set_error(ctx, LGH_STATUS_WRONG_MEMORY_SPACE,
+                                 "%s is CUDA device memory, but the context is on the CPU",
+                                 names[i]);
+        }
+        if (dev != LGH_DEVICE_CPU && t != cudaMemoryTypeDevice) {
+            return lgh_set_error(ctx, LGH_STATUS_WRONG_MEMORY_SPACE,
+                                 "%s is host memory, but the context is on CUDA device %d",
+                                 names[i], dev);
+        }
+        if (dev != LGH_DEVICE_CPU && on != dev) {
+            return lgh_set_error(ctx, LGH_STATUS_WRONG_MEMORY_SPACE,
+                                 "%s is memory of CUDA device %d, but the context is on device %d",
+                                 names[i], on, dev);
+        }
+    }
+#else
+    (void)ctx;
+    (void)p;
+#endif
+    return LGH_STATUS_SUCCESS;
+}

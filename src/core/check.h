@@ -1,0 +1,15 @@
+/* Argument checks: everything lgh_forward refuses before anything is written. */
+#ifndef LGH_CORE_CHECK_H
+#define LGH_CORE_CHECK_H
+
+#include "engine.h"
+
+/* Validates args into *p (leading dims and math resolved). Does not look at memory
+ * spaces; see lgh_check_memory. */
+lgh_status_t lgh_check_args(struct lgh_context *ctx, const lgh_args_t *args, lgh_problem_t *p);
+
+/* Checks every pointer of p is usable by ctx's device (device or managed memory on a
+ * GPU context; host or managed memory on the CPU). */
+lgh_status_t lgh_check_memory(struct lgh_context *ctx, const lgh_problem_t *p);
+
+#endif

@@ -1,0 +1,25 @@
+/* The context: what an lgh_context_t owns. Internal to src/core. */
+#ifndef LGH_CORE_CONTEXT_H
+#define LGH_CORE_CONTEXT_H
+
+#include "engine.h"
+
+#define LGH_MESSAGE_BYTES 512
+
+struct lgh_context {
+    lgh_device_props_t props;
+    char description[256];
+    lgh_engine_t env_engine; /* from LGH_ENGINE at creation; AUTO when unset */
+    void *engine_state[LGH_ENGINE_COUNT];
+    void *workspace; /* context-owned workspace (device memory on GPU contexts) */
+    size_t workspace_bytes;
+    char message[LGH_MESSAGE_BYTES];
+};
+
+/* Grows the context-owned workspace to at least bytes (device memory on GPU contexts). */
+lgh_status_t lgh_context_workspace(struct lgh_context *ctx, size_t bytes, void **ws);
+
+/* The engine with this id in the build's table, or NULL (dispatch.c). */
+const lgh_engine_ops_t *lgh_find_engine(lgh_engine_t id);
+
+#endif

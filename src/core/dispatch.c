@@ -1,0 +1,123 @@
+/* The engine table, engine choice, and the public entry points that run an engine. */
+#include <stdio.h>
+#include <string.h>
+
+#include "check.h"
+#include "context.h"
+
+/* Order is preference for LGH_ENGINE_AUTO: the first available engine that can
+ * implement the problem runs. */
+static const lgh_engine_ops_t *const engine_table[] = {
+#ifdef LGH_HAVE_CUDA
+    &lgh_engine_sm90,
+    &lgh_engine_cublaslt,
+#endif
+    &lgh_engine_cpu,
+};
+#define ENGINE_COUNT ((int)(sizeof engine_table / sizeof engine_table[0]))
+
+const lgh_engine_ops_t *lgh_find_engine(lgh_engine_t id)
+{
+    for (int i = 0; i < ENGINE_COUNT; ++i)
+        if (engine_table[i]->id == id) return engine_table[i];
+    return NULL;
+}
+
+int lgh_engine_available(lgh_context_t ctx, lgh_engine_t id)
+{
+    if (!ctx) return 0;
+    const lgh_engine_ops_t *e = lgh_find_engine(id);
+    return e && e->available(ctx);
+}
+
+/* Picks the engine for a checked problem. */
+static lgh_status_t choose_engine(struct lgh_context *ctx, const lgh_problem_t *p,
+                                  const lgh_engine_ops_t **out)
+{
+    char why[256] = "";
+    lgh_engine_t want = p->a.engine != LGH_ENGINE_AUTO ? p->a.engine : ctx->env_engine;
+    if (want != LGH_ENGINE_AUTO) {
+        const lgh_engine_ops_t *e = lgh_find_engine(want);
+        if (!e) {
+            return lgh_set_error(ctx, LGH_STATUS_ENGINE_UNAVAILABLE,
+                                 "engine %s is not built into this lgh", lgh_engine_name(want));
+        }
+        if (!e->available(ctx)) {
+            return lgh_set_error(ctx, LGH_STATUS_ENGINE_UNAVAILABLE,
+                                 "engine %s cannot run on this context's device (%s)", e->name,
+                                 ctx->description);
+        }
+        if (e->can_implement(ctx, p, why, sizeof why) != LGH_STATUS_SUCCESS) {
+            return lgh_set_error(ctx, LGH_STATUS_NOT_SUPPORTED, "engine %s cannot run this problem: %s",
+                                 e->name, why);
+        }
+        *out = e;
+        return LGH_STATUS_SUCCESS;
+    }
+    for (int i = 0; i < ENGINE_COUNT; ++i) {
+        const lgh_engine_ops_t *e = engine_table[i];
+        if (e->available(ctx) && e->can_implement(ctx, p, why, sizeof why) == LGH_STATUS_SUCCESS) {
+            *out = e;
+            return LGH_STATUS_SUCCESS;
+        }
+    }
+    return lgh_set_error(ctx, LGH_STATUS_NOT_SUPPORTED, "no engine can run this problem on %s",
+                         ctx->description);
+}
+
+lgh_status_t lgh_plan(lgh_context_t ctx, const lgh_args_t *args, lgh_engine_t *engine,
+                      size_t *workspace_bytes)
+{
+    lgh_problem_t p;
+    lgh_status_t s = lgh_check_args(ctx, args, &p);
+    if (s != LGH_STATUS_SUCCESS) return s;
+    const lgh_engine_ops_t *e = NULL;
+    s = choose_engine(ctx, &p, &e);
+    if (s != LGH_STATUS_SUCCESS) return s;
+    if (engine) *engine = e->id;
+    if (workspace_bytes) *workspace_bytes = e->workspace_size(ctx, &p);
+    ctx->message[0] = '\0';
+    return LGH_STATUS_SUCCESS;
+}
+
+lgh_status_t lgh_forward(lgh_context_t ctx, const lgh_args_t *args, void *workspace,
+                         size_t workspace_bytes, void *stream)
+{
+    lgh_problem_t p;
+    lgh_status_t s = lgh_check_args(ctx, args, &p);
+    if (s != LGH_STATUS_SUCCESS) return s;
+    s = lgh_check_memory(ctx, &p);
+    if (s != LGH_STATUS_SUCCESS) return s;
+    const lgh_engine_ops_t *e = NULL;
+    s = choose_engine(ctx, &p, &e);
+    if (s != LGH_STATUS_SUCCESS) return s;
+
+    size_t need = e->workspace_size(ctx, &p);
+    void *ws = workspace;
+    if (workspace == NULL) {
+        s = lgh_context_workspace(ctx, need, &ws);
+        if (s != LGH_STATUS_SUCCESS) return s;
+    } else if (workspace_bytes < need) {
+        return lgh_set_error(ctx, LGH_STATUS_WORKSPACE_TOO_SMALL,
+                             "workspace of %zu bytes given, engine %s needs %zu", workspace_bytes,
+                             e->name, need);
+    }
+    s = e->run(ctx, &p, ws, need, stream);
+    if (s == LGH_STATUS_SUCCESS) ctx->message[0] = '\0';
+    return s;
+}
+
+lgh_status_t lgh_kernel_info(lgh_context_t ctx, lgh_kernel_info_t *out, int capacity, int *count)
+{
+    if (!ctx || !count) return LGH_STATUS_NULL_POINTER;
+    if (capacity > 0 && !out) return lgh_set_error(ctx, LGH_STATUS_NULL_POINTER, "out is NULL");
+    int total = 0;
+    for (int i = 0; i < ENGINE_COUNT; ++i) {
+        const lgh_engine_ops_t *e = engine_table[i];
+        if (!e->kernel_info || !e->available(ctx)) continue;
+        int room = capacity > total ? capacity - total : 0;
+        total += e->kernel_info(ctx, room ? out + total : NULL, room);
+    }
+    *count = total;
+    return LGH_STATUS_SUCCESS;
+}

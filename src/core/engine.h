@@ -1,0 +1,104 @@
+/*
+ * The one internal interface every engine implements (CPU engine, cuBLASLt, sm80, sm90).
+ *
+ * The core (src/core) validates the user's lgh_args_t into an lgh_problem_t, picks an
+ * engine from the dispatch table (dispatch.c) and calls it. An engine never re-checks
+ * what the core has checked; it only answers whether it can implement a valid problem
+ * (alignment, sizes its kernels take, device capability), how much workspace it needs,
+ * and runs it. Adding an engine = its own folder + one line in dispatch.c's table.
+ */
+#ifndef LGH_CORE_ENGINE_H
+#define LGH_CORE_ENGINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lgh.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct lgh_context;
+
+/* A validated problem: every field of args checked, leading dimensions resolved
+ * (never 0), math resolved (never DEFAULT; FP32/TF32/3XTF32 for float32 data, TF32
+ * recorded but meaningless for 16-bit data). */
+typedef struct lgh_problem {
+    lgh_args_t a;
+    int64_t group_size; /* n / groups */
+    size_t elem_bytes;  /* 4 or 2 */
+    bool want_stats;    /* a.mean and a.rstd both non-NULL */
+} lgh_problem_t;
+
+typedef struct lgh_engine_ops {
+    lgh_engine_t id;
+    const char *name;
+    bool on_gpu;
+
+    /* Built in and usable on ctx's device at all (CPU vs GPU, compute capability). */
+    bool (*available)(const struct lgh_context *ctx);
+
+    /* LGH_STATUS_SUCCESS if the engine runs p; otherwise LGH_STATUS_NOT_SUPPORTED and a
+     * short reason in why ("ldx*4 is not a multiple of 16 bytes (TMA)"). Must not
+     * touch device memory or allocate. */
+    lgh_status_t (*can_implement)(struct lgh_context *ctx, const lgh_problem_t *p, char *why,
+                                  size_t why_len);
+
+    /* Bytes of workspace run() needs for p (device memory for GPU engines). */
+    size_t (*workspace_size)(struct lgh_context *ctx, const lgh_problem_t *p);
+
+    /* Runs p. ws has at least workspace_size() bytes (or is NULL when that is 0).
+     * stream is a cudaStream_t for GPU engines. On failure call lgh_set_error() and
+     * return its status. No host synchronisation; no allocation after the first call
+     * for a shape (engine state lives in lgh_engine_state()). */
+    lgh_status_t (*run)(struct lgh_context *ctx, const lgh_problem_t *p, void *ws, size_t ws_bytes,
+                        void *stream);
+
+    /* Fills up to capacity entries describing the engine's compiled kernels on ctx's
+     * device; returns how many exist (may exceed capacity). May be NULL. */
+    int (*kernel_info)(struct lgh_context *ctx, lgh_kernel_info_t *out, int capacity);
+
+    /* Frees the engine's per-context state (see lgh_engine_state). May be NULL. */
+    void (*destroy_state)(void *state);
+} lgh_engine_ops_t;
+
+/* --- services the core gives engines (src/core/context.c) --- */
+
+/* Records a message for lgh_last_error() and returns status, so engines can write
+ * `return lgh_set_error(ctx, LGH_STATUS_CUDA_ERROR, "cudaLaunchKernel: %s", ...);` */
+lgh_status_t lgh_set_error(struct lgh_context *ctx, lgh_status_t status, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+/* The engine's per-context state slot (NULL until the engine stores something). The
+ * context calls ops->destroy_state on it when destroyed. */
+void **lgh_engine_state(struct lgh_context *ctx, lgh_engine_t engine);
+
+/* Device facts the engines need (GPU contexts; zeros on the CPU). */
+typedef struct lgh_device_props {
+    int ordinal;        /* LGH_DEVICE_CPU for the CPU */
+    int cc_major, cc_minor;
+    int sm_count;
+    size_t smem_per_block_optin; /* bytes */
+    size_t l2_bytes;
+    int cpu_threads;    /* threads the CPU engine may use */
+} lgh_device_props_t;
+
+const lgh_device_props_t *lgh_device_props(const struct lgh_context *ctx);
+
+/* The engines in the build. Each engine folder defines one of these. */
+extern const lgh_engine_ops_t lgh_engine_cpu;
+#ifdef LGH_HAVE_CUDA
+extern const lgh_engine_ops_t lgh_engine_cublaslt;
+extern const lgh_engine_ops_t lgh_engine_sm90;
+#endif
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* LGH_CORE_ENGINE_H */
