@@ -1,0 +1,39 @@
+# lgh — the two commands:  make run   (the reference problem)   make test   (every tier)
+#
+# `make` installs missing Debian packages when run as root (scripts/deps.sh), configures
+# and builds into build/. The GPU tier of the tests runs when a CUDA device is present.
+BUILD    ?= build
+PREFIX   ?= /usr/local
+JOBS     ?= $(shell nproc 2>/dev/null || echo 2)
+CMAKE_FLAGS ?=
+RUN_ARGS ?=
+
+.PHONY: all deps configure build run test test-c test-python install clean
+
+all: build
+
+$(BUILD)/.deps: scripts/deps.sh
+	@mkdir -p $(BUILD)
+	@./scripts/deps.sh > $(BUILD)/.python.tmp && mv $(BUILD)/.python.tmp $(BUILD)/.python && touch $@
+
+deps: $(BUILD)/.deps
+
+configure: deps
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS) >$(BUILD)/configure.log 2>&1 \
+	  || { cat $(BUILD)/configure.log; exit 1; }
+
+build: configure
+	@cmake --build $(BUILD) -j $(JOBS)
+
+run: build
+	./$(BUILD)/lgh run $(RUN_ARGS)
+
+# ctest (C API vs the reference, CLI; GPU tier when a device is present), then pytest.
+test: build
+	@./scripts/test.sh $(BUILD)
+
+install: build
+	cmake --install $(BUILD) --prefix $(PREFIX)
+
+clean:
+	rm -rf $(BUILD)
