@@ -1,0 +1,165 @@
+/*
+ * The built-in blocked GEMM (see gemm_blocked.h), the classic packed-panel scheme:
+ *
+ *   for each NC-column panel of B, for each KC-deep slice:
+ *       pack B[panel, slice] into NR-column strips        (threads share the strips)
+ *       for each task = (MC-row block of A, group of NC_TASK columns), in parallel:
+ *           pack the A block into MR-row strips             (per-thread buffer)
+ *           for each NR strip, for each MR strip: micro-kernel MR x NR over KC
+ *
+ * The packed B strip (KC x NR floats, 16 KiB) stays in L1 while the A block (MC x KC,
+ * 96 KiB) streams from L2. Packing pads short strips with zeros, so the micro-kernel
+ * always runs full MR x NR and stores only the valid corner. The first KC slice stores
+ * into C, later ones add, so C is never read before it is written.
+ */
+#include "cpu/gemm_blocked.h"
+
+#include <string.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+enum {
+    MR = 6,         /* micro-tile rows: 6 x 16 floats = 12 AVX2 accumulators */
+    NR = 16,        /* micro-tile columns */
+    KC = 256,       /* depth of a packed slice */
+    MC = 96,        /* rows of an A block (multiple of MR) */
+    NC = 4096,      /* columns of a packed B panel (multiple of NR) */
+    NC_TASK = 256,  /* columns one task covers (multiple of NR) */
+};
+
+static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+static int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
+
+size_t lgh_gemm_blocked_scratch_bytes(int64_t m, int64_t n, int64_t k, int threads)
+{
+    const int64_t kc = min64(KC, k);
+    const int64_t nc = min64(NC, round_up(n, NR));
+    const int64_t mc = min64(MC, round_up(m, MR));
+    if (threads < 1) threads = 1;
+    return (size_t)(kc * nc + (int64_t)threads * mc * kc) * sizeof(float);
+}
+
+/* B rows [j0, j0+nr) (nr <= NR) x columns [p0, p0+kc) into one strip [kc][NR]. */
+static void pack_b_strip(const float *b, int64_t ldb, int64_t j0, int64_t nr, int64_t p0,
+                         int64_t kc, float *dst)
+{
+    for (int64_t j = 0; j < NR; ++j) {
+        if (j < nr) {
+            const float *src = b + (j0 + j) * ldb + p0;
+            for (int64_t p = 0; p < kc; ++p) dst[p * NR + j] = src[p];
+        } else {
+            for (int64_t p = 0; p < kc; ++p) dst[p * NR + j] = 0.0f;
+        }
+    }
+}
+
+/* A rows [i0, i0+mc) x columns [p0, p0+kc) into MR-row strips, each [kc][MR]. */
+static void pack_a_block(const float *a, int64_t lda, int64_t i0, int64_t mc, int64_t p0,
+                         int64_t kc, float *dst)
+{
+    for (int64_t s = 0; s < mc; s += MR) {
+        float *strip = dst + s * kc;
+        for (int64_t i = 0; i < MR; ++i) {
+            if (s + i < mc) {
+                const float *src = a + (i0 + s + i) * lda + p0;
+                for (int64_t p = 0; p < kc; ++p) strip[p * MR + i] = src[p];
+            } else {
+                for (int64_t p = 0; p < kc; ++p) strip[p * MR + i] = 0.0f;
+            }
+        }
+    }
+}
+
+/* C[mr x nr corner] (=|+=) packed A strip · packed B strip over kc. Fixed loop bounds
+ * let the compiler keep the 6 x 16 accumulators in registers. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+__attribute__((target_clones("arch=x86-64-v3", "default")))
+#endif
+static void micro_kernel(int64_t kc, const float *restrict ap, const float *restrict bp,
+                         float *restrict c, int64_t ldc, int64_t mr, int64_t nr, int accumulate)
+{
+    float acc[MR][NR];
+    for (int i = 0; i < MR; ++i)
+        for (int j = 0; j < NR; ++j) acc[i][j] = 0.0f;
+    for (int64_t p = 0; p < kc; ++p) {
+        const float *a = ap + p * MR;
+        const float *b = bp + p * NR;
+        for (int i = 0; i < MR; ++i)
+            for (int j = 0; j < NR; ++j) acc[i][j] += a[i] * b[j];
+    }
+    if (mr == MR && nr == NR) {
+        for (int i = 0; i < MR; ++i) {
+            float *ci = c + i * ldc;
+            if (accumulate)
+                for (int j = 0; j < NR; ++j) ci[j] += acc[i][j];
+            else
+                for (int j = 0; j < NR; ++j) ci[j] = acc[i][j];
+        }
+        return;
+    }
+    for (int64_t i = 0; i < mr; ++i) {
+        float *ci = c + i * ldc;
+        for (int64_t j = 0; j < nr; ++j) ci[j] = accumulate ? ci[j] + acc[i][j] : acc[i][j];
+    }
+}
+
+void lgh_gemm_blocked_nt(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
+                         const float *b, int64_t ldb, float *c, int64_t ldc, int threads,
+                         void *scratch)
+{
+    if (threads < 1) threads = 1;
+    const int64_t kc_max = min64(KC, k);
+    const int64_t nc_max = min64(NC, round_up(n, NR));
+    const int64_t mc_max = min64(MC, round_up(m, MR));
+    float *bpack = scratch;
+    float *apack_all = bpack + kc_max * nc_max;
+    /* Small products are not worth waking threads for. */
+    if ((double)m * (double)n * (double)k < 4.0e6) threads = 1;
+
+#ifdef _OPENMP
+#pragma omp parallel num_threads(threads)
+#endif
+    {
+#ifdef _OPENMP
+        float *apack = apack_all + (int64_t)omp_get_thread_num() * mc_max * kc_max;
+#else
+        float *apack = apack_all;
+#endif
+        for (int64_t j0 = 0; j0 < n; j0 += NC) {
+            const int64_t nc = min64(NC, n - j0);
+            const int64_t strips = (nc + NR - 1) / NR;
+            const int64_t col_tasks = (nc + NC_TASK - 1) / NC_TASK;
+            const int64_t row_tasks = (m + MC - 1) / MC;
+            for (int64_t p0 = 0; p0 < k; p0 += KC) {
+                const int64_t kc = min64(KC, k - p0);
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+                for (int64_t s = 0; s < strips; ++s)
+                    pack_b_strip(b, ldb, j0 + s * NR, min64(NR, nc - s * NR), p0, kc,
+                                 bpack + s * kc * NR);
+                /* (implicit barrier: every strip is packed before any task reads it) */
+#ifdef _OPENMP
+#pragma omp for schedule(dynamic, 1)
+#endif
+                for (int64_t t = 0; t < row_tasks * col_tasks; ++t) {
+                    const int64_t i0 = (t / col_tasks) * MC;
+                    const int64_t mc = min64(MC, m - i0);
+                    const int64_t jt = (t % col_tasks) * NC_TASK;
+                    const int64_t jt_end = min64(jt + NC_TASK, nc);
+                    pack_a_block(a, lda, i0, mc, p0, kc, apack);
+                    for (int64_t jr = jt; jr < jt_end; jr += NR) {
+                        const float *bs = bpack + (jr / NR) * kc * NR;
+                        for (int64_t ir = 0; ir < mc; ir += MR) {
+                            micro_kernel(kc, apack + ir * kc, bs, c + (i0 + ir) * ldc + j0 + jr,
+                                         ldc, min64(MR, mc - ir), min64(NR, jt_end - jr), p0 > 0);
+                        }
+                    }
+                }
+                /* (implicit barrier: the next slice repacks B only after all tasks end) */
+            }
+        }
+    }
+}
