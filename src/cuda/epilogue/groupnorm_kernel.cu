@@ -1,2 +1,349 @@
-// placeholder: replaced by the norm + clamp kernel
-__global__ void lgh_placeholder_kernel() {}
+// The group-norm finishing pass (interface and contract: groupnorm_kernel.h).
+//
+// A "segment" is one (row, group): gs = n / groups contiguous elements of one row of y.
+// A team of threads owns a segment; each thread holds up to ITEMS units of it (norm_io.cuh)
+// in registers, unit u = lane + i * team, so a team's loads are contiguous and
+// coalesced. Three tiers, picked by the segment's width in units:
+//   warp   team of 1..32 lanes (a power of two), ITEMS = 4, 256-thread blocks holding
+//          256 / team segments; statistics through shuffles only. Groups up to 128 units
+//          (512 float32 / 1024 16-bit elements on the vector path) - the reference
+//          problem's 512-wide groups are one warp each, 16 floats per thread. ~58
+//          registers (4 blocks per SM); capping at 48 or fewer spills.
+//   block  team = the whole block (64..512 threads), ITEMS = 8; statistics through
+//          shuffles and 33 entries of shared memory. Groups up to 4096 units (16K float32,
+//          32K 16-bit elements on the vector path; 4K elements on the scalar path). More
+//          units per thread or 1024 threads would spill (the γ/β loads of all units are
+//          hoisted together).
+//   wide   1024 threads per segment, read twice: statistics chunk by chunk (Chan-combined),
+//          then normalisation. Any width.
+// Each tier reads its segment, reduces, then each thread writes only what it read, so the
+// pass is in place with no extra memory. Grids are grid-stride loops so any m * groups fits.
+#include "epilogue/groupnorm_kernel.h"
+
+#include <stdio.h>
+
+#include "epilogue/norm_reduce.cuh"
+
+namespace {
+
+struct norm_params {
+    void *y;
+    int64_t ldy, m, groups, gs;
+    const void *gamma, *beta;
+    float eps, lo, hi;
+    float *mean, *rstd;
+};
+
+constexpr int kWarpItems = 4;
+constexpr int kWarpThreads = 256;
+constexpr int kBlockItems = 8;
+constexpr int kBlockMaxThreads = 512; // 8 units x 512 threads: ~83 registers, no spills
+constexpr int kBlockMinThreads = 64;
+constexpr int kWideItems = 4;
+constexpr int kMaxThreads = 1024;
+constexpr int64_t kMaxGrid = int64_t(1) << 24;
+
+__device__ __forceinline__ float lgh_rstd(const lgh_stats &s, float eps)
+{
+    const float var = s.n > 0.f ? s.m2 / s.n : 0.f;
+    return 1.0f / sqrtf(var + eps);
+}
+
+template <typename T, bool VECTOR>
+__global__ void __launch_bounds__(kWarpThreads) lgh_norm_warp(norm_params p, int team)
+{
+    using IO = lgh_norm_io<T, VECTOR>;
+    constexpr int N = IO::N;
+    const int units = (int)(p.gs / N); // <= kWarpItems * 32 on this tier
+    const int64_t nseg = p.m * p.groups;
+    const int per_block = (int)blockDim.x / team;
+    const int lane = (int)(threadIdx.x & (unsigned)(team - 1));
+    const int step = team * N;
+    const int64_t first = (int64_t)blockIdx.x * per_block + threadIdx.x / team;
+    // The warp's first segment decides the trip count, so whole warps run the shuffles.
+    const int64_t warp_first = (int64_t)blockIdx.x * per_block + (threadIdx.x & ~31u) / team;
+    const int64_t stride = (int64_t)gridDim.x * per_block;
+
+    for (int64_t it = 0; warp_first + it < nseg; it += stride) {
+        const int64_t seg = first + it;
+        const bool live = seg < nseg;
+        const int64_t row = live ? seg / p.groups : 0;
+        const int64_t col0 = (live ? seg - row * p.groups : 0) * p.gs + (int64_t)lane * N;
+        T *ys = static_cast<T *>(p.y) + row * p.ldy + col0;
+
+        typename IO::U v[kWarpItems];
+#pragma unroll
+        for (int i = 0; i < kWarpItems; ++i) {
+            if (live && lane + i * team < units) v[i] = IO::load(ys + i * step);
+        }
+        lgh_stats s = lgh_norm_thread_stats<IO, kWarpItems>(v, live, lane, team, units);
+        s = lgh_norm_team_reduce(s, team);
+        const float rstd = lgh_rstd(s, p.eps);
+        if (live && lane == 0 && p.mean) {
+            p.mean[seg] = s.mean;
+            p.rstd[seg] = rstd;
+        }
+        const T *gamma = static_cast<const T *>(p.gamma) + col0;
+        const T *beta = static_cast<const T *>(p.beta) + col0;
+#pragma unroll
+        for (int i = 0; i < kWarpItems; ++i) {
+            if (live && lane + i * team < units) {
+                IO::store(ys + i * step, lgh_norm_apply<T, IO>(v[i], gamma + i * step,
+                                                               beta + i * step, s.mean, rstd,
+                                                               p.lo, p.hi));
+            }
+        }
+    }
+}
+
+template <typename T, bool VECTOR>
+__global__ void __launch_bounds__(kBlockMaxThreads) lgh_norm_block(norm_params p)
+{
+    using IO = lgh_norm_io<T, VECTOR>;
+    constexpr int N = IO::N;
+    __shared__ lgh_stats sh[33];
+    const int units = (int)(p.gs / N); // <= kBlockItems * kBlockMaxThreads on this tier
+    const int64_t nseg = p.m * p.groups;
+    const int lane = (int)threadIdx.x;
+    const int team = (int)blockDim.x;
+    const int step = team * N;
+
+    for (int64_t seg = blockIdx.x; seg < nseg; seg += gridDim.x) {
+        const int64_t row = seg / p.groups;
+        const int64_t col0 = (seg - row * p.groups) * p.gs + (int64_t)lane * N;
+        T *ys = static_cast<T *>(p.y) + row * p.ldy + col0;
+
+        typename IO::U v[kBlockItems];
+#pragma unroll
+        for (int i = 0; i < kBlockItems; ++i) {
+            if (lane + i * team < units) v[i] = IO::load(ys + i * step);
+        }
+        lgh_stats s = lgh_norm_thread_stats<IO, kBlockItems>(v, true, lane, team, units);
+        s = lgh_norm_block_reduce(s, sh);
+        const float rstd = lgh_rstd(s, p.eps);
+        if (lane == 0 && p.mean) {
+            p.mean[seg] = s.mean;
+            p.rstd[seg] = rstd;
+        }
+        const T *gamma = static_cast<const T *>(p.gamma) + col0;
+        const T *beta = static_cast<const T *>(p.beta) + col0;
+#pragma unroll
+        for (int i = 0; i < kBlockItems; ++i) {
+            if (lane + i * team < units) {
+                IO::store(ys + i * step, lgh_norm_apply<T, IO>(v[i], gamma + i * step,
+                                                               beta + i * step, s.mean, rstd,
+                                                               p.lo, p.hi));
+            }
+        }
+    }
+}
+
+template <typename T, bool VECTOR>
+__global__ void __launch_bounds__(kMaxThreads) lgh_norm_wide(norm_params p)
+{
+    using IO = lgh_norm_io<T, VECTOR>;
+    constexpr int N = IO::N;
+    __shared__ lgh_stats sh[33];
+    const int64_t units = p.gs / N;
+    const int64_t nseg = p.m * p.groups;
+    const int64_t lane = threadIdx.x;
+    const int64_t team = blockDim.x;
+    const int64_t chunk = team * kWideItems;
+
+    for (int64_t seg = blockIdx.x; seg < nseg; seg += gridDim.x) {
+        const int64_t row = seg / p.groups;
+        const int64_t col0 = (seg - row * p.groups) * p.gs;
+        T *ys = static_cast<T *>(p.y) + row * p.ldy + col0;
+
+        // First read: per-chunk stats, merged into the thread's running stats.
+        lgh_stats s = lgh_stats_empty();
+        for (int64_t base = 0; base < units; base += chunk) {
+            typename IO::U v[kWideItems];
+#pragma unroll
+            for (int i = 0; i < kWideItems; ++i) {
+                const int64_t u = base + lane + i * team;
+                if (u < units) v[i] = IO::load(ys + u * N);
+            }
+            s = lgh_stats_combine(
+                s, lgh_norm_thread_stats<IO, kWideItems>(v, true, base + lane, team, units));
+        }
+        s = lgh_norm_block_reduce(s, sh);
+        const float rstd = lgh_rstd(s, p.eps);
+        if (lane == 0 && p.mean) {
+            p.mean[seg] = s.mean;
+            p.rstd[seg] = rstd;
+        }
+        // Second read: normalise and write.
+        const T *gamma = static_cast<const T *>(p.gamma) + col0;
+        const T *beta = static_cast<const T *>(p.beta) + col0;
+        for (int64_t base = 0; base < units; base += chunk) {
+            typename IO::U v[kWideItems];
+#pragma unroll
+            for (int i = 0; i < kWideItems; ++i) {
+                const int64_t u = base + lane + i * team;
+                if (u < units) v[i] = IO::load(ys + u * N);
+            }
+#pragma unroll
+            for (int i = 0; i < kWideItems; ++i) {
+                const int64_t u = base + lane + i * team;
+                if (u < units) {
+                    IO::store(ys + u * N, lgh_norm_apply<T, IO>(v[i], gamma + u * N,
+                                                                beta + u * N, s.mean, rstd,
+                                                                p.lo, p.hi));
+                }
+            }
+        }
+    }
+}
+
+enum tier { TIER_WARP = 0, TIER_BLOCK = 1, TIER_WIDE = 2, TIER_COUNT = 3 };
+constexpr int kDtypes = 3;
+constexpr int kVariants = kDtypes * 2 * TIER_COUNT;
+
+// Variant index: ((dtype * 2 + vector) * TIER_COUNT + tier).
+template <typename T, bool V> const void *tier_fn(int tier)
+{
+    if (tier == TIER_WARP) return reinterpret_cast<const void *>(&lgh_norm_warp<T, V>);
+    if (tier == TIER_BLOCK) return reinterpret_cast<const void *>(&lgh_norm_block<T, V>);
+    return reinterpret_cast<const void *>(&lgh_norm_wide<T, V>);
+}
+
+const void *variant_fn(int index)
+{
+    const int tier = index % TIER_COUNT;
+    const int vec = (index / TIER_COUNT) % 2;
+    const int dtype = index / (TIER_COUNT * 2);
+    switch (dtype * 2 + vec) {
+    case 0: return tier_fn<float, false>(tier);
+    case 1: return tier_fn<float, true>(tier);
+    case 2: return tier_fn<__nv_bfloat16, false>(tier);
+    case 3: return tier_fn<__nv_bfloat16, true>(tier);
+    case 4: return tier_fn<__half, false>(tier);
+    default: return tier_fn<__half, true>(tier);
+    }
+}
+
+const char *const kDtypeNames[kDtypes] = {"f32", "bf16", "f16"};
+const char *const kTierNames[TIER_COUNT] = {"warp", "block", "wide"};
+
+int64_t next_pow2(int64_t v)
+{
+    int64_t p = 1;
+    while (p < v) p <<= 1;
+    return p;
+}
+
+bool aligned16(const void *ptr) { return ((uintptr_t)ptr & 15u) == 0; }
+
+// The launch shape for *a: variant index, threads per block, team size, blocks.
+struct launch_shape {
+    int variant, threads, team;
+    int64_t blocks;
+};
+
+launch_shape pick(const lgh_groupnorm_args_t *a)
+{
+    const int64_t elem = a->dtype == LGH_DTYPE_FLOAT32 ? 4 : 2;
+    const int64_t gs = a->n / a->groups;
+    const int64_t vec_n = 16 / elem;
+    const bool vec = aligned16(a->y) && aligned16(a->gamma) && aligned16(a->beta) &&
+                     (a->ldy * elem) % 16 == 0 && gs % vec_n == 0;
+    const int64_t units = vec ? gs / vec_n : gs;
+    const int64_t nseg = a->m * a->groups;
+    launch_shape s;
+    int tier;
+    if (units <= (int64_t)kWarpItems * 32) {
+        tier = TIER_WARP;
+        s.team = (int)next_pow2((units + kWarpItems - 1) / kWarpItems);
+        s.threads = kWarpThreads;
+        const int64_t per_block = kWarpThreads / s.team;
+        s.blocks = (nseg + per_block - 1) / per_block;
+    } else if (units <= (int64_t)kBlockItems * kBlockMaxThreads) {
+        tier = TIER_BLOCK;
+        const int64_t t = next_pow2((units + kBlockItems - 1) / kBlockItems);
+        s.threads = (int)(t < kBlockMinThreads ? kBlockMinThreads : t);
+        s.team = s.threads;
+        s.blocks = nseg;
+    } else {
+        tier = TIER_WIDE;
+        s.threads = kMaxThreads;
+        s.team = s.threads;
+        s.blocks = nseg;
+    }
+    if (s.blocks > kMaxGrid) s.blocks = kMaxGrid;
+    const int dt = a->dtype == LGH_DTYPE_FLOAT32 ? 0 : a->dtype == LGH_DTYPE_BFLOAT16 ? 1 : 2;
+    s.variant = (dt * 2 + (vec ? 1 : 0)) * TIER_COUNT + tier;
+    return s;
+}
+
+} // namespace
+
+extern "C" int lgh_groupnorm_variant(const lgh_groupnorm_args_t *a, int *threads_per_block)
+{
+    const launch_shape s = pick(a);
+    if (threads_per_block) *threads_per_block = s.threads;
+    return s.variant;
+}
+
+extern "C" cudaError_t lgh_groupnorm_launch(const lgh_groupnorm_args_t *a, void *stream)
+{
+    const launch_shape s = pick(a);
+    norm_params p;
+    p.y = a->y;
+    p.ldy = a->ldy;
+    p.m = a->m;
+    p.groups = a->groups;
+    p.gs = a->n / a->groups;
+    p.gamma = a->gamma;
+    p.beta = a->beta;
+    p.eps = a->eps;
+    p.lo = a->lo;
+    p.hi = a->hi;
+    p.mean = a->mean;
+    p.rstd = a->rstd;
+    int team = s.team;
+    void *warp_args[] = {&p, &team};
+    void *block_args[] = {&p};
+    const bool warp_tier = s.variant % TIER_COUNT == TIER_WARP;
+    cudaError_t e = cudaLaunchKernel(variant_fn(s.variant), dim3((unsigned)s.blocks),
+                                     dim3((unsigned)s.threads), warp_tier ? warp_args : block_args,
+                                     0, static_cast<cudaStream_t>(stream));
+    if (e != cudaSuccess) {
+        cudaGetLastError(); // a launch error is not sticky: clear it for the caller's next call
+        return e;
+    }
+    return cudaSuccess;
+}
+
+extern "C" int lgh_groupnorm_kernel_count(void) { return kVariants; }
+
+extern "C" cudaError_t lgh_groupnorm_kernel_info(int index, lgh_kernel_info_t *out)
+{
+    if (index < 0 || index >= kVariants || !out) return cudaErrorInvalidValue;
+    const int tier = index % TIER_COUNT;
+    const int vec = (index / TIER_COUNT) % 2;
+    const int dtype = index / (TIER_COUNT * 2);
+    snprintf(out->name, sizeof out->name, "lgh_norm_%s<%s,%s>", kTierNames[tier],
+             kDtypeNames[dtype], vec ? "vec16" : "scalar");
+    const void *fn = variant_fn(index);
+    cudaFuncAttributes attr;
+    cudaError_t e = cudaFuncGetAttributes(&attr, fn);
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        return e;
+    }
+    out->registers = attr.numRegs;
+    out->shared_bytes = (int)attr.sharedSizeBytes; // no dynamic shared memory
+    out->local_bytes = (int)attr.localSizeBytes;
+    out->threads_per_block = tier == TIER_WARP    ? kWarpThreads
+                             : tier == TIER_BLOCK ? kBlockMaxThreads
+                                                  : kMaxThreads;
+    int blocks = 0;
+    e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, fn, out->threads_per_block, 0);
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        return e;
+    }
+    out->blocks_per_sm = blocks;
+    return cudaSuccess;
+}

@@ -1,0 +1,67 @@
+/*
+ * The cuBLASLt side of the cublaslt engine: one handle per context and a small cache of
+ * "plans" (matmul descriptor, A/B/D layouts, the heuristic's algorithm), one per problem
+ * shape. A plan is built on the first call for its key; later calls only set the bias
+ * pointer (a host-side descriptor write) and run cublasLtMatmul, so they allocate nothing
+ * and do not synchronise.
+ *
+ * The product: y (row-major [M, N], ldy) = x · Wᵀ + b, in cuBLASLt's column-major terms
+ *     D = yᵀ [N, M] (ld ldy) = op_T(A) · B + bias,  A = W as col-major [K, N] (ld ldw),
+ *     B = xᵀ as col-major [K, M] (ld ldx), bias of length N broadcast over D's columns,
+ * with C = D = y and beta = 0 (y is never read).
+ */
+#ifndef LGH_CUBLASLT_LT_PLAN_H
+#define LGH_CUBLASLT_LT_PLAN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cublasLt.h>
+
+#include "core/engine.h"
+
+/* Vendor workspace the heuristic may use: DESIGN.md bounds it to 32 MB. */
+#define LGH_LT_VENDOR_WORKSPACE ((size_t)32 << 20)
+
+/* Plans kept per context; the oldest is replaced when full. */
+#define LGH_LT_PLAN_SLOTS 16
+
+/* Everything the heuristic's answer depends on. Pointer alignments (bytes, capped at
+ * 256) are part of it: cuBLASLt picks kernels by the alignment of the pointers it sees. */
+typedef struct lgh_lt_key {
+    int64_t m, n, k, ldx, ldw, ldy;
+    int dtype;
+    int math; /* LGH_MATH_TF32 or LGH_MATH_FP32 for float32 data; 0 for 16-bit data */
+    int align_x, align_w, align_y, align_bias;
+} lgh_lt_key_t;
+
+typedef struct lgh_lt_plan {
+    lgh_lt_key_t key;
+    int in_use;
+    cublasLtMatmulDesc_t op;
+    cublasLtMatrixLayout_t a, b, d;
+    cublasLtMatmulAlgo_t algo;
+    size_t algo_workspace; /* what the chosen algorithm needs (<= LGH_LT_VENDOR_WORKSPACE) */
+} lgh_lt_plan_t;
+
+typedef struct lgh_lt_cache {
+    cublasLtHandle_t handle;
+    lgh_lt_plan_t plans[LGH_LT_PLAN_SLOTS];
+    int next_victim;
+} lgh_lt_cache_t;
+
+/* The key of problem p with the given bias pointer (the one cuBLASLt will read). */
+void lgh_lt_key_of(const lgh_problem_t *p, const void *bias, lgh_lt_key_t *key);
+
+/* Creates the handle and an empty cache. */
+lgh_status_t lgh_lt_cache_create(struct lgh_context *ctx, lgh_lt_cache_t **out);
+
+/* Destroys every plan and the handle. */
+void lgh_lt_cache_destroy(lgh_lt_cache_t *cache);
+
+/* The plan for *key, built (descriptors + heuristic, with `bias` set as the bias pointer
+ * the heuristic sees) when not cached yet. */
+lgh_status_t lgh_lt_plan_get(struct lgh_context *ctx, lgh_lt_cache_t *cache,
+                             const lgh_lt_key_t *key, const void *bias, lgh_lt_plan_t **out);
+
+#endif /* LGH_CUBLASLT_LT_PLAN_H */

@@ -1,0 +1,64 @@
+/*
+ * The group-norm finishing pass: one CUDA kernel launch that, for every (row, group) of
+ * y, reduces the group's statistics, normalises, applies γ/β and clamps, in place.
+ *
+ *     y[r, c] = clamp( (y[r, c] + bias[c] - mean[r, g]) * rstd[r, g] * γ[c] + β[c] ; lo, hi )
+ *
+ * C-callable: the cuBLASLt engine runs it after the vendor GEMM, and any engine that
+ * leaves pre-norm values in y (a group wider than a cluster) can finish with it.
+ * Groups that fit (up to 16K float32 or 32K 16-bit elements on the vector path, 4K on
+ * the scalar path) are read once and written once from registers; wider groups are
+ * read twice (statistics, then normalisation). Statistics are float32 (count, mean, M2)
+ * pairs combined with Chan's formula (chan.cuh).
+ *
+ * No allocation and no host synchronisation: graph-capturable.
+ */
+#ifndef LGH_CUDA_GROUPNORM_KERNEL_H
+#define LGH_CUDA_GROUPNORM_KERNEL_H
+
+#include <stdint.h>
+
+#include <cuda_runtime_api.h>
+
+#include "lgh.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct lgh_groupnorm_args {
+    void *y;             /* [m, n] row-major, dtype, in place */
+    int64_t ldy;         /* >= n, elements */
+    int64_t m, n, groups;
+    lgh_dtype_t dtype;   /* of y, bias, gamma, beta */
+    const void *bias;    /* [n] added before the statistics; NULL when y already has it */
+    const void *gamma;   /* [n] */
+    const void *beta;    /* [n] */
+    float eps, lo, hi;
+    float *mean;         /* optional [m, groups] float32 outputs; both or neither */
+    float *rstd;
+} lgh_groupnorm_args_t;
+
+/* Launches the pass on `stream` (a cudaStream_t; NULL = legacy default stream) on the
+ * current device. Arguments are assumed valid (the core checked them). Returns the
+ * launch's cudaError_t (cudaSuccess, or the error cudaGetLastError reports). */
+cudaError_t lgh_groupnorm_launch(const lgh_groupnorm_args_t *a, void *stream);
+
+/* Which kernel variant lgh_groupnorm_launch picks for *a: its index for
+ * lgh_groupnorm_kernel_info, and the threads per block it launches with. */
+int lgh_groupnorm_variant(const lgh_groupnorm_args_t *a, int *threads_per_block);
+
+/* Number of compiled kernel variants (every dtype x vector/scalar x tier). */
+int lgh_groupnorm_kernel_count(void);
+
+/* Facts of variant `index` on the current device: name, registers, static shared
+ * memory, local (spill) bytes, threads per block as launched (the largest block for
+ * tiers whose block size follows the group size) and resident blocks per SM at that
+ * block size. out->engine is left as is. */
+cudaError_t lgh_groupnorm_kernel_info(int index, lgh_kernel_info_t *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* LGH_CUDA_GROUPNORM_KERNEL_H */
