@@ -55,7 +55,7 @@ SUITES = {
     "full": {"shapes": ["ref", "m-sweep", "llama", "g-sweep"], "modes": list(R.MODE_ORDER)},
 }
 # Per-suite defaults for what can take long: compile limits (seconds).
-SUITE_COMPILE = {"quick": (60.0, 100.0), "full": (120.0, 400.0)}  # (per compile, total)
+SUITE_COMPILE = {"quick": (60.0, 100.0), "full": (120.0, 240.0)}  # (per compile, total)
 
 CUDA_ENGINES = ["auto", "sm90", "sm80", "cublaslt"]
 CPU_ENGINES = ["auto", "cpu"]
@@ -126,13 +126,16 @@ def build_parser():
     p.add_argument("--compile-timeout", type=float,
                    help="seconds one torch.compile may take (default quick 60, full 120)")
     p.add_argument("--compile-budget", type=float,
-                   help="seconds all compiles may take together (default quick 100, full 400)")
+                   help="seconds all compiles may take together (default quick 100, full 240)")
     p.add_argument("--seed", metavar="PATH",
                    help="the seed's seed_modelnew.py (default ../shared/seed/seed_modelnew.py "
                         "when present)")
     p.add_argument("--out", metavar="DIR", help="output folder (default bench/results)")
     p.add_argument("--name", help="output base name (default <gpu-slug>-<yyyy-mm-dd>)")
     p.add_argument("--reps", type=int, default=100, help="timed calls per measurement (>= 50)")
+    p.add_argument("--max-seconds", type=float, default=2.0,
+                   help="timed seconds per measurement above which fewer than --reps calls "
+                        "are timed (never fewer than 50)")
     p.add_argument("--warmup-ms", type=float, default=100.0,
                    help="warm-up per measurement, in ms of calls (at least 5 calls)")
     p.add_argument("--time-limit", type=float, default=0.0,
@@ -213,19 +216,19 @@ def plan_mode(shape, mode, a):
         # under math "fp32" unless the fp32 mode measures it anyway.
         torch_math = "fp32"
         torch_baselines = "fp32" not in a.mode_list
+    # Baselines first: should an lgh engine break the CUDA context, they are measured.
     if torch_baselines:
         items.append(Item(shape, mode, "addmm", torch_math, prec))
-    for e in a.engine_list:
-        items.append(Item(shape, mode, "lgh-" + e, mmath, "highest", engine=e))
-    if mode != "fp32":
-        # ModelNew follows torch's switch: "highest" -> 3xtf32, "high" -> tf32.
-        items.append(Item(shape, mode, "lgh-modelnew", mmath, "high" if mode == "tf32" else "highest"))
-    if torch_baselines:
         items.append(Item(shape, mode, "torch-eager", torch_math, prec))
     if mode in a.compile_mode_list and mode != "3xtf32":
         items.append(Item(shape, mode, "torch-compile", torch_math, prec))
     if mode == "tf32":
         items.append(Item(shape, mode, "seed", "tf32", "high"))
+    for e in a.engine_list:
+        items.append(Item(shape, mode, "lgh-" + e, mmath, "highest", engine=e))
+    if mode != "fp32":
+        # ModelNew follows torch's switch: "highest" -> 3xtf32, "high" -> tf32.
+        items.append(Item(shape, mode, "lgh-modelnew", mmath, "high" if mode == "tf32" else "highest"))
     return [it for it in items if _wanted(it.impl, a.impl_filter)]
 
 
@@ -279,7 +282,15 @@ def collect_meta(torch, a, lgh_mod):
                      "l2_bytes": 32 * 1024 * 1024})
     if lgh_mod is not None:
         meta["lgh"] = getattr(lgh_mod, "__version__", None)
-        meta["lgh_library"] = os.environ.get("LGH_LIBRARY")
+        for key, fn, args in (("lgh_library", "library_path", ()), ("lgh_c_version", "version", ()),
+                              ("lgh_engines", "engines_available", (a.device,)),
+                              ("lgh_device", "device_description", (a.device,))):
+            try:
+                meta[key] = getattr(lgh_mod, fn)(*args)
+            except Exception:  # noqa: BLE001 - facts only; probing decides what runs
+                meta[key] = None
+        if meta["lgh_library"] is None:
+            meta["lgh_library"] = os.environ.get("LGH_LIBRARY")
     rev = _run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"])
     if rev:
         dirty = _run(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no"])
@@ -334,15 +345,17 @@ class Timer:
             self.torch.cuda.synchronize()
 
     def warm(self, fn, xs, warmup_ms):
-        """Calls fn until warmup_ms of wall time have passed (at least 5 calls)."""
+        """Calls fn until warmup_ms of wall time have passed (at least 5 calls); returns
+        (calls, wall ms per call)."""
         t0, i = time.perf_counter(), 0
         while True:
             for _ in range(5):
                 fn(xs[i % len(xs)])
                 i += 1
             self.sync()
-            if (time.perf_counter() - t0) * 1e3 >= warmup_ms or i >= 5000:
-                return i
+            el = (time.perf_counter() - t0) * 1e3
+            if el >= warmup_ms or i >= 5000:
+                return i, el / i
 
     def times(self, fn, xs, reps, start=0):
         """Per-call times in ms: CUDA events around each call (GPU), else wall clock."""
@@ -542,7 +555,13 @@ class Runner:
                 raise Skipped(self.lgh_why)
             if not hasattr(self.lgh, "ModelNew"):
                 raise Skipped("lgh has no ModelNew")
-            return self._module(self.lgh.ModelNew, p), None, None
+            mod = self._module(self.lgh.ModelNew, p)
+            note = None
+            try:
+                note = "runs " + str(mod.engine_for(p.xs[0]))
+            except Exception:  # noqa: BLE001 - the note is optional
+                pass
+            return mod, note, None
         if it.impl == "seed":
             if self.seed is None:
                 raise Skipped(self.seed_why)
@@ -632,13 +651,15 @@ class Runner:
             del y
             bound = R.BOUNDS[it.math]
             status = "ok" if finite and rel <= bound else ("nonfinite" if not finite else "bound")
-            n_warm = timer.warm(fn, p.xs, a.warmup_ms)
-            times = timer.times(fn, p.xs, a.reps, start=n_warm)
+            n_warm, per_call = timer.warm(fn, p.xs, a.warmup_ms)
+            # --reps calls, fewer (never under 50) where that would pass --max-seconds.
+            reps = int(max(min(a.reps, 50), min(a.reps, a.max_seconds * 1e3 / max(per_call, 1e-6))))
+            times = timer.times(fn, p.xs, reps, start=n_warm)
             med, lo, p90 = summarize(times)
             notes = [s for s in (note, "checked against the float64 GEMM + bias (no norm)"
                                  if it.impl == "addmm" else None) if s]
             return rec(ms=med, min_ms=lo, p90_ms=p90, rel_err=rel if finite else None,
-                       max_abs=mx if finite else None, reps=a.reps, buffers=len(p.xs),
+                       max_abs=mx if finite else None, reps=reps, buffers=len(p.xs),
                        status=status, note="; ".join(notes) or None,
                        **({"compile_s": round(compile_s, 2)} if compile_s is not None else {}))
 
@@ -666,7 +687,7 @@ def measure_peaks(torch, a, timer, modes):
             B = (torch.rand(s, s, generator=gen, device=a.device) - 0.5).to(dt)
             with matmul_precision(torch, "high" if key == "tf32" else "highest"), torch.no_grad():
                 fn = lambda _x: torch.mm(A, B)  # noqa: E731
-                timer.warm(fn, [None], a.warmup_ms)
+                timer.warm(fn, [None], a.warmup_ms)  # also brings the clocks up
                 med, _, _ = summarize(timer.times(fn, [None], max(50, min(a.reps, 100))))
             out[key] = 2.0 * s ** 3 / (med * 1e-3) / 1e12
             progress(f"peak {key}: {s}^3 torch.mm {med:.3f} ms = {out[key]:.1f} TFLOP/s")
