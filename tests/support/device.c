@@ -1,0 +1,100 @@
+/*
+ * Device side of the test support (see tst.h): allocation, copies and synchronisation
+ * through the CUDA runtime, used only by the GPU tier. Built without CUDA, every call
+ * fails with "built without CUDA", and the tests skip their GPU tier before calling.
+ */
+#include <stdio.h>
+
+#include "tst.h"
+
+#ifdef LGH_TEST_HAVE_CUDA
+#include <cuda_runtime_api.h>
+
+static int fail(cudaError_t e, const char *what, char *msg, size_t len)
+{
+    if (msg) snprintf(msg, len, "%s: %s", what, cudaGetErrorString(e));
+    return -1;
+}
+
+int tst_have_cuda(void) { return 1; }
+
+int tst_dev_alloc(void **p, size_t bytes, char *msg, size_t len)
+{
+    cudaError_t e = cudaMalloc(p, bytes);
+    if (e != cudaSuccess) {
+        *p = NULL;
+        return fail(e, "cudaMalloc", msg, len);
+    }
+    return 0;
+}
+
+int tst_dev_free(void *p) { return cudaFree(p) == cudaSuccess ? 0 : -1; }
+
+int tst_h2d(void *dst, const void *src, size_t bytes, char *msg, size_t len)
+{
+    cudaError_t e = cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice);
+    return e == cudaSuccess ? 0 : fail(e, "cudaMemcpy host->device", msg, len);
+}
+
+int tst_d2h(void *dst, const void *src, size_t bytes, char *msg, size_t len)
+{
+    cudaError_t e = cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost);
+    return e == cudaSuccess ? 0 : fail(e, "cudaMemcpy device->host", msg, len);
+}
+
+int tst_dev_sync(char *msg, size_t len)
+{
+    cudaError_t e = cudaDeviceSynchronize();
+    if (e == cudaSuccess) e = cudaGetLastError();
+    return e == cudaSuccess ? 0 : fail(e, "after lgh_forward", msg, len);
+}
+
+int tst_dev_cc(int dev)
+{
+    int major = 0, minor = 0;
+    if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess) {
+        cudaGetLastError();
+        return -1;
+    }
+    return major * 10 + minor;
+}
+
+#else /* built without CUDA */
+
+static int none(char *msg, size_t len)
+{
+    if (msg) snprintf(msg, len, "the tests were built without the CUDA runtime");
+    return -1;
+}
+
+int tst_have_cuda(void) { return 0; }
+int tst_dev_alloc(void **p, size_t bytes, char *msg, size_t len)
+{
+    (void)bytes;
+    *p = NULL;
+    return none(msg, len);
+}
+int tst_dev_free(void *p)
+{
+    (void)p;
+    return -1;
+}
+int tst_h2d(void *dst, const void *src, size_t bytes, char *msg, size_t len)
+{
+    (void)dst, (void)src, (void)bytes;
+    return none(msg, len);
+}
+int tst_d2h(void *dst, const void *src, size_t bytes, char *msg, size_t len)
+{
+    (void)dst, (void)src, (void)bytes;
+    return none(msg, len);
+}
+int tst_dev_sync(char *msg, size_t len) { return none(msg, len); }
+int tst_dev_cc(int dev)
+{
+    (void)dev;
+    return -1;
+}
+
+#endif

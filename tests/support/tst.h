@@ -1,0 +1,123 @@
+/*
+ * Shared pieces of lgh's C tests (test_matrix, test_errors, ...): seeded random inputs,
+ * elements of every lgh dtype in host memory, NaN poison and guard patterns, error
+ * metrics against the double-precision reference, the reference run on several threads,
+ * device buffers for the GPU tier, and the closing one-line summary.
+ *
+ * Every test program links the static library lgh_test_support built from this folder.
+ * CUDA calls live in device.c only, compiled with the CUDA runtime when the build has
+ * it (LGH_TEST_HAVE_CUDA) and as stubs that report "no CUDA runtime" otherwise.
+ */
+#ifndef LGH_TESTS_TST_H
+#define LGH_TESTS_TST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lgh.h"
+
+/* ctest's SKIP_RETURN_CODE for a whole program that has nothing to run here. */
+#define TST_EXIT_SKIP 77
+
+/* ---- random numbers ------------------------------------------------------------------ */
+
+/* The run's base seed: LGH_TEST_SEED when set (decimal or 0x hex), else from the clock.
+ * Computed once; tst_print_seed() says how to replay it. */
+uint64_t tst_base_seed(void);
+void tst_print_seed(const char *program);
+
+typedef struct tst_rng {
+    uint64_t s;
+} tst_rng_t;
+
+/* An independent stream for (base seed, stream id): case i of a run always gets the
+ * same inputs for the same base seed, whatever ran before it. */
+tst_rng_t tst_rng_make(uint64_t base, uint64_t stream);
+uint64_t tst_rng_next(tst_rng_t *r);
+double tst_uniform(tst_rng_t *r, double lo, double hi);
+
+/* ---- elements of any dtype ------------------------------------------------------------ */
+
+size_t tst_elem_bytes(lgh_dtype_t dt);
+/* Stores v rounded to dt (nearest even) at element i of base. */
+void tst_store(lgh_dtype_t dt, void *base, int64_t i, double v);
+double tst_load(lgh_dtype_t dt, const void *base, int64_t i);
+
+/* Bit patterns. POISON is a quiet NaN written where lgh must write (an element left
+ * unwritten makes the error NaN); GUARD is a different NaN written where lgh must not
+ * write (padding between rows, a tail after the last row) and compared bit for bit. */
+typedef enum tst_pattern { TST_POISON = 0, TST_GUARD = 1 } tst_pattern_t;
+void tst_store_pattern(lgh_dtype_t dt, void *base, int64_t i, tst_pattern_t p);
+int tst_is_pattern(lgh_dtype_t dt, const void *base, int64_t i, tst_pattern_t p);
+
+/* A buffer of `total` elements holding a rows x cols matrix at leading dimension ld
+ * (total >= (rows-1)*ld + cols). Row elements get uniform values in [lo, hi) rounded
+ * to dt; every other element (padding, tail) gets GUARD, a NaN, so an engine that
+ * reads padding produces NaN. */
+void tst_fill_matrix(lgh_dtype_t dt, void *buf, int64_t rows, int64_t cols, int64_t ld,
+                     int64_t total, tst_rng_t *r, double lo, double hi);
+/* Row elements POISON, everything else GUARD. */
+void tst_poison_matrix(lgh_dtype_t dt, void *buf, int64_t rows, int64_t cols, int64_t ld,
+                       int64_t total);
+/* How many non-row elements no longer hold GUARD (0 when padding and tail untouched). */
+int64_t tst_guard_damage(lgh_dtype_t dt, const void *buf, int64_t rows, int64_t cols,
+                         int64_t ld, int64_t total);
+
+/* ---- comparison ----------------------------------------------------------------------- */
+
+typedef struct tst_err {
+    double rel;       /* ||y - ref||_F / ||ref||_F (NaN if any y is not finite) */
+    double max_abs;   /* max |y - ref| over finite elements */
+    int64_t nonfinite; /* elements of y that are NaN or infinite */
+} tst_err_t;
+
+/* y: rows x cols at ld in dt; ref: packed rows x cols doubles. */
+tst_err_t tst_compare(lgh_dtype_t dt, const void *y, int64_t rows, int64_t cols, int64_t ld,
+                      const double *ref);
+
+/* The bound DESIGN.md sets for a dtype and (resolved) math mode. */
+double tst_bound(lgh_dtype_t dt, lgh_math_t math);
+
+/* ---- the reference, threaded ------------------------------------------------------------ */
+
+/* lgh_reference_rows over all rows of *a (host pointers), split across the CPU's
+ * threads. mean / rstd may be NULL. Returns 0 on success. */
+int tst_reference(const lgh_args_t *a, double *y, double *mean, double *rstd);
+
+/* ---- device memory (GPU tier) ---------------------------------------------------------- */
+
+/* 1 when the tests were built with the CUDA runtime. */
+int tst_have_cuda(void);
+/* All return 0 on success; on failure write the CUDA error into msg (may be NULL). */
+int tst_dev_alloc(void **p, size_t bytes, char *msg, size_t len);
+int tst_dev_free(void *p);
+int tst_h2d(void *dst, const void *src, size_t bytes, char *msg, size_t len);
+int tst_d2h(void *dst, const void *src, size_t bytes, char *msg, size_t len);
+/* cudaDeviceSynchronize + the sticky error, so a kernel fault shows up in this case. */
+int tst_dev_sync(char *msg, size_t len);
+/* The compute capability of CUDA device `dev` as major*10+minor, or -1. */
+int tst_dev_cc(int dev);
+
+/* A host or device copy of a host buffer: on a GPU context `dev` is a device copy of
+ * `host` (uploaded by tst_buf_upload); on the CPU dev == host. */
+typedef struct tst_buf {
+    void *host;
+    void *dev;
+    size_t bytes;
+    int on_gpu;
+} tst_buf_t;
+int tst_buf_alloc(tst_buf_t *b, size_t bytes, int on_gpu, char *msg, size_t len);
+int tst_buf_upload(tst_buf_t *b, char *msg, size_t len);
+int tst_buf_download(tst_buf_t *b, char *msg, size_t len);
+void tst_buf_free(tst_buf_t *b);
+
+/* ---- tallies ---------------------------------------------------------------------------- */
+
+typedef struct tst_tally {
+    long passed, failed, skipped;
+} tst_tally_t;
+
+/* "<name>: N cases run, P passed, F failed, S skipped" — the program's last line. */
+void tst_summary(const char *name, const tst_tally_t *t);
+
+#endif
