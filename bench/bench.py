@@ -412,9 +412,10 @@ class Problem:
         self.beta = u(n, 0, -0.5, 0.5)
         esize = torch.empty((), dtype=dt).element_size()
         x_bytes = m * k * esize
-        # Enough x buffers that together they exceed L2 (W, read once per call, is larger
-        # than L2 at every suite shape); at most 64 buffers and 4 GB.
-        nb = max(2, l2_bytes // max(1, x_bytes) + 1)
+        # Enough x buffers that together they hold twice the L2, so no call finds its x
+        # there from an earlier one (W, read once per call, is larger than L2 at every
+        # suite shape); at least 2, at most 64 buffers and 4 GB.
+        nb = max(2, -(-2 * l2_bytes // max(1, x_bytes)))
         nb = int(min(nb, 64, max(2, (4 << 30) // max(1, x_bytes))))
         self.xs = [u(m, k, 0.0, 1.0) for _ in range(nb)]
         self.rotation_bytes = nb * x_bytes
@@ -763,7 +764,7 @@ def main(argv=None):
             meta["notes"].append(why)
             progress("note: " + why)
     l2 = int(meta["l2_bytes"])
-    meta["rotation"] = (f"x rotated over enough buffers to exceed L2 ({l2 / 1e6:.0f} MB) together "
+    meta["rotation"] = (f"x rotated over enough buffers to hold twice the L2 ({l2 / 1e6:.0f} MB) together "
                         "(2 to 64, see each record's 'buffers'); W, b, gamma, beta one copy")
     timer = Timer(torch, a.device)
     out_dir = a.out or os.path.join(HERE, "results")
