@@ -235,3 +235,15 @@ def test_harness_end_to_end_on_cpu(tmp_path):
     assert "| 3xtf32 | lgh-cpu |" in p.stdout  # the short table comes last
     md = open(str(tmp_path / "run.md")).read()
     assert "M=48, K=64, N=96, G=6" in md
+
+
+def test_compile_alarm_interrupts_a_long_call():
+    import time as _t
+    t0 = _t.perf_counter()
+    with pytest.raises(bench.CompileTimeout):
+        with bench.alarm(0.2):
+            _t.sleep(5)
+    assert _t.perf_counter() - t0 < 2
+    with bench.alarm(0.5):  # a call inside its limit is untouched, and the timer is cleared
+        pass
+    _t.sleep(0.7)
