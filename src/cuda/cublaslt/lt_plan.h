@@ -20,6 +20,10 @@
 
 #include "core/engine.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Vendor workspace the heuristic may use: DESIGN.md bounds it to 32 MB. */
 #define LGH_LT_VENDOR_WORKSPACE ((size_t)32 << 20)
 
@@ -63,5 +67,9 @@ void lgh_lt_cache_destroy(lgh_lt_cache_t *cache);
  * the heuristic sees) when not cached yet. */
 lgh_status_t lgh_lt_plan_get(struct lgh_context *ctx, lgh_lt_cache_t *cache,
                              const lgh_lt_key_t *key, const void *bias, lgh_lt_plan_t **out);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* LGH_CUBLASLT_LT_PLAN_H */
