@@ -7,6 +7,7 @@ PREFIX   ?= /usr/local
 JOBS     ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?=
 RUN_ARGS ?=
+MAKEFLAGS += --no-print-directory
 
 .PHONY: all deps configure build run test test-c test-python install clean
 
