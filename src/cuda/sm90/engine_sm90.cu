@@ -1,7 +1,261 @@
-// placeholder: replaced by the sm90 engine
+// The sm90 engine: the fused Hopper kernel (kernel_sm90.cuh) behind the engine interface
+// (src/core/engine.h). Decides which problems the kernel takes, makes the TMA tensor maps,
+// picks the instantiation and the cluster size from the group size, sizes the persistent
+// grid, and launches. Per-context state (the driver's tensor-map encoder, which kernels
+// have their shared-memory limit raised, how many clusters fit) lives in the context's
+// engine slot; a forward call allocates nothing and does not synchronise.
+#include <cuda_runtime.h>
+#include <stdio.h>
+#include <stdlib.h>
+
 #include "core/engine.h"
-static bool available(const struct lgh_context *ctx) { return false; }
-static lgh_status_t can(struct lgh_context *c, const lgh_problem_t *p, char *w, size_t n) { return LGH_STATUS_NOT_SUPPORTED; }
-static size_t ws(struct lgh_context *c, const lgh_problem_t *p) { return 0; }
-static lgh_status_t run(struct lgh_context *c, const lgh_problem_t *p, void *w, size_t b, void *s) { return LGH_STATUS_NOT_SUPPORTED; }
-extern "C" const lgh_engine_ops_t lgh_engine_sm90 = {LGH_ENGINE_SM90, "sm90", true, available, can, ws, run, NULL, NULL};
+#include "sm90/kernel_sm90.cuh"
+#include "sm90/kernels.h"
+#include "sm90/tensor_map.h"
+
+namespace {
+
+const int DTYPES = 3;
+
+struct sm90_state {
+    void *encoder;                                  // cuTensorMapEncodeTiled
+    bool smem_raised[DTYPES][LGH_SM90_GS_COUNT];    // cudaFuncSetAttribute done
+    int max_clusters[LGH_SM90_MAX_CLUSTER + 1];     // by cluster size; 0 = not asked yet
+};
+
+const void *const *kernel_table(lgh_dtype_t d)
+{
+    return d == LGH_DTYPE_FLOAT32 ? lgh_sm90_kernels_f32
+           : d == LGH_DTYPE_BFLOAT16 ? lgh_sm90_kernels_bf16
+                                     : lgh_sm90_kernels_f16;
+}
+
+const char *dtype_tag(int d) { return d == 0 ? "f32" : d == 1 ? "bf16" : "f16"; }
+
+int log2_int(int64_t v)
+{
+    int r = 0;
+    while ((int64_t(1) << (r + 1)) <= v) ++r;
+    return r;
+}
+
+bool is_pow2(int64_t v) { return v > 0 && (v & (v - 1)) == 0; }
+
+// The group's channels inside one CTA tile, and the cluster size that covers the group.
+void group_layout(int64_t gs, int *gs_tile, int *cluster)
+{
+    *gs_tile = gs < LGH_SM90_BN ? (int)gs : LGH_SM90_BN;
+    *cluster = gs > LGH_SM90_BN ? (int)(gs / LGH_SM90_BN) : 1;
+}
+
+sm90_state *get_state(struct lgh_context *ctx)
+{
+    void **slot = lgh_engine_state(ctx, LGH_ENGINE_SM90);
+    if (*slot == nullptr) *slot = calloc(1, sizeof(sm90_state));
+    return static_cast<sm90_state *>(*slot);
+}
+
+bool available(const struct lgh_context *ctx)
+{
+    const lgh_device_props_t *d = lgh_device_props(ctx);
+    return d->ordinal != LGH_DEVICE_CPU && d->cc_major == 9 && d->cc_minor == 0;
+}
+
+lgh_status_t refuse(char *why, size_t len, const char *fmt, long long a, long long b = 0)
+{
+    snprintf(why, len, fmt, a, b);
+    return LGH_STATUS_NOT_SUPPORTED;
+}
+
+lgh_status_t can_implement(struct lgh_context *ctx, const lgh_problem_t *p, char *why, size_t len)
+{
+    const lgh_args_t *a = &p->a;
+    const int64_t elem = (int64_t)p->elem_bytes;
+    if (a->dtype == LGH_DTYPE_FLOAT32 && a->math != LGH_MATH_TF32) {
+        snprintf(why, len, "math %s: the sm90 kernel computes float32 data in tf32 only",
+                 lgh_math_name(a->math));
+        return LGH_STATUS_NOT_SUPPORTED;
+    }
+    const int64_t gs = p->group_size;
+    if (!(is_pow2(gs) && gs <= (int64_t)LGH_SM90_BN * LGH_SM90_MAX_CLUSTER)) {
+        return refuse(why, len,
+                      "group size %lld does not tile the %lld-channel CTA tile evenly (the kernel "
+                      "takes powers of two up to 256, and 512 or 1024 with a cluster)",
+                      (long long)gs, (long long)LGH_SM90_BN);
+    }
+    const int64_t limit = INT32_MAX - 2 * LGH_SM90_BN;
+    if (a->m > limit || a->n > limit || a->k > limit) {
+        return refuse(why, len, "M, N and K must be below %lld for the kernel's int32 tile coordinates",
+                      (long long)limit);
+    }
+    const uintptr_t xa = (uintptr_t)a->x, wa = (uintptr_t)a->w, ya = (uintptr_t)a->y;
+    if (xa % 16 != 0 || wa % 16 != 0) {
+        snprintf(why, len, "TMA needs x and W 16-byte aligned: x %% 16 = %d, W %% 16 = %d", (int)(xa % 16),
+                 (int)(wa % 16));
+        return LGH_STATUS_NOT_SUPPORTED;
+    }
+    if ((a->ldx * elem) % 16 != 0 || (a->ldw * elem) % 16 != 0) {
+        snprintf(why, len,
+                 "TMA needs row strides that are multiples of 16 bytes: ldx*%d = %lld, ldw*%d = %lld",
+                 (int)elem, (long long)(a->ldx * elem), (int)elem, (long long)(a->ldw * elem));
+        return LGH_STATUS_NOT_SUPPORTED;
+    }
+    if (a->ldx * elem >= (int64_t(1) << 40) || a->ldw * elem >= (int64_t(1) << 40)) {
+        return refuse(why, len, "TMA row strides must be below 2^40 bytes: ldx %lld, ldw %lld",
+                      (long long)a->ldx, (long long)a->ldw);
+    }
+    if (ya % (2 * elem) != 0 || a->ldy % 2 != 0) {
+        return refuse(why, len,
+                      "the kernel stores y in pairs: y must be %lld-byte aligned and ldy even (ldy = %lld)",
+                      (long long)(2 * elem), (long long)a->ldy);
+    }
+    const lgh_device_props_t *d = lgh_device_props(ctx);
+    if (d->smem_per_block_optin < (size_t)LGH_SM90_SMEM_BYTES) {
+        return refuse(why, len, "the kernel needs %lld bytes of shared memory per block, the device has %lld",
+                      (long long)LGH_SM90_SMEM_BYTES, (long long)d->smem_per_block_optin);
+    }
+    return LGH_STATUS_SUCCESS;
+}
+
+size_t workspace_size(struct lgh_context *, const lgh_problem_t *) { return 0; }
+
+lgh_status_t cuda_fail(struct lgh_context *ctx, const char *what, cudaError_t e)
+{
+    return lgh_set_error(ctx, LGH_STATUS_CUDA_ERROR, "sm90: %s: %s", what, cudaGetErrorString(e));
+}
+
+lgh_status_t run(struct lgh_context *ctx, const lgh_problem_t *p, void *, size_t, void *stream)
+{
+    const lgh_args_t *a = &p->a;
+    sm90_state *st = get_state(ctx);
+    if (st == nullptr) return lgh_set_error(ctx, LGH_STATUS_ALLOC_FAILED, "sm90: out of host memory");
+    char why[256];
+    if (st->encoder == nullptr) {
+        st->encoder = lgh_sm90_tensor_map_encoder(why, sizeof why);
+        if (st->encoder == nullptr) return lgh_set_error(ctx, LGH_STATUS_CUDA_ERROR, "sm90: %s", why);
+    }
+
+    const int bk = a->dtype == LGH_DTYPE_FLOAT32 ? lgh_sm90_mma<float>::BK : lgh_sm90_mma<__half>::BK;
+    CUtensorMap map_x, map_w;
+    if (lgh_sm90_tensor_map_encode(st->encoder, &map_x, a->dtype, a->x, a->m, a->k, a->ldx, LGH_SM90_BM, bk,
+                                   why, sizeof why) != 0 ||
+        lgh_sm90_tensor_map_encode(st->encoder, &map_w, a->dtype, a->w, a->n, a->k, a->ldw, LGH_SM90_BN, bk,
+                                   why, sizeof why) != 0) {
+        return lgh_set_error(ctx, LGH_STATUS_CUDA_ERROR, "sm90: %s", why);
+    }
+
+    int gs_tile, cluster;
+    group_layout(p->group_size, &gs_tile, &cluster);
+    const int d = (int)a->dtype;
+    const int gi = log2_int(gs_tile);
+    const void *kernel = kernel_table(a->dtype)[gi];
+    cudaError_t e;
+    if (!st->smem_raised[d][gi]) {
+        e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, LGH_SM90_SMEM_BYTES);
+        if (e != cudaSuccess) return cuda_fail(ctx, "cudaFuncSetAttribute(max dynamic shared memory)", e);
+        st->smem_raised[d][gi] = true;
+    }
+
+    lgh_sm90_params prm;
+    prm.bias = a->bias;
+    prm.gamma = a->gamma;
+    prm.beta = a->beta;
+    prm.y = a->y;
+    prm.ldy = a->ldy;
+    prm.mean = a->mean;
+    prm.rstd = a->rstd;
+    prm.m = (int)a->m;
+    prm.n = (int)a->n;
+    prm.groups = (int)a->groups;
+    prm.group_size = (int)p->group_size;
+    prm.eps = a->eps;
+    prm.lo = a->lo;
+    prm.hi = a->hi;
+    prm.k_blocks = (int)((a->k + bk - 1) / bk);
+    prm.m_blocks = (int)((a->m + LGH_SM90_BM - 1) / LGH_SM90_BM);
+    prm.n_tiles = (int)((a->n + (int64_t)LGH_SM90_BN * cluster - 1) / ((int64_t)LGH_SM90_BN * cluster));
+    const int64_t tiles = (int64_t)prm.m_blocks * prm.n_tiles;
+
+    cudaLaunchConfig_t cfg = {};
+    cudaLaunchAttribute attr[1];
+    cfg.blockDim = dim3(LGH_SM90_THREADS, 1, 1);
+    cfg.dynamicSmemBytes = LGH_SM90_SMEM_BYTES;
+    cfg.stream = static_cast<cudaStream_t>(stream);
+    attr[0].id = cudaLaunchAttributeClusterDimension;
+    attr[0].val.clusterDim.x = cluster;
+    attr[0].val.clusterDim.y = 1;
+    attr[0].val.clusterDim.z = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = cluster > 1 ? 1 : 0;
+
+    // Persistent grid: as many clusters as can be resident at once, never more than tiles.
+    if (st->max_clusters[cluster] == 0) {
+        int n = lgh_device_props(ctx)->sm_count;
+        if (cluster > 1) {
+            cfg.gridDim = dim3(cluster * lgh_device_props(ctx)->sm_count, 1, 1);
+            e = cudaOccupancyMaxActiveClusters(&n, kernel, &cfg);
+            if (e != cudaSuccess) return cuda_fail(ctx, "cudaOccupancyMaxActiveClusters", e);
+            if (n < 1) {
+                return lgh_set_error(ctx, LGH_STATUS_NOT_SUPPORTED,
+                                     "sm90: no cluster of %d CTAs with %d bytes of shared memory fits",
+                                     cluster, LGH_SM90_SMEM_BYTES);
+            }
+        }
+        st->max_clusters[cluster] = n;
+    }
+    const int64_t clusters = tiles < st->max_clusters[cluster] ? tiles : st->max_clusters[cluster];
+    cfg.gridDim = dim3((unsigned)(clusters * cluster), 1, 1);
+
+    void *args[] = {&map_x, &map_w, &prm};
+    e = cudaLaunchKernelExC(&cfg, kernel, args);
+    if (e != cudaSuccess) return cuda_fail(ctx, "launch", e);
+    return LGH_STATUS_SUCCESS;
+}
+
+int kernel_info(struct lgh_context *ctx, lgh_kernel_info_t *out, int capacity)
+{
+    sm90_state *st = get_state(ctx);
+    const int total = DTYPES * LGH_SM90_GS_COUNT;
+    int i = 0;
+    for (int d = 0; d < DTYPES; ++d) {
+        for (int g = 0; g < LGH_SM90_GS_COUNT; ++g, ++i) {
+            if (i >= capacity) continue;
+            const void *k = kernel_table((lgh_dtype_t)d)[g];
+            lgh_kernel_info_t *o = &out[i];
+            *o = lgh_kernel_info_t{};
+            snprintf(o->name, sizeof o->name, "sm90 %s, 128x256 tile, group width %d in tile",
+                     dtype_tag(d), 1 << g);
+            o->engine = LGH_ENGINE_SM90;
+            o->threads_per_block = LGH_SM90_THREADS;
+            cudaFuncAttributes fa;
+            if (cudaFuncGetAttributes(&fa, k) != cudaSuccess) {
+                cudaGetLastError();
+                continue;
+            }
+            o->registers = fa.numRegs;
+            o->shared_bytes = (int)fa.sharedSizeBytes + LGH_SM90_SMEM_BYTES;
+            o->local_bytes = (int)fa.localSizeBytes;
+            if (st != nullptr && !st->smem_raised[d][g] &&
+                cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, LGH_SM90_SMEM_BYTES) ==
+                    cudaSuccess) {
+                st->smem_raised[d][g] = true;
+            }
+            int blocks = 0;
+            if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, k, LGH_SM90_THREADS,
+                                                              LGH_SM90_SMEM_BYTES) != cudaSuccess) {
+                cudaGetLastError();
+            }
+            o->blocks_per_sm = blocks;
+        }
+    }
+    return total;
+}
+
+void destroy_state(void *s) { free(s); }
+
+} // namespace
+
+extern "C" const lgh_engine_ops_t lgh_engine_sm90 = {
+    LGH_ENGINE_SM90, "sm90",        true, available, can_implement, workspace_size, run, kernel_info,
+    destroy_state,
+};

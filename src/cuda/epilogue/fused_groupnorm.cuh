@@ -1,0 +1,194 @@
+// The fused epilogue: bias, per-(row, group) statistics, normalise, γ/β, clamp, one store
+// of y — on accumulators still in registers. Shared by the fused engines (sm90 wgmma,
+// sm80 mma.sync); they differ only in how partial statistics of a row meet across warps or
+// CTAs, which happens between lgh_epi_group_stats and lgh_epi_group_normalize.
+//
+// The fragment: the accumulator layout that wgmma (per warp: 16 rows of a 64xN tile) and
+// mma.sync (one m16n8 block per j) share. A thread holding NB n8-blocks of one 16-row slab
+// has, for block j and row half h in {0, 1}:
+//     v[4j + 2h + c] = tile[r0 + 8h][8j + 2(lane % 4) + c],   c in {0, 1},  r0 = lane / 4
+// So one row of the slab lives in the 4 lanes of a quad, each with 2 values per block.
+//
+// Per-column parameters come from a tile-wide copy in shared memory (lgh_epi_tile_params),
+// staged by the engine once per tile with zeros beyond N: reading them straight from
+// global memory in the unrolled epilogue made the compiler batch 128 loads into registers
+// next to 128 accumulators (spills in the sm90 kernel).
+//
+// Groups: the template parameter GS is the number of a group's channels inside the
+// fragment — the group size when it divides the fragment width NB*8, or NB*8 when the
+// fragment is one piece of a wider group (whose pieces the engine combines). GS is a power
+// of two. Along a row, a thread's values in order p = 2j + c belong to consecutive groups of
+// VALS_PER_GROUP values each; a group spans LANES quad lanes. Because N is a multiple of the
+// group size and the group size divides the tile width (or is a multiple of it), a group is
+// either entirely inside [0, N) or entirely outside, so statistics never need masking.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <stdint.h>
+
+#include "epilogue/chan.cuh"
+
+__device__ __forceinline__ float lgh_epi_to_float(float x) { return x; }
+__device__ __forceinline__ float lgh_epi_to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
+__device__ __forceinline__ float lgh_epi_to_float(__half x) { return __half2float(x); }
+
+__device__ __forceinline__ void lgh_epi_store2(float *p, float a, float b)
+{
+    *reinterpret_cast<float2 *>(p) = make_float2(a, b);
+}
+__device__ __forceinline__ void lgh_epi_store2(__nv_bfloat16 *p, float a, float b)
+{
+    *reinterpret_cast<__nv_bfloat162 *>(p) = __floats2bfloat162_rn(a, b);
+}
+__device__ __forceinline__ void lgh_epi_store2(__half *p, float a, float b)
+{
+    *reinterpret_cast<__half2 *>(p) = __floats2half2_rn(a, b);
+}
+__device__ __forceinline__ void lgh_epi_store1(float *p, float a) { *p = a; }
+__device__ __forceinline__ void lgh_epi_store1(__nv_bfloat16 *p, float a) { *p = __float2bfloat16_rn(a); }
+__device__ __forceinline__ void lgh_epi_store1(__half *p, float a) { *p = __float2half_rn(a); }
+
+// What the epilogue needs of the problem besides the per-column parameters.
+template <typename T>
+struct lgh_epi_args {
+    T *y;          // 2-element aligned, ldy even (checked by the engine)
+    int64_t ldy;
+    float *mean, *rstd; // [m, groups] or NULL
+    int m, n, groups, group_size;
+    float eps, lo, hi;
+};
+
+// bias, γ, β of one tile's WIDTH columns as float, in shared memory.
+template <int WIDTH>
+struct lgh_epi_tile_params {
+    float bias[WIDTH], gamma[WIDTH], beta[WIDTH];
+};
+
+// One thread's share of staging: column `col` (global) into slot `i` of the tile copy.
+template <typename T>
+struct lgh_epi_param_loader {
+    float b, g, be;
+    __device__ __forceinline__ void load(const T *bias, const T *gamma, const T *beta, int col, int n)
+    {
+        b = g = be = 0.f;
+        if (col < n) {
+            b = lgh_epi_to_float(bias[col]);
+            g = lgh_epi_to_float(gamma[col]);
+            be = lgh_epi_to_float(beta[col]);
+        }
+    }
+    template <int WIDTH>
+    __device__ __forceinline__ void store(lgh_epi_tile_params<WIDTH> *tp, int i) const
+    {
+        tp->bias[i] = b;
+        tp->gamma[i] = g;
+        tp->beta[i] = be;
+    }
+};
+
+// How GS channels fall on a thread's values in a fragment of NB blocks.
+template <int NB, int GS>
+struct lgh_epi_shape {
+    static_assert(GS >= 1 && (GS & (GS - 1)) == 0 && GS <= NB * 8,
+                  "a group's part in the fragment is a power of two no wider than the fragment");
+    static constexpr int VALS_PER_GROUP = GS >= 8 ? GS / 4 : (GS >= 2 ? 2 : 1);
+    static constexpr int LANES = GS >= 8 ? 4 : (GS == 4 ? 2 : 1);
+    static constexpr int GROUPS = 2 * NB / VALS_PER_GROUP; // per thread per row half
+};
+
+// Index into v of the thread's p-th value (p = 2j + c) of row half h.
+__host__ __device__ constexpr int lgh_epi_idx(int p, int h) { return 4 * (p >> 1) + 2 * h + (p & 1); }
+
+// The fragment column (0 .. NB*8-1) of the thread's p-th value.
+__device__ __forceinline__ int lgh_epi_col(int p) { return 8 * (p >> 1) + 2 * (threadIdx.x & 3) + (p & 1); }
+
+// Adds the bias. tp: the tile's parameters, indexed by fragment column.
+template <int NB, int WIDTH>
+__device__ __forceinline__ void lgh_epi_add_bias(float (&v)[4 * NB], const lgh_epi_tile_params<WIDTH> *tp)
+{
+#pragma unroll
+    for (int j = 0; j < NB; ++j) {
+        const float2 b = *reinterpret_cast<const float2 *>(&tp->bias[lgh_epi_col(2 * j)]);
+        v[4 * j] += b.x;
+        v[4 * j + 1] += b.y;
+        v[4 * j + 2] += b.x;
+        v[4 * j + 3] += b.y;
+    }
+}
+
+// Statistics of the thread's u-th group in row half h, combined over the quad lanes that
+// share the group: the statistics of the group's part inside this fragment.
+template <int NB, int GS>
+__device__ __forceinline__ lgh_stats lgh_epi_group_stats(const float (&v)[4 * NB], int u, int h)
+{
+    using S = lgh_epi_shape<NB, GS>;
+    float t[S::VALS_PER_GROUP];
+#pragma unroll
+    for (int q = 0; q < S::VALS_PER_GROUP; ++q) t[q] = v[lgh_epi_idx(u * S::VALS_PER_GROUP + q, h)];
+    lgh_stats s = lgh_stats_of(t);
+    return lgh_stats_shfl_reduce<S::LANES - 1>(s);
+}
+
+// Normalises the thread's u-th group in both row halves (s0: statistics of row row0's
+// group, s1: of row row0 + 8), applies γ/β and the clamp in place, and writes mean / rstd
+// (when asked) from the lane holding the group's first column. write_stats is false on all
+// but one CTA of a cluster that shares the group. col0: the fragment's first output column.
+template <int NB, int GS, int WIDTH, typename T>
+__device__ __forceinline__ void lgh_epi_group_normalize(float (&v)[4 * NB], int u, lgh_stats s0,
+                                                        lgh_stats s1, const lgh_epi_tile_params<WIDTH> *tp,
+                                                        const lgh_epi_args<T> &a, int row0, int col0,
+                                                        bool write_stats)
+{
+    using S = lgh_epi_shape<NB, GS>;
+    const float mean0 = s0.mean, mean1 = s1.mean;
+    const float rstd0 = rsqrtf(s0.m2 / s0.n + a.eps);
+    const float rstd1 = rsqrtf(s1.m2 / s1.n + a.eps);
+#pragma unroll
+    for (int q = 0; q < S::VALS_PER_GROUP; ++q) {
+        const int p = u * S::VALS_PER_GROUP + q;
+        const int col = lgh_epi_col(p);
+        const float g = tp->gamma[col], b = tp->beta[col];
+        const float y0 = fmaf((v[lgh_epi_idx(p, 0)] - mean0) * rstd0, g, b);
+        const float y1 = fmaf((v[lgh_epi_idx(p, 1)] - mean1) * rstd1, g, b);
+        v[lgh_epi_idx(p, 0)] = fminf(fmaxf(y0, a.lo), a.hi);
+        v[lgh_epi_idx(p, 1)] = fminf(fmaxf(y1, a.lo), a.hi);
+    }
+    if (a.mean != nullptr && write_stats) {
+        const int first = col0 + lgh_epi_col(u * S::VALS_PER_GROUP);
+        if (first % a.group_size == 0 && first < a.n) {
+            const int g = first / a.group_size;
+            if (row0 < a.m) {
+                a.mean[(int64_t)row0 * a.groups + g] = mean0;
+                a.rstd[(int64_t)row0 * a.groups + g] = rstd0;
+            }
+            if (row0 + 8 < a.m) {
+                a.mean[(int64_t)(row0 + 8) * a.groups + g] = mean1;
+                a.rstd[(int64_t)(row0 + 8) * a.groups + g] = rstd1;
+            }
+        }
+    }
+}
+
+// Stores the fragment's two rows (row0 and row0 + 8), masked to [0, m) x [0, n).
+template <int NB, typename T>
+__device__ __forceinline__ void lgh_epi_store(const float (&v)[4 * NB], const lgh_epi_args<T> &a,
+                                              int row0, int col0)
+{
+    const int c = col0 + 2 * (threadIdx.x & 3);
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+        const int row = row0 + 8 * h;
+        if (row >= a.m) continue;
+        T *yrow = a.y + (int64_t)row * a.ldy;
+#pragma unroll
+        for (int j = 0; j < NB; ++j) {
+            const int col = c + 8 * j;
+            if (col + 1 < a.n) {
+                lgh_epi_store2(yrow + col, v[4 * j + 2 * h], v[4 * j + 2 * h + 1]);
+            } else if (col < a.n) {
+                lgh_epi_store1(yrow + col, v[4 * j + 2 * h]);
+            }
+        }
+    }
+}
