@@ -101,7 +101,8 @@ static lgh_status_t run(struct lgh_context *ctx, const lgh_problem_t *p, void *w
     const int threads = ctx->props.cpu_threads > 0 ? ctx->props.cpu_threads : 1;
     layout_t l;
     if (!make_layout(ctx, p, &l))
-        return lgh_set_error(ctx, LGH_STATUS_INTERNAL_ERROR, "cpu engine: workspace size overflows");
+        return lgh_set_error(ctx, LGH_STATUS_INTERNAL_ERROR,
+                             "cpu engine: workspace size overflows");
     if (l.total > 0 && (!ws || ws_bytes < l.total)) {
         return lgh_set_error(ctx, LGH_STATUS_WORKSPACE_TOO_SMALL,
                              "cpu engine: workspace of %zu bytes, needs %zu", ws ? ws_bytes : 0,

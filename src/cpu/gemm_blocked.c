@@ -126,9 +126,8 @@ void lgh_gemm_blocked_nt(int64_t m, int64_t n, int64_t k, const float *a, int64_
     if (threads < 1) threads = 1;
     const int64_t kc_max = min64(KC, k);
     const int64_t nc_max = min64(NC, round_up(n, NR));
-    const int64_t mc_max = min64(MC, round_up(m, MR));
     float *bpack = scratch;
-    float *apack_all = bpack + kc_max * nc_max;
+    float *apack_all = bpack + kc_max * nc_max; /* one MC x KC block per thread */
     /* Small products are not worth waking threads for. */
     if ((double)m * (double)n * (double)k < 4.0e6) threads = 1;
 
@@ -137,6 +136,7 @@ void lgh_gemm_blocked_nt(int64_t m, int64_t n, int64_t k, const float *a, int64_
 #endif
     {
 #ifdef _OPENMP
+        const int64_t mc_max = min64(MC, round_up(m, MR));
         float *apack = apack_all + (int64_t)omp_get_thread_num() * mc_max * kc_max;
 #else
         float *apack = apack_all;
