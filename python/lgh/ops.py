@@ -29,6 +29,8 @@ _DTYPES = {
     torch.float16: _lib.DTYPE_FLOAT16,
 }
 
+_SUPPORTED_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+
 MATH_MODES = ("auto", "fp32", "tf32", "3xtf32")
 
 HAS_CUSTOM_OP = hasattr(torch, "library") and hasattr(torch.library, "custom_op") and hasattr(
@@ -52,7 +54,7 @@ def _check_inputs(x, weight, bias, gamma, beta):
     for name, t in named:
         if not isinstance(t, torch.Tensor):
             raise TypeError("lgh: %s must be a torch.Tensor, got %s" % (name, type(t).__name__))
-    if x.dtype not in _DTYPES:
+    if x.dtype not in _SUPPORTED_DTYPES:
         raise TypeError("lgh: x has dtype %s; lgh computes float32, bfloat16 and float16" % x.dtype)
     for name, t in named[1:]:
         if t.dtype != x.dtype:
@@ -97,6 +99,8 @@ def _math_name(math):
 
 
 def _groups(num_groups):
+    if isinstance(num_groups, int) and not isinstance(num_groups, bool):
+        return num_groups  # the common case, kept simple for torch.compile to trace
     if isinstance(num_groups, bool):
         raise TypeError("lgh: num_groups must be an int, got %r" % (num_groups,))
     try:

@@ -48,15 +48,23 @@ def rel_err(y, ref):
 
 def make_problem(m, k, n, groups, dtype=torch.float32, device="cpu", gen=None, x_shape=None):
     """Fresh random x (U[0,1) as KernelBench), nn.Linear-like W, b, and gamma / beta away
-    from (1, 0) so that a mixed-up parameter shows. Never zeros."""
-    gen = gen or torch.Generator().manual_seed(torch.seed() % (2**31))
+    from (1, 0) so that a mixed-up parameter shows. Never zeros. Drawn in float64 on the
+    device (gen, if given, must be a generator of that device), then cast to dtype."""
+    device = torch.device(device)
+    if gen is None:
+        gen = torch.Generator(device=device)
+        gen.seed()
     bound_w = 1.0 / k ** 0.5
-    x = torch.rand(x_shape or (m, k), generator=gen, dtype=torch.float64)
-    w = (torch.rand(n, k, generator=gen, dtype=torch.float64) * 2 - 1) * bound_w
-    b = (torch.rand(n, generator=gen, dtype=torch.float64) * 2 - 1) * bound_w
-    g = 0.5 + torch.rand(n, generator=gen, dtype=torch.float64)
-    be = torch.rand(n, generator=gen, dtype=torch.float64) - 0.5
-    return [t.to(device=device, dtype=dtype) for t in (x, w, b, g, be)]
+
+    def rand(*shape):
+        return torch.rand(shape, generator=gen, dtype=torch.float64, device=device)
+
+    x = rand(*(x_shape or (m, k)))
+    w = (rand(n, k) * 2 - 1) * bound_w
+    b = (rand(n) * 2 - 1) * bound_w
+    g = 0.5 + rand(n)
+    be = rand(n) - 0.5
+    return [t.to(dtype) for t in (x, w, b, g, be)]
 
 
 @pytest.fixture
