@@ -23,7 +23,9 @@
  * Without a device the GPU engines exit 77 (ctest SKIP_RETURN_CODE) after printing
  * "GPU tier: skipped (no CUDA device)". cpu, cublaslt and auto must take every shape;
  * sm80 / sm90 may answer LGH_STATUS_NOT_SUPPORTED, which is a counted, printed skip
- * (and then nothing may have been written). Exit: 0 all passed (some may be skipped),
+ * (and then nothing may have been written). With LGH_ENGINE set (e.g. LGH_ENGINE=sm90, as
+ * issue 3 asks), the auto target runs that engine under the same rules. Exit: 0 all
+ * passed (some may be skipped),
  * 1 a failure, 77 nothing ran.
  *
  * Before the matrix, the checker checks itself: an unwritten element, a write into the
@@ -196,6 +198,7 @@ typedef struct target {
     lgh_engine_t engine;
     int on_gpu;
     int must_take; /* NOT_SUPPORTED is a failure, not a skip */
+    lgh_engine_t env_engine; /* auto target: LGH_ENGINE's engine, which replaces AUTO */
     lgh_context_t ctx;
     tst_buf_t ws; /* caller workspace, grown as needed */
     tst_tally_t tally;
@@ -286,9 +289,10 @@ static int run_one(target_t *t, const case_data_t *c, lgh_math_t math)
                lgh_last_error(t->ctx));
         goto done;
     }
-    if (plan == LGH_STATUS_SUCCESS && t->engine != LGH_ENGINE_AUTO && picked != t->engine) {
+    const lgh_engine_t forced = t->engine != LGH_ENGINE_AUTO ? t->engine : t->env_engine;
+    if (plan == LGH_STATUS_SUCCESS && forced != LGH_ENGINE_AUTO && picked != forced) {
         printf("FAIL %s: lgh_plan chose engine %s for forced engine %s\n", what,
-               lgh_engine_name(picked), lgh_engine_name(t->engine));
+               lgh_engine_name(picked), lgh_engine_name(forced));
         goto done;
     }
 
@@ -591,9 +595,19 @@ int main(int argc, char **argv)
     char title[64];
     snprintf(title, sizeof title, "test_matrix[%s]", engine_arg);
     tst_print_seed(title);
-    const char *env_engine = getenv("LGH_ENGINE");
-    if (env_engine && *env_engine)
-        printf("note: LGH_ENGINE=%s is set; it replaces AUTO on the auto target\n", env_engine);
+    /* LGH_ENGINE replaces AUTO: the auto target then runs that engine, and may skip
+     * what it cannot run only if that engine may (sm80, sm90). */
+    const char *env = getenv("LGH_ENGINE");
+    lgh_engine_t env_engine = LGH_ENGINE_AUTO;
+    if (env && *env && lgh_engine_from_name(env, &env_engine) == LGH_STATUS_SUCCESS &&
+        env_engine != LGH_ENGINE_AUTO) {
+        printf("note: LGH_ENGINE=%s is set; it replaces AUTO on the auto target\n", env);
+        for (int i = 0; i < nt; ++i) {
+            if (targets[i].engine != LGH_ENGINE_AUTO) continue;
+            targets[i].env_engine = env_engine;
+            targets[i].must_take = env_engine == LGH_ENGINE_CPU || env_engine == LGH_ENGINE_CUBLASLT;
+        }
+    }
 
     const int self_bad = checker_self_test();
 

@@ -252,12 +252,13 @@ static int parse_csv(char *text, kernel_t *k, int *count)
             c_value = column(hdr, nh, "Metric Value");
             for (int m = 0; m < N_METRICS; ++m) raw_col[m] = column(hdr, nh, kMetrics[m]);
             units_row_pending = c_metric < 0; /* the raw page's second row holds units */
+            if (c_id < 0) c_id = c_name; /* no ID column: one kernel per name */
             if (c_id < 0) break;
             continue;
         }
         int nf = csv_split(line, fields);
         if (nf <= c_id) continue;
-        if (units_row_pending && !isdigit((unsigned char)fields[c_id][0])) {
+        if (units_row_pending && (!fields[c_id][0] || (c_id != c_name && !isdigit((unsigned char)fields[c_id][0])))) {
             for (int m = 0; m < N_METRICS; ++m)
                 if (raw_col[m] >= 0 && raw_col[m] < nf)
                     copy_str(raw_units[m], sizeof raw_units[m], fields[raw_col[m]]);

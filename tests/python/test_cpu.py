@@ -2,6 +2,7 @@
 shapes, non-contiguous inputs, the modules and their state_dicts, errors, the math-mode
 switch, autograd, statistics, and calls from several threads."""
 
+import os
 import threading
 
 import pytest
@@ -12,6 +13,11 @@ import lgh
 from lgh import ops
 
 from conftest import DTYPES, bound, make_problem, reference, rel_err
+
+pytestmark = pytest.mark.skipif(
+    os.environ.get("LGH_ENGINE", "auto").lower() not in ("", "auto", "cpu"),
+    reason="LGH_ENGINE=%s forces a GPU engine on every context, the CPU's too" %
+    os.environ.get("LGH_ENGINE"))
 
 SHAPES = [  # (M, K, N, groups): odd sizes, group sizes 1 to 512
     (1, 8, 8, 1),

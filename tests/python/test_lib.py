@@ -94,7 +94,8 @@ def test_struct_layout_matches_header():
     assert int(sizes[1]) == ctypes.sizeof(_lib.lgh_args_t)
     assert int(sizes[2]) == ctypes.sizeof(_lib.lgh_kernel_info_t)
     split = lines.index("--")
-    for struct, rows in ((_lib.lgh_args_t, lines[1:split]), (_lib.lgh_kernel_info_t, lines[split + 1:])):
+    for struct, rows in ((_lib.lgh_args_t, lines[1:split]),
+                         (_lib.lgh_kernel_info_t, lines[split + 1:])):
         c_fields = [r.split() for r in rows if r.strip()]
         assert [f[0] for f in c_fields] == [f[0] for f in struct._fields_], struct.__name__
         for name, offset, size in c_fields:
@@ -140,3 +141,25 @@ def test_custom_op_flag_matches_torch():
     assert lgh.HAS_CUSTOM_OP == has
     if has:
         assert hasattr(torch.ops.lgh, "linear_groupnorm_hardtanh")
+
+
+def _run_python(code, **env):
+    full = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(
+        lgh.__file__))), **env)
+    out = subprocess.run([sys.executable, "-c", code], env=full, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def test_lgh_engine_environment_variable():
+    code = ("import torch, lgh\n"
+            "x, w, v = torch.rand(4, 8), torch.rand(8, 8), torch.rand(8)\n"
+            "try:\n"
+            "    print(lgh.engine_for(x, w, v, v, v, 2))\n"
+            "    lgh.linear_groupnorm_hardtanh(x, w, v, v, v, 2)\n"
+            "except Exception as e:\n"
+            "    print(type(e).__name__, e.status_name, e)\n")
+    assert _run_python(code, LGH_ENGINE="cpu").startswith("cpu")
+    out = _run_python(code, LGH_ENGINE="bogus")
+    assert "LghValueError LGH_STATUS_INVALID_VALUE" in out and "LGH_ENGINE=bogus" in out
