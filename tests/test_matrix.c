@@ -24,12 +24,11 @@
  * "GPU tier: skipped (no CUDA device)". cpu, cublaslt and auto must take every shape;
  * sm80 / sm90 may answer LGH_STATUS_NOT_SUPPORTED, which is a counted, printed skip
  * (and then nothing may have been written). With LGH_ENGINE set (e.g. LGH_ENGINE=sm90, as
- * issue 3 asks), the auto target runs that engine under the same rules. Exit: 0 all
- * passed (some may be skipped),
- * 1 a failure, 77 nothing ran.
+ * issue 3 asks), the auto target runs that engine under the same rules.
+ * Exit: 0 all passed (some may be skipped), 1 a failure, 77 nothing ran.
  *
  * Before the matrix, the checker checks itself: an unwritten element, a write into the
- * padding, a wrong value and a wrong statistic must each be caught.
+ * padding or the tail, and a wrong value must each be caught.
  */
 #include <inttypes.h>
 #include <math.h>
