@@ -154,7 +154,8 @@ def candidate_paths():
 
 def _declare(lib):
     """Sets the argument and result types of every function the binding uses."""
-    c_int, c_void_p, c_char_p, c_size_t = ctypes.c_int, ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t
+    c_int, c_void_p, c_char_p = ctypes.c_int, ctypes.c_void_p, ctypes.c_char_p
+    c_size_t = ctypes.c_size_t
     args_p = ctypes.POINTER(lgh_args_t)
     protos = {
         "lgh_version": (c_int, ()),
@@ -237,7 +238,8 @@ def engine_from_name(name):
     out = ctypes.c_int(0)
     s = lib().lgh_engine_from_name(str(name).encode(), ctypes.byref(out))
     if s != STATUS_SUCCESS:
-        raise ValueError("lgh: engine %r is not an engine (auto, cpu, cublaslt, sm80, sm90)" % (name,))
+        raise ValueError("lgh: engine %r is not an engine (auto, cpu, cublaslt, sm80, sm90)" %
+                         (name,))
     return out.value
 
 

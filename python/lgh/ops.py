@@ -85,7 +85,8 @@ def _math_id(math):
     """lgh_math_t for a math name; "auto" follows torch.get_float32_matmul_precision():
     "highest" -> 3xtf32 (float32 accuracy), "high" / "medium" -> tf32."""
     if math == "auto":
-        return _lib.MATH_3XTF32 if torch.get_float32_matmul_precision() == "highest" else _lib.MATH_TF32
+        highest = torch.get_float32_matmul_precision() == "highest"
+        return _lib.MATH_3XTF32 if highest else _lib.MATH_TF32
     return _lib.MATH_BY_NAME[math]
 
 
