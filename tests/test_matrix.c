@@ -2,7 +2,7 @@
  * test_matrix: lgh_forward over the shape matrix, checked against the double-precision
  * reference (lgh_reference_rows) within DESIGN.md's bounds.
  *
- *   test_matrix [--engine cpu|cublaslt|sm80|sm90|auto|all] [--case N] [--verbose]
+ *   test_matrix [--engine cpu|cublaslt|sm80|sm90|auto|all] [--case N] [--reduced] [--verbose]
  *
  * Shapes: M in {1, 7, 128, 1000} x K in {8, 100, 1024} x group size in {1, 8, 48, 64,
  * 512, 2048} x G in {1, 3} (N = group size * G; G = 1 only for 2048). Each shape cycles
@@ -26,6 +26,9 @@
  * (and then nothing may have been written). With LGH_ENGINE set (e.g. LGH_ENGINE=sm90, as
  * issue 3 asks), the auto target runs that engine under the same rules.
  * Exit: 0 all passed (some may be skipped), 1 a failure, 77 nothing ran.
+ *
+ * --reduced keeps M in {7, 128} and K in {8, 100} (every group size, dtype and math mode),
+ * for slow runs such as compute-sanitizer; case numbers stay those of the full matrix.
  *
  * Before the matrix, the checker checks itself: an unwritten element, a write into the
  * padding or the tail, and a wrong value must each be caught.
@@ -532,7 +535,7 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: test_matrix [--engine cpu|cublaslt|sm80|sm90|auto|all] [--case N] "
-            "[--verbose]\n"
+            "[--reduced] [--verbose]\n"
             "  Runs lgh_forward over the shape matrix against the double-precision reference.\n"
             "  LGH_TEST_SEED=<n> replays a run's inputs; --case runs one case (shape x dtype).\n");
 }
@@ -540,7 +543,7 @@ static void usage(FILE *f)
 int main(int argc, char **argv)
 {
     const char *engine_arg = "cpu";
-    int only_case = -1;
+    int only_case = -1, reduced = 0;
     list_shapes();
     for (int i = 1; i < argc; ++i) {
         if (!strcmp(argv[i], "--engine") && i + 1 < argc) {
@@ -555,6 +558,8 @@ int main(int argc, char **argv)
             }
         } else if (!strcmp(argv[i], "--verbose") || !strcmp(argv[i], "-v")) {
             g_verbose = 1;
+        } else if (!strcmp(argv[i], "--reduced")) {
+            reduced = 1;
         } else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             usage(stdout);
             return 0;
@@ -626,6 +631,8 @@ int main(int argc, char **argv)
     if (na > 0) {
         for (int id = 0; id < g_n_shapes * N_DTYPES; ++id) {
             if (only_case >= 0 && id != only_case) continue;
+            const dims_t *d = &g_dims[id / N_DTYPES];
+            if (reduced && !((d->m == 7 || d->m == 128) && (d->k == 8 || d->k == 100))) continue;
             case_data_t c;
             if (make_case(&c, id, tst_base_seed())) {
                 printf("FAIL case %d: could not build inputs or the reference\n", id);

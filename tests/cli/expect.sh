@@ -4,7 +4,8 @@
 #   expect.sh <status> <regex|-> [--skip-if <regex>] -- <command> [args...]
 #
 # Passes when the command exits with <status> and its output (stdout and stderr
-# together) matches the extended regex (- for any output). With --skip-if, output
+# together, lines joined by spaces so that .* can span lines) matches the extended
+# regex (- for any output). With --skip-if, output
 # matching that regex (e.g. "no CUDA device") exits 77, ctest's SKIP_RETURN_CODE.
 want=$1
 pattern=$2
@@ -27,7 +28,7 @@ if [ "$got" -ne "$want" ]; then
     echo "expect.sh: exit status $got, want $want: $*"
     exit 1
 fi
-if [ "$pattern" != "-" ] && ! printf '%s\n' "$out" | grep -Eq -- "$pattern"; then
+if [ "$pattern" != "-" ] && ! printf '%s\n' "$out" | tr '\n' ' ' | grep -Eq -- "$pattern"; then
     echo "expect.sh: output does not match '$pattern': $*"
     exit 1
 fi
