@@ -93,8 +93,11 @@ static int info_cpu(void)
 static int info_gpu(int dev)
 {
     lgh_context_t ctx = NULL;
-    if (lgh_create(&ctx, dev) != LGH_STATUS_SUCCESS) {
-        printf("device %d: %s\n", dev, lgh_last_error(NULL));
+    const lgh_status_t s = lgh_create(&ctx, dev);
+    if (s != LGH_STATUS_SUCCESS) {
+        printf("device %d: %s (%s)\n", dev,
+               s == LGH_STATUS_NO_DEVICE ? "no CUDA device" : "cannot create a context",
+               lgh_last_error(NULL));
         return CLI_FAIL;
     }
     printf("device %d: %s\n", dev, lgh_device_description(ctx));

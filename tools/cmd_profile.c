@@ -416,8 +416,11 @@ int cli_cmd_profile(int argc, char **argv)
         return CLI_FAIL;
     }
     lgh_context_t ctx = NULL;
-    if (lgh_create(&ctx, o.device) != LGH_STATUS_SUCCESS) {
-        printf("lgh profile: no CUDA device %d: %s\n", o.device, lgh_last_error(NULL));
+    const lgh_status_t cs = lgh_create(&ctx, o.device);
+    if (cs != LGH_STATUS_SUCCESS) {
+        printf("lgh profile: %s %d: %s\n",
+               cs == LGH_STATUS_NO_DEVICE ? "no CUDA device" : "cannot create a context on device",
+               o.device, lgh_last_error(NULL));
         free(rest);
         return CLI_FAIL;
     }

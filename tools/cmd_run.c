@@ -138,9 +138,12 @@ static int run(const run_opts_t *o_in)
     lgh_status_t s = lgh_create(&r.ctx, o.device);
     if (s != LGH_STATUS_SUCCESS) {
         if (o.device_given) {
-            fprintf(stderr, "lgh run: %s %d: %s\n",
-                    o.device == LGH_DEVICE_CPU ? "cannot use the CPU" : "no CUDA device",
-                    o.device, lgh_last_error(NULL));
+            if (s == LGH_STATUS_NO_DEVICE)
+                fprintf(stderr, "lgh run: no CUDA device %d: %s\n", o.device, lgh_last_error(NULL));
+            else
+                fprintf(stderr, "lgh run: cannot create a context on %s: %s\n",
+                        o.device == LGH_DEVICE_CPU ? "the CPU" : "the CUDA device",
+                        lgh_last_error(NULL));
             return CLI_FAIL;
         }
         snprintf(note, sizeof note, "no CUDA device (%s): running on the CPU", lgh_last_error(NULL));
@@ -269,8 +272,12 @@ static int run(const run_opts_t *o_in)
            o.dtype == LGH_DTYPE_FLOAT32 ? lgh_math_name(math) : "");
     if (fallback_note) printf("  note: %s\n", fallback_note);
     printf("  device: %s\n", lgh_device_description(r.ctx));
+    const char *env = getenv("LGH_ENGINE");
     printf("  engine: %s (%s), workspace %zu bytes\n", lgh_engine_name(engine),
-           o.engine == LGH_ENGINE_AUTO ? "chosen by lgh_plan" : "forced", ws_bytes);
+           o.engine != LGH_ENGINE_AUTO ? "forced by --engine"
+           : env && *env && strcmp(env, "auto") ? "forced by LGH_ENGINE"
+                                                : "chosen by lgh_plan",
+           ws_bytes);
     printf("  time:   median %.4f ms over %d calls (min %.4f, max %.4f; %d warm-up; %s)\n", median,
            o.iters, (double)r.ms[0], (double)r.ms[o.iters - 1], o.warmup,
            gpu ? "CUDA events" : "clock_gettime");
