@@ -688,7 +688,9 @@ def measure_peaks(torch, a, timer, modes):
             B = (torch.rand(s, s, generator=gen, device=a.device) - 0.5).to(dt)
             with matmul_precision(torch, "high" if key == "tf32" else "highest"), torch.no_grad():
                 fn = lambda _x: torch.mm(A, B)  # noqa: E731
-                timer.warm(fn, [None], a.warmup_ms)  # also brings the clocks up
+                # A longer warm-up than per measurement: this is the run's first GPU work,
+                # and it brings the clocks up for everything after it.
+                timer.warm(fn, [None], max(a.warmup_ms, 500.0))
                 med, _, _ = summarize(timer.times(fn, [None], max(50, min(a.reps, 100))))
             out[key] = 2.0 * s ** 3 / (med * 1e-3) / 1e12
             progress(f"peak {key}: {s}^3 torch.mm {med:.3f} ms = {out[key]:.1f} TFLOP/s")

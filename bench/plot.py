@@ -42,7 +42,10 @@ def plot_doc(doc, path, dpi=110):
     rows = R.build_rows(doc)
     meta = doc["meta"]
     modes = [m for m in R.MODE_ORDER if any(r["mode"] == m for r in rows)]
-    impls = R.impls_in_doc(doc)
+    # Only implementations with a time somewhere get a bar slot (an engine not built in,
+    # n/s everywhere, would leave gaps); the markdown table still lists them.
+    timed = {r["impl"] for r in doc["records"] if r.get("ms") is not None}
+    impls = [i for i in R.impls_in_doc(doc) if i in timed]
     shapes = R.shapes_in_order(doc["records"])
     if not modes or not shapes:
         raise ValueError("the results hold no measurement to plot")
