@@ -295,6 +295,8 @@ def collect_meta(torch, a, lgh_mod):
     if rev:
         dirty = _run(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no"])
         meta["commit"] = rev + ("+dirty" if dirty else "")
+    else:  # a copy of the tree without .git (a GPU machine): the caller may say which
+        meta["commit"] = os.environ.get("LGH_BENCH_COMMIT") or None
     return meta
 
 
@@ -766,7 +768,7 @@ def main(argv=None):
             meta["notes"].append(why)
             progress("note: " + why)
     l2 = int(meta["l2_bytes"])
-    meta["rotation"] = (f"x rotated over enough buffers to hold twice the L2 ({l2 / 1e6:.0f} MB) together "
+    meta["rotation"] = (f"x rotated over enough buffers to hold twice the L2 ({l2 / 2**20:.0f} MiB) together "
                         "(2 to 64, see each record's 'buffers'); W, b, gamma, beta one copy")
     timer = Timer(torch, a.device)
     out_dir = a.out or os.path.join(HERE, "results")

@@ -371,7 +371,7 @@ def _meta_lines(meta):
     if meta.get("sm_count"):
         dev.append(f"{meta['sm_count']} SMs")
     if meta.get("l2_bytes"):
-        dev.append(f"L2 {meta['l2_bytes'] / 1e6:.0f} MB")
+        dev.append(f"L2 {meta['l2_bytes'] / 2**20:.0f} MiB")
     if meta.get("clocks"):
         dev.append(f"clocks {meta['clocks']}")
     if dev:
