@@ -25,6 +25,7 @@ configure: deps
 
 build: configure
 	@cmake --build $(BUILD) -j $(JOBS)
+	@git rev-parse --short HEAD > $(BUILD)/.commit 2>/dev/null || true
 
 run: build
 	./$(BUILD)/lgh run $(RUN_ARGS)

@@ -11,7 +11,7 @@ set -u -o pipefail
 mode=${1:-quick}
 OUT=${OUT:-$(mktemp -d)}
 root=$(pwd)
-export PYTHONUNBUFFERED=1 LGH_LIBRARY="$root/build/liblgh.so" PYTHONPATH="$root/python"
+export LGH_BENCH_COMMIT=$(cat build/.commit 2>/dev/null) PYTHONUNBUFFERED=1 LGH_LIBRARY="$root/build/liblgh.so" PYTHONPATH="$root/python"
 
 # ctest's files hold the absolute paths of the machine that configured build/.
 src=$(grep -m1 '^CMAKE_HOME_DIRECTORY' build/CMakeCache.txt | cut -d= -f2)
@@ -34,7 +34,7 @@ summary=""
 if [ "$mode" != bench ]; then
     ctest --test-dir build --output-on-failure -j 1 > "$OUT/ctest.log" 2>&1
     summary="ctest: $(grep -E 'tests passed|tests failed' "$OUT/ctest.log" | tail -n 1)"
-    python3 -m pytest -q -ra tests/python > "$OUT/pytest.log" 2>&1
+    python3 -m pytest -q -ra tests/python bench/tests > "$OUT/pytest.log" 2>&1
     summary="$summary
 pytest: $(tail -n 1 "$OUT/pytest.log")"
 fi

@@ -13,7 +13,7 @@ c_line=$(grep -E "tests passed|tests failed" "$build/ctest.log" | tail -n 1)
 p_rc=0
 if [ -n "$py" ]; then
     LGH_LIBRARY="$(pwd)/$build/liblgh.so" PYTHONPATH="$(pwd)/python" \
-        "$py" -m pytest -q -ra tests/python 2>&1 | tee "$build/pytest.log"
+        "$py" -m pytest -q -ra tests/python bench/tests 2>&1 | tee "$build/pytest.log"
     p_rc=$?
     p_line=$(grep -E "(passed|failed|error|skipped)" "$build/pytest.log" | tail -n 1)
 else
