@@ -1,4 +1,6 @@
 /* Context life cycle, error messages, device facts, the context-owned workspace. */
+#define _GNU_SOURCE /* sched_getaffinity */
+#include <sched.h>
 #include "context.h"
 
 #include <stdarg.h>
@@ -40,8 +42,11 @@ const char *lgh_device_description(lgh_context_t ctx) { return ctx ? ctx->descri
 
 int lgh_version(void) { return LGH_VERSION; }
 
+/* Cores this process may run on (respects taskset and container CPU sets). */
 static int cpu_thread_count(void)
 {
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0) return CPU_COUNT(&set);
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     return n > 0 ? (int)n : 1;
 }
