@@ -87,7 +87,7 @@ static lgh_status_t init_gpu(struct lgh_context *ctx, int device)
     ctx->props.smem_per_block_optin = prop.sharedMemPerBlockOptin;
     ctx->props.l2_bytes = (size_t)prop.l2CacheSize;
     ctx->props.cpu_threads = cpu_thread_count();
-    snprintf(ctx->description, sizeof ctx->description, "%s, sm_%d%d, %d SMs, %.0f MiB", prop.name,
+    snprintf(ctx->description, sizeof ctx->description, "%.160s, sm_%d%d, %d SMs, %.0f MiB", prop.name,
              prop.major, prop.minor, prop.multiProcessorCount,
              (double)prop.totalGlobalMem / (1024.0 * 1024.0));
     return LGH_STATUS_SUCCESS;
