@@ -2,10 +2,39 @@
  * Device side of the test support (see tst.h): allocation, copies and synchronisation
  * through the CUDA runtime, used only by the GPU tier. Built without CUDA, every call
  * fails with "built without CUDA", and the tests skip their GPU tier before calling.
+ * In staged-host mode every call works on host memory instead (tst_set_staged_host).
  */
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "tst.h"
+
+/* Staged-host mode: host memory stands in for the device (see tst.h). */
+static int staged;
+void tst_set_staged_host(int on) { staged = on; }
+
+static int staged_alloc(void **p, size_t bytes, char *msg, size_t len)
+{
+    *p = malloc(bytes);
+    if (!*p && msg) snprintf(msg, len, "malloc(%zu) for a staged buffer failed", bytes);
+    return *p ? 0 : -1;
+}
+
+#define STAGED_DISPATCH_ALLOC(p, bytes, msg, len)                                            \
+    if (staged) return staged_alloc(p, bytes, msg, len)
+#define STAGED_DISPATCH_FREE(p)                                                              \
+    if (staged) {                                                                            \
+        free(p);                                                                             \
+        return 0;                                                                            \
+    }
+#define STAGED_DISPATCH_COPY(dst, src, bytes)                                                \
+    if (staged) {                                                                            \
+        memcpy(dst, src, bytes);                                                             \
+        return 0;                                                                            \
+    }
+#define STAGED_DISPATCH_SYNC()                                                               \
+    if (staged) return 0
 
 #ifdef LGH_TEST_HAVE_CUDA
 #include <cuda_runtime_api.h>
@@ -20,6 +49,7 @@ int tst_have_cuda(void) { return 1; }
 
 int tst_dev_alloc(void **p, size_t bytes, char *msg, size_t len)
 {
+    STAGED_DISPATCH_ALLOC(p, bytes, msg, len);
     cudaError_t e = cudaMalloc(p, bytes);
     if (e != cudaSuccess) {
         *p = NULL;
@@ -28,22 +58,29 @@ int tst_dev_alloc(void **p, size_t bytes, char *msg, size_t len)
     return 0;
 }
 
-int tst_dev_free(void *p) { return cudaFree(p) == cudaSuccess ? 0 : -1; }
+int tst_dev_free(void *p)
+{
+    STAGED_DISPATCH_FREE(p);
+    return cudaFree(p) == cudaSuccess ? 0 : -1;
+}
 
 int tst_h2d(void *dst, const void *src, size_t bytes, char *msg, size_t len)
 {
+    STAGED_DISPATCH_COPY(dst, src, bytes);
     cudaError_t e = cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice);
     return e == cudaSuccess ? 0 : fail(e, "cudaMemcpy host->device", msg, len);
 }
 
 int tst_d2h(void *dst, const void *src, size_t bytes, char *msg, size_t len)
 {
+    STAGED_DISPATCH_COPY(dst, src, bytes);
     cudaError_t e = cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost);
     return e == cudaSuccess ? 0 : fail(e, "cudaMemcpy device->host", msg, len);
 }
 
 int tst_dev_sync(char *msg, size_t len)
 {
+    STAGED_DISPATCH_SYNC();
     cudaError_t e = cudaDeviceSynchronize();
     if (e == cudaSuccess) e = cudaGetLastError();
     return e == cudaSuccess ? 0 : fail(e, "after lgh_forward", msg, len);
@@ -71,26 +108,30 @@ static int none(char *msg, size_t len)
 int tst_have_cuda(void) { return 0; }
 int tst_dev_alloc(void **p, size_t bytes, char *msg, size_t len)
 {
-    (void)bytes;
+    STAGED_DISPATCH_ALLOC(p, bytes, msg, len);
     *p = NULL;
     return none(msg, len);
 }
 int tst_dev_free(void *p)
 {
-    (void)p;
+    STAGED_DISPATCH_FREE(p);
     return -1;
 }
 int tst_h2d(void *dst, const void *src, size_t bytes, char *msg, size_t len)
 {
-    (void)dst, (void)src, (void)bytes;
+    STAGED_DISPATCH_COPY(dst, src, bytes);
     return none(msg, len);
 }
 int tst_d2h(void *dst, const void *src, size_t bytes, char *msg, size_t len)
 {
-    (void)dst, (void)src, (void)bytes;
+    STAGED_DISPATCH_COPY(dst, src, bytes);
     return none(msg, len);
 }
-int tst_dev_sync(char *msg, size_t len) { return none(msg, len); }
+int tst_dev_sync(char *msg, size_t len)
+{
+    STAGED_DISPATCH_SYNC();
+    return none(msg, len);
+}
 int tst_dev_cc(int dev)
 {
     (void)dev;

@@ -88,6 +88,10 @@ int tst_reference(const lgh_args_t *a, double *y, double *mean, double *rstd);
 
 /* 1 when the tests were built with the CUDA runtime. */
 int tst_have_cuda(void);
+/* Staged-host mode (for checking the GPU tier's data movement on a CPU-only machine):
+ * "device" buffers become separate host allocations and the copies memcpy, so a test
+ * run on a CPU context through tst_buf_* moves its data exactly as the GPU tier does. */
+void tst_set_staged_host(int on);
 /* All return 0 on success; on failure write the CUDA error into msg (may be NULL). */
 int tst_dev_alloc(void **p, size_t bytes, char *msg, size_t len);
 int tst_dev_free(void *p);
