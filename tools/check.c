@@ -19,34 +19,44 @@ double cli_bound(lgh_dtype_t dt, lgh_math_t math)
 }
 
 typedef struct job {
-    const lgh_args_t *a;
-    const int64_t *rows;
-    int64_t first, count; /* positions in rows[] */
-    double *ref;          /* [count of all rows, n] */
+    const lgh_args_t *a; /* the sampled rows as a problem of their own */
+    int64_t begin, end;
+    double *ref; /* [rows, n] */
     int rc;
 } job_t;
 
 static void *worker(void *p)
 {
     job_t *j = p;
-    j->rc = 0;
-    for (int64_t i = j->first; i < j->first + j->count && j->rc == 0; ++i) {
-        /* Consecutive ids form one range: the reference then reads W once for them. */
-        int64_t end = i + 1;
-        while (end < j->first + j->count && j->rows[end] == j->rows[end - 1] + 1) ++end;
-        j->rc = lgh_reference_rows(j->a, j->rows[i], j->rows[end - 1] + 1, j->ref + i * j->a->n,
-                                   NULL, NULL);
-        i = end - 1;
-    }
+    j->rc = j->begin < j->end ? lgh_reference_rows(j->a, j->begin, j->end,
+                                                   j->ref + j->begin * j->a->n, NULL, NULL)
+                              : 0;
     return NULL;
 }
 
 int cli_check_rows(const lgh_args_t *a, const int64_t *row_ids, int64_t rows, const void *y,
                    double *rel, double *max_abs, int64_t *nonfinite)
 {
-    const int64_t n = a->n;
+    const int64_t n = a->n, k = a->k;
+    const size_t eb = a->dtype == LGH_DTYPE_FLOAT32 ? 4 : 2;
+    const int64_t ldx = a->ldx ? a->ldx : k;
+
+    /* The sampled rows of x, packed: the reference then reads W once per thread, not
+     * once per sampled row. */
+    void *xs = malloc((size_t)(rows * k) * eb);
     double *ref = malloc((size_t)(rows * n) * sizeof(double));
-    if (!ref) return -1;
+    if (!xs || !ref) {
+        free(xs);
+        free(ref);
+        return -1;
+    }
+    for (int64_t i = 0; i < rows; ++i)
+        memcpy((char *)xs + (size_t)(i * k) * eb,
+               (const char *)a->x + (size_t)(row_ids[i] * ldx) * eb, (size_t)k * eb);
+    lgh_args_t sample = *a;
+    sample.m = rows;
+    sample.x = xs;
+    sample.ldx = 0;
 
     enum { MAX_THREADS = 64 };
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
@@ -56,8 +66,7 @@ int cli_check_rows(const lgh_args_t *a, const int64_t *row_ids, int64_t rows, co
     pthread_t th[MAX_THREADS];
     int started[MAX_THREADS] = {0};
     for (int t = 0; t < nt; ++t) {
-        int64_t b = rows * t / nt, e = rows * (t + 1) / nt;
-        jobs[t] = (job_t){a, row_ids, b, e - b, ref, 0};
+        jobs[t] = (job_t){&sample, rows * t / nt, rows * (t + 1) / nt, ref, 0};
         if (t > 0) started[t] = pthread_create(&th[t], NULL, worker, &jobs[t]) == 0;
         if (t > 0 && !started[t]) worker(&jobs[t]);
     }
@@ -67,18 +76,17 @@ int cli_check_rows(const lgh_args_t *a, const int64_t *row_ids, int64_t rows, co
         if (started[t]) pthread_join(th[t], NULL);
         if (jobs[t].rc) rc = jobs[t].rc;
     }
+    free(xs);
     if (rc) {
         free(ref);
         return -1;
     }
 
     /* y holds the sampled rows packed: compare them as a problem of `rows` rows. */
-    lgh_args_t packed = *a;
-    packed.m = rows;
+    lgh_args_t packed = sample;
     packed.y = (void *)y;
     packed.ldy = 0;
     *nonfinite = 0;
-    const size_t eb = a->dtype == LGH_DTYPE_FLOAT32 ? 4 : 2;
     for (int64_t i = 0; i < rows * n; ++i) {
         float v;
         if (eb == 4) {
