@@ -281,7 +281,7 @@ static int run(const run_opts_t *o_in)
     printf("  time:   median %.4f ms over %d calls (min %.4f, max %.4f; %d warm-up; %s)\n", median,
            o.iters, (double)r.ms[0], (double)r.ms[o.iters - 1], o.warmup,
            gpu ? "CUDA events" : "clock_gettime");
-    printf("  speed:  %.2f TFLOP/s (2*M*N*K = %.3g GFLOP per call)\n", flop / (median * 1e-3) / 1e12,
+    printf("  speed:  %.3g TFLOP/s (2*M*N*K = %.3g GFLOP per call)\n", flop / (median * 1e-3) / 1e12,
            flop * 1e-9);
 
     /* The check: all rows when cheap, else R rows spread evenly (first and last included). */
