@@ -41,9 +41,18 @@ __device__ __forceinline__ void lgh_mbar_arrive(uint64_t *bar)
     asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(lgh_smem_addr(bar)) : "memory");
 }
 
-// Arrival on a barrier of another CTA of the cluster (its shared::cluster address, from
-// lgh_cluster_map), releasing this thread's earlier writes to the cluster scope.
-__device__ __forceinline__ void lgh_mbar_arrive_remote(uint32_t cluster_addr)
+// Arrival on a barrier of a CTA of the cluster (its shared::cluster address, from
+// lgh_cluster_map), with the default CTA-scope release: enough to hand a ring slot back
+// (the reads were this CTA's own wgmma, already waited for), and cheap.
+__device__ __forceinline__ void lgh_mbar_arrive_cluster(uint32_t cluster_addr)
+{
+    asm volatile("mbarrier.arrive.shared::cluster.b64 _, [%0];\n" ::"r"(cluster_addr) : "memory");
+}
+
+// Arrival on a barrier of another CTA of the cluster, releasing this thread's earlier
+// writes (e.g. st.shared::cluster into that CTA) at cluster scope. A cluster-scope release
+// is a fence: use it once per exchange, not per K-block (it made the main loop 2x slower).
+__device__ __forceinline__ void lgh_mbar_arrive_remote_release(uint32_t cluster_addr)
 {
     asm volatile("mbarrier.arrive.release.cluster.shared::cluster.b64 _, [%0];\n" ::"r"(cluster_addr)
                  : "memory");
@@ -63,7 +72,7 @@ __device__ __forceinline__ void lgh_mbar_wait(uint64_t *bar, uint32_t parity)
 }
 
 // As lgh_mbar_wait, acquiring at cluster scope: the writes other CTAs released with
-// lgh_mbar_arrive_remote are visible afterwards.
+// lgh_mbar_arrive_remote_release are visible afterwards.
 __device__ __forceinline__ void lgh_mbar_wait_cluster(uint64_t *bar, uint32_t parity)
 {
     const uint32_t addr = lgh_smem_addr(bar);

@@ -27,3 +27,16 @@ __device__ __forceinline__ void lgh_tma_load_2d(void *dst, const void *map, uint
         "l"(reinterpret_cast<uint64_t>(map)), "r"(lgh_smem_addr(bar)), "r"(c0), "r"(c1)
         : "memory");
 }
+
+// As lgh_tma_load_2d, but the box is written to the same shared-memory offset in every
+// CTA of the cluster whose bit is set in cta_mask, and completes on the barrier at bar's
+// offset in each of them.
+__device__ __forceinline__ void lgh_tma_load_2d_multicast(void *dst, const void *map, uint64_t *bar, int c0,
+                                                          int c1, uint16_t cta_mask)
+{
+    asm volatile(
+        "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster"
+        " [%0], [%1, {%3, %4}], [%2], %5;\n" ::"r"(lgh_smem_addr(dst)),
+        "l"(reinterpret_cast<uint64_t>(map)), "r"(lgh_smem_addr(bar)), "r"(c0), "r"(c1), "h"(cta_mask)
+        : "memory");
+}

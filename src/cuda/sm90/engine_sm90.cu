@@ -13,6 +13,12 @@
 #include "sm90/kernels.h"
 #include "sm90/tensor_map.h"
 
+// Whether CTAs of a cluster along N share the x tile by TMA multicast (and a cluster of 2
+// is formed for that alone when the group fits one tile). 0 builds the variant without.
+#ifndef LGH_SM90_MULTICAST
+#define LGH_SM90_MULTICAST 1
+#endif
+
 namespace {
 
 const int DTYPES = 3;
@@ -41,11 +47,15 @@ int log2_int(int64_t v)
 
 bool is_pow2(int64_t v) { return v > 0 && (v & (v - 1)) == 0; }
 
-// The group's channels inside one CTA tile, and the cluster size that covers the group.
-void group_layout(int64_t gs, int *gs_tile, int *cluster)
+// The group's channels inside one CTA tile, the CTAs a group spans, and the cluster size:
+// the group's span, or 2 when N has two tiles or more, so that the x tile is multicast.
+// x multicast over the whole cluster: box rows 128 / mc.
+void group_layout(const lgh_problem_t *p, int *gs_tile, int *group_ctas, int *cluster)
 {
+    const int64_t gs = p->group_size;
     *gs_tile = gs < LGH_SM90_BN ? (int)gs : LGH_SM90_BN;
-    *cluster = gs > LGH_SM90_BN ? (int)(gs / LGH_SM90_BN) : 1;
+    *group_ctas = gs > LGH_SM90_BN ? (int)(gs / LGH_SM90_BN) : 1;
+    *cluster = *group_ctas > 1 ? *group_ctas : (LGH_SM90_MULTICAST && p->a.n > LGH_SM90_BN ? 2 : 1);
 }
 
 sm90_state *get_state(struct lgh_context *ctx)
@@ -135,17 +145,19 @@ lgh_status_t run(struct lgh_context *ctx, const lgh_problem_t *p, void *, size_t
         if (st->encoder == nullptr) return lgh_set_error(ctx, LGH_STATUS_CUDA_ERROR, "sm90: %s", why);
     }
 
+    int gs_tile, group_ctas, cluster;
+    group_layout(p, &gs_tile, &group_ctas, &cluster);
+    const int mc = LGH_SM90_MULTICAST ? cluster : 1;
     const int bk = a->dtype == LGH_DTYPE_FLOAT32 ? lgh_sm90_mma<float>::BK : lgh_sm90_mma<__half>::BK;
     CUtensorMap map_x, map_w;
-    if (lgh_sm90_tensor_map_encode(st->encoder, &map_x, a->dtype, a->x, a->m, a->k, a->ldx, LGH_SM90_BM, bk,
-                                   why, sizeof why) != 0 ||
+    // x boxes are each CTA's slice of the x tile (multicast to the cluster).
+    if (lgh_sm90_tensor_map_encode(st->encoder, &map_x, a->dtype, a->x, a->m, a->k, a->ldx,
+                                   LGH_SM90_BM / mc, bk, why, sizeof why) != 0 ||
         lgh_sm90_tensor_map_encode(st->encoder, &map_w, a->dtype, a->w, a->n, a->k, a->ldw, LGH_SM90_BN, bk,
                                    why, sizeof why) != 0) {
         return lgh_set_error(ctx, LGH_STATUS_CUDA_ERROR, "sm90: %s", why);
     }
 
-    int gs_tile, cluster;
-    group_layout(p->group_size, &gs_tile, &cluster);
     const int d = (int)a->dtype;
     const int gi = log2_int(gs_tile);
     const void *kernel = kernel_table(a->dtype)[gi];
@@ -174,6 +186,8 @@ lgh_status_t run(struct lgh_context *ctx, const lgh_problem_t *p, void *, size_t
     prm.k_blocks = (int)((a->k + bk - 1) / bk);
     prm.m_blocks = (int)((a->m + LGH_SM90_BM - 1) / LGH_SM90_BM);
     prm.n_tiles = (int)((a->n + (int64_t)LGH_SM90_BN * cluster - 1) / ((int64_t)LGH_SM90_BN * cluster));
+    prm.group_ctas = group_ctas;
+    prm.multicast = mc > 1;
     const int64_t tiles = (int64_t)prm.m_blocks * prm.n_tiles;
 
     cudaLaunchConfig_t cfg = {};

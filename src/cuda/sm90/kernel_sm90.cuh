@@ -10,8 +10,9 @@
 // stores y once. A row of the tile lives in one quad of one warp, so statistics of a
 // group inside the tile need only quad shuffles.
 //
-// Groups wider than the tile (GS = 256 here and group size 512 or 1024) are covered by a
-// cluster of 2 or 4 CTAs along N: each CTA sends its rows' partial (mean, M2) over 256
+// The CTAs of a cluster along N share the x tile (multicast, see the main loop). Groups
+// wider than the tile (GS = 256 here and group size 512 or 1024) span the cluster's 2 or 4
+// CTAs: each CTA sends its rows' partial (mean, M2) over 256
 // channels into every other CTA's shared memory and arrives on that CTA's mbarrier; each
 // then combines the C partials in rank order (Chan), so all CTAs normalise with the same
 // statistics. The exchange buffers and barriers alternate between two sets by tile parity;
@@ -53,6 +54,8 @@ struct lgh_sm90_params {
     int k_blocks; // ceil(K / BK)
     int m_blocks; // ceil(M / BM)
     int n_tiles;  // cluster tiles along N: ceil(N / (BN * cluster size))
+    int group_ctas; // CTAs a group spans (1, 2 or 4; then equal to the cluster size)
+    int multicast;  // x tile multicast over the cluster (the x map's box is 128/cluster rows)
 };
 
 // Partial statistics exchanged inside a cluster, double-buffered by tile parity.
@@ -96,7 +99,7 @@ __device__ __forceinline__ void lgh_sm90_exchange_stats(lgh_sm90_exchange *x, lg
             if (q == rank) continue;
             lgh_cluster_store_f32x2(lgh_cluster_map(p0, q), s0.mean, s0.m2);
             lgh_cluster_store_f32x2(lgh_cluster_map(p1, q), s1.mean, s1.m2);
-            lgh_mbar_arrive_remote(lgh_cluster_map(bar, q));
+            lgh_mbar_arrive_remote_release(lgh_cluster_map(bar, q));
         }
     }
     lgh_mbar_wait_cluster(&x->bar[par], (uint32_t)(iter >> 1) & 1u);
@@ -131,10 +134,11 @@ __global__ void __launch_bounds__(LGH_SM90_THREADS, 1)
     const uint32_t csize = lgh_cluster_size();
     const uint32_t rank = lgh_cluster_rank();
     const int wg = threadIdx.x / 128;
+    const uint32_t mc = p.multicast ? csize : 1u; // CTAs sharing each x tile
 
     if (threadIdx.x == 0) {
-        lgh_sm90_ring_init(&sm->ring);
-        if (csize > 1) {
+        lgh_sm90_ring_init(&sm->ring, mc);
+        if (p.group_ctas > 1) {
             // One arrival per quad leader (64 per CTA) from each peer.
             lgh_mbar_init(&sm->xchg.bar[0], 64 * (csize - 1));
             lgh_mbar_init(&sm->xchg.bar[1], 64 * (csize - 1));
@@ -159,7 +163,7 @@ __global__ void __launch_bounds__(LGH_SM90_THREADS, 1)
                 int mb, nt;
                 lgh_sm90_tile_coords(ct, p.m_blocks, p.n_tiles, &mb, &nt);
                 lgh_sm90_produce_tile<T>(&sm->ring, pos, &map_x, &map_w, mb * LGH_SM90_BM,
-                                         (nt * (int)csize + (int)rank) * LGH_SM90_BN, p.k_blocks);
+                                         (nt * (int)csize + (int)rank) * LGH_SM90_BN, p.k_blocks, mc, rank);
             }
         }
         __syncwarp();
@@ -185,7 +189,7 @@ __global__ void __launch_bounds__(LGH_SM90_THREADS, 1)
             lgh_epi_param_loader<T> ld;
             ld.load(bias, gamma, beta, n0 + consumer_thread, p.n);
 
-            lgh_sm90_consume_tile<T>(&sm->ring, pos, acc, cw, p.k_blocks);
+            lgh_sm90_consume_tile<T>(&sm->ring, pos, acc, cw, p.k_blocks, mc);
 
             lgh_epi_tile_params<LGH_SM90_BN> *tp = &sm->params[iter & 1];
             ld.store(tp, consumer_thread);
@@ -212,8 +216,9 @@ __global__ void __launch_bounds__(LGH_SM90_THREADS, 1)
             if constexpr (GS == LGH_SM90_BN) {
                 lgh_stats s0 = lgh_epi_group_stats<32, GS>(acc, 0, 0);
                 lgh_stats s1 = lgh_epi_group_stats<32, GS>(acc, 0, 1);
-                if (csize > 1) lgh_sm90_exchange_stats(&sm->xchg, s0, s1, tile_row, iter, csize, rank);
-                lgh_epi_group_normalize<32, GS>(acc, 0, s0, s1, tp, a, row, n0, rank == 0);
+                if (p.group_ctas > 1) lgh_sm90_exchange_stats(&sm->xchg, s0, s1, tile_row, iter, csize, rank);
+                // A group spanning the cluster: its statistics are written by rank 0 alone.
+                lgh_epi_group_normalize<32, GS>(acc, 0, s0, s1, tp, a, row, n0, p.group_ctas == 1 || rank == 0);
             } else {
 #pragma unroll
                 for (int u = 0; u < lgh_epi_shape<32, GS>::GROUPS; ++u) {
@@ -225,6 +230,7 @@ __global__ void __launch_bounds__(LGH_SM90_THREADS, 1)
             lgh_epi_store<32>(acc, a, row, n0);
         }
     }
-    // No CTA may leave while a peer can still write into its shared memory.
+    // No CTA may leave while a peer can still write into its shared memory or arrive on
+    // its barriers.
     if (csize > 1) lgh_cluster_sync();
 }
