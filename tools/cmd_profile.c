@@ -332,6 +332,9 @@ static void leading_identifier(const char *name, char *out, size_t len)
     snprintf(out, len, "%.*s", (int)n, name);
 }
 
+/* The lgh_kernel_info entry for an ncu kernel: the name's leading identifier must appear
+ * in ncu's kernel name or the registers must agree; among those, agreeing registers,
+ * the identifier and the block size each make a better match. */
 static void print_binary_match(const kernel_t *k, const lgh_kernel_info_t *info, int count)
 {
     if (!strstr(k->name, "lgh")) {
@@ -340,26 +343,28 @@ static void print_binary_match(const kernel_t *k, const lgh_kernel_info_t *info,
     }
     const double regs = number(k->value[M_REGS]);
     const long threads = threads_of(k->block);
-    int best = -1, alike = 0, best_score = -1;
+    int best = -1, best_score = 0, ties = 0;
     for (int i = 0; i < count; ++i) {
-        if (regs >= 0 && info[i].registers != (int)regs) continue;
-        if (threads > 0 && info[i].threads_per_block != threads) continue;
         char ident[96];
         leading_identifier(info[i].name, ident, sizeof ident);
-        const int score = ident[0] && strstr(k->name, ident) ? 1 : 0;
-        if (score > best_score) best = i, best_score = score, alike = 0;
-        else if (score == best_score) ++alike;
+        const int named = ident[0] && strstr(k->name, ident) != NULL;
+        const int same_regs = regs >= 0 && info[i].registers == (int)regs;
+        if (!named && !same_regs) continue;
+        const int score = 4 * same_regs + 2 * named + (threads > 0 && info[i].threads_per_block == threads);
+        if (score > best_score) best = i, best_score = score, ties = 0;
+        else if (score == best_score) ++ties;
     }
     if (best < 0) {
-        printf("    binary: no lgh_kernel_info entry with %.0f registers and %ld threads\n", regs,
+        printf("    binary: no lgh_kernel_info entry matches (%.0f registers, %ld threads)\n", regs,
                threads);
         return;
     }
     const lgh_kernel_info_t *b = &info[best];
     printf("    binary: registers %d, spill (local) %d B/thread, shared %d B/block, threads %d, "
-           "blocks/SM %d  [%s%s]\n",
+           "blocks/SM %d  [%s%s%s]\n",
            b->registers, b->local_bytes, b->shared_bytes, b->threads_per_block, b->blocks_per_sm,
-           b->name, alike ? ", or an instantiation alike" : "");
+           b->name, ties ? ", or one of its siblings alike" : "",
+           best_score < 4 ? "; registers differ from ncu's" : "");
 }
 
 /* ---- the command ------------------------------------------------------------------------ */
