@@ -5,8 +5,8 @@
 #include "check.h"
 #include "context.h"
 
-/* Order is preference for LGH_ENGINE_AUTO: the first available engine that can
- * implement the problem runs. */
+/* The engines in the build. LGH_ENGINE_AUTO runs, among those available that can
+ * implement the problem, the one auto_rank() prefers; ties go to table order. */
 static const lgh_engine_ops_t *const engine_table[] = {
 #ifdef LGH_HAVE_CUDA
     &lgh_engine_sm90,
@@ -28,6 +28,27 @@ int lgh_engine_available(lgh_context_t ctx, lgh_engine_t id)
     if (!ctx) return 0;
     const lgh_engine_ops_t *e = lgh_find_engine(id);
     return e && e->available(ctx);
+}
+
+/* AUTO's preference (lower first) among engines that can run p on ctx's device. These
+ * ranks follow what was measured side by side on the H100 (docs/PERF.md); an engine
+ * goes ahead of the vendor path only where it measured faster there.
+ *   - sm90 fused: float32 (tf32, 3xtf32) ahead of cublaslt; 16-bit behind it, where
+ *     cuBLASLt + the norm pass still measure faster than the fused kernel.
+ *   - sm80 fused: behind cublaslt everywhere until measured faster on an sm_8x card
+ *     (on Hopper it can only lose to wgmma).
+ *   - fp32 math (exact-order SIMT) stays with cublaslt. */
+static int auto_rank(const struct lgh_context *ctx, lgh_engine_t id, const lgh_problem_t *p)
+{
+    (void)ctx;
+    const bool f32 = p->a.dtype == LGH_DTYPE_FLOAT32;
+    switch (id) {
+    case LGH_ENGINE_SM90: return f32 && p->a.math != LGH_MATH_FP32 ? 0 : 20;
+    case LGH_ENGINE_CUBLASLT: return 10;
+    case LGH_ENGINE_SM80: return 30;
+    case LGH_ENGINE_CPU: return 40;
+    default: return 100;
+    }
 }
 
 /* Picks the engine for a checked problem. */
@@ -54,12 +75,21 @@ static lgh_status_t choose_engine(struct lgh_context *ctx, const lgh_problem_t *
         *out = e;
         return LGH_STATUS_SUCCESS;
     }
+    const lgh_engine_ops_t *best = NULL;
+    int best_rank = 0;
     for (int i = 0; i < ENGINE_COUNT; ++i) {
         const lgh_engine_ops_t *e = engine_table[i];
-        if (e->available(ctx) && e->can_implement(ctx, p, why, sizeof why) == LGH_STATUS_SUCCESS) {
-            *out = e;
-            return LGH_STATUS_SUCCESS;
+        if (!e->available(ctx) || e->can_implement(ctx, p, why, sizeof why) != LGH_STATUS_SUCCESS)
+            continue;
+        int rank = auto_rank(ctx, e->id, p);
+        if (!best || rank < best_rank) {
+            best = e;
+            best_rank = rank;
         }
+    }
+    if (best) {
+        *out = best;
+        return LGH_STATUS_SUCCESS;
     }
     return lgh_set_error(ctx, LGH_STATUS_NOT_SUPPORTED, "no engine can run this problem on %s",
                          ctx->description);
