@@ -1,17 +1,30 @@
 #!/usr/bin/env bash
-# One call on the GPU machine: kernel facts, the GPU test tier (ctest + pytest), and the
-# side-by-side benchmark; logs under $OUT, a short table printed last.
+# One call on the GPU machine: kernel facts, the GPU test tiers, sanitizers, the
+# side-by-side benchmark and an Nsight Compute profile; logs under $OUT (at most 8 files),
+# a short table printed last.
 #
 # Build on the development machine first (`make`), then, with the device tool:
-#   run  command: bench/gpu.sh [tests|quick|full]   carry: [build, .seed]
+#   run  command: bench/gpu.sh [preset | step...]   carry: [build, .seed]
 # .seed/ (git-ignored) holds a copy of the seed's seed_modelnew.py for the benchmark.
-#   tests  facts + ctest + pytest          quick  tests + bench --suite quick
-#   bench  facts + bench --suite quick     full   tests + bench --suite full
+# Steps:   facts ctest forced sanitize pytest kernelbench bench profile
+# Presets: tests = facts ctest pytest     quick = tests bench
+#          final = facts ctest forced sanitize kernelbench bench profile
 set -u -o pipefail
-mode=${1:-quick}
+[ $# -gt 0 ] || set -- quick
+steps=()
+for a in "$@"; do
+    case $a in
+    tests) steps+=(facts ctest pytest) ;;
+    quick) steps+=(facts ctest pytest bench) ;;
+    final) steps+=(facts ctest forced sanitize kernelbench bench profile) ;;
+    facts | ctest | forced | sanitize | pytest | kernelbench | bench | profile) steps+=("$a") ;;
+    *) echo "gpu.sh: unknown step '$a'" >&2; exit 2 ;;
+    esac
+done
 OUT=${OUT:-$(mktemp -d)}
 root=$(pwd)
-export LGH_BENCH_COMMIT=$(cat build/.commit 2>/dev/null) PYTHONUNBUFFERED=1 LGH_LIBRARY="$root/build/liblgh.so" PYTHONPATH="$root/python"
+export LGH_BENCH_COMMIT=$(cat build/.commit 2>/dev/null) PYTHONUNBUFFERED=1
+export LGH_LIBRARY="$root/build/liblgh.so" PYTHONPATH="$root/python"
 
 # ctest's files hold the absolute paths of the machine that configured build/.
 src=$(grep -m1 '^CMAKE_HOME_DIRECTORY' build/CMakeCache.txt | cut -d= -f2)
@@ -19,35 +32,66 @@ if [ -n "$src" ] && [ "$src" != "$root" ] && [ ! -e "$src" ]; then
     mkdir -p "$(dirname "$src")" && ln -s "$root" "$src"
 fi
 
-facts=$OUT/facts.txt
-{
-    nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,memory.total --format=csv
-    echo; build/lgh info
-    echo; echo "== SASS of liblgh.so: HGMMA count, local-memory loads/stores per kernel"
-    cuobjdump --dump-sass build/liblgh.so 2>/dev/null | awk '
-        /Function :/ { fn=$3 } /HGMMA/ { h[fn]++ } /LDL|STL/ { l[fn]++ }
-        END { for (f in h) printf "%-70s HGMMA %d  LDL/STL %d\n", f, h[f], l[f]+0
-              for (f in l) if (!(f in h)) printf "%-70s HGMMA 0  LDL/STL %d\n", f, l[f] }'
-} > "$facts" 2>&1
+checks=$OUT/checks.log
+summary=()
+note() { summary+=("$1"); echo "[gpu.sh $(date +%T)] $1" >&2; }
 
-summary=""
-if [ "$mode" != bench ]; then
-    ctest --test-dir build --output-on-failure -j 1 > "$OUT/ctest.log" 2>&1
-    summary="ctest: $(grep -E 'tests passed|tests failed' "$OUT/ctest.log" | tail -n 1)"
-    python3 -m pytest -q -ra tests/python bench/tests > "$OUT/pytest.log" 2>&1
-    summary="$summary
-pytest: $(tail -n 1 "$OUT/pytest.log")"
-fi
+step_facts() {
+    {
+        nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,memory.total --format=csv
+        echo; build/lgh info
+        echo; echo "== SASS of liblgh.so: HGMMA/HMMA count, local-memory loads/stores per kernel"
+        cuobjdump --dump-sass build/liblgh.so 2>/dev/null | awk '
+            /Function :/ { fn=$3; seen[fn]=1 } /HGMMA/ { h[fn]++ } /HMMA/ { m[fn]++ } /LDL|STL/ { l[fn]++ }
+            END { for (f in seen) printf "%-72s HGMMA %d  HMMA %d  LDL/STL %d\n", f, h[f]+0, m[f]+0, l[f]+0 }' | sort
+    } > "$OUT/facts.txt" 2>&1
+    note "facts: $(grep -c 'LDL/STL 0' "$OUT/facts.txt") kernels without local memory, $(grep -vc 'LDL/STL 0' <(grep 'LDL/STL' "$OUT/facts.txt")) with"
+}
+step_ctest() {
+    timeout 300 ctest --test-dir build --output-on-failure -j 1 > "$OUT/ctest.log" 2>&1
+    note "ctest: $(grep -E 'tests passed|tests failed' "$OUT/ctest.log" | tail -n 1)"
+}
+step_forced() { # issue 3: the whole matrix with the engine forced through LGH_ENGINE
+    echo "== LGH_ENGINE=sm90 test_matrix --engine auto" >> "$checks"
+    LGH_ENGINE=sm90 timeout 200 build/tests/test_matrix --engine auto >> "$checks" 2>&1
+    note "forced sm90 (exit $?): $(tail -n 1 "$checks")"
+}
+step_sanitize() {
+    for tool in memcheck racecheck synccheck; do
+        echo "== compute-sanitizer --tool $tool test_matrix --engine sm90 --reduced" >> "$checks"
+        timeout 150 compute-sanitizer --tool $tool --error-exitcode 9 \
+            build/tests/test_matrix --engine sm90 --reduced >> "$checks" 2>&1
+        local rc=$?
+        note "sanitize $tool: exit $rc, $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$checks" | tail -n 1)"
+    done
+}
+step_pytest() {
+    timeout 400 python3 -m pytest -q -ra tests/python bench/tests > "$OUT/pytest.log" 2>&1
+    note "pytest: $(tail -n 1 "$OUT/pytest.log")"
+}
+step_kernelbench() {
+    echo "== pytest -s -k kernelbench (ModelNew vs Model, 5 fresh inputs)" >> "$checks"
+    timeout 200 python3 -m pytest -q -s -k kernelbench tests/python >> "$checks" 2>&1
+    note "kernelbench: $(tail -n 1 "$checks")"
+}
+step_bench() {
+    local seed=()
+    [ -f .seed/seed_modelnew.py ] && seed=(--seed .seed/seed_modelnew.py)
+    timeout 400 python3 bench/bench.py --suite "${BENCH_SUITE:-quick}" --out "$OUT" "${seed[@]}" \
+        > "$OUT/bench.log" 2>&1
+    note "bench: exit $? $(ls "$OUT"/*.json 2>/dev/null | head -n 1)"
+}
+step_profile() {
+    echo "== lgh profile (reference problem)" >> "$checks"
+    timeout 200 build/lgh profile >> "$checks" 2>&1
+    note "profile: exit $?"
+}
 
-if [ "$mode" = quick ] || [ "$mode" = full ] || [ "$mode" = bench ]; then
-    suite=quick; [ "$mode" = full ] && suite=full
-    seed=(); [ -f .seed/seed_modelnew.py ] && seed=(--seed .seed/seed_modelnew.py)
-    python3 bench/bench.py --suite "$suite" --out "$OUT" "${seed[@]}" > "$OUT/bench.log" 2>&1
-    summary="$summary
-bench: exit $? ($(ls "$OUT"/*.json 2>/dev/null | head -n 1))"
-fi
+for s in "${steps[@]}"; do "step_$s"; done
 
-echo "== facts"; grep -E "NVIDIA|HGMMA" "$facts" | head -n 12
-echo "== failures"; grep -E "FAIL|Failed|failed|Error" "$OUT/ctest.log" "$OUT/pytest.log" 2>/dev/null | head -n 20
-echo "== bench"; [ -f "$OUT/bench.log" ] && tail -n 40 "$OUT/bench.log"
-echo "== summary"; echo "$summary"
+echo "== facts"; grep -E "NVIDIA" "$OUT/facts.txt" | head -n 3
+grep -E "sm90|sm80" "$OUT/facts.txt" | grep -E "HGMMA|HMMA" | head -n 4
+echo "== failures"
+grep -hE "^FAIL|Failed|\*\*\*Failed|failed|ERROR SUMMARY: [1-9]" "$OUT/ctest.log" "$OUT/pytest.log" "$checks" 2>/dev/null | head -n 20
+if [ -f "$OUT/bench.log" ]; then echo "== bench"; tail -n 32 "$OUT/bench.log"; fi
+echo "== summary"; printf '%s\n' "${summary[@]}"
