@@ -11,6 +11,7 @@ static const lgh_engine_ops_t *const engine_table[] = {
 #ifdef LGH_HAVE_CUDA
     &lgh_engine_sm90,
     &lgh_engine_cublaslt,
+    &lgh_engine_sm80,
 #endif
     &lgh_engine_cpu,
 };

@@ -95,6 +95,7 @@ extern const lgh_engine_ops_t lgh_engine_cpu;
 #ifdef LGH_HAVE_CUDA
 extern const lgh_engine_ops_t lgh_engine_cublaslt;
 extern const lgh_engine_ops_t lgh_engine_sm90;
+extern const lgh_engine_ops_t lgh_engine_sm80;
 #endif
 
 #ifdef __cplusplus

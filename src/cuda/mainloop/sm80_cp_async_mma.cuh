@@ -1,0 +1,304 @@
+// The sm80 GEMM main loop: acc[BM x BN] = x[m0:m0+BM, :] · W[n0:n0+BN, :]ᵀ for one CTA
+// tile, on mma.sync fed by a cp.async multi-stage shared-memory pipeline. Used by the
+// fused sm80 kernel (src/cuda/sm80/kernel_sm80.cuh); runs on sm_80, sm_86, sm_89 and sm_90.
+//
+// Tile shapes come from lgh_sm80_cfg: WARPS_M x WARPS_N warps, each owning a 64 x 64 (or
+// WM x WN) block of the tile as MI x NI m16n8 accumulator fragments — the layout the fused
+// epilogue (src/cuda/epilogue/fused_groupnorm.cuh) takes, one 16-row slab acc[i] at a time.
+//
+// Shared memory: STAGES slots, each an A tile (BM rows) and a B tile (BN rows) of KB_BYTES
+// bytes of K per row (both operands are K-major, as x [M, K] and W [N, K] already are).
+// The unit of everything is bytes, not elements: one mma k-step eats 32 bytes of K per
+// row for every element type (8 tf32 or 16 bf16/fp16), and one ldmatrix.x4 loads it.
+// Rows are split into 16-byte chunks whose position is XOR-swizzled with the row index,
+// so that the 8 rows one ldmatrix phase reads (and the rows one cp.async phase writes)
+// fall into 8 different 16-byte bank groups: no bank conflicts, no padding.
+//
+// Pipeline (one CTA barrier per K-block): the prologue issues K-blocks 0 .. STAGES-2; at
+// K-block kb every thread waits for its own copies of kb, the CTA meets (so all copies
+// of kb have landed and every warp is done reading slot kb-1), then issues K-block
+// kb + STAGES - 1 into slot kb-1 and multiplies slot kb. Copies beyond K, M or N are
+// zero-filled (cp.async src-size), so tails need no other masking.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <stdint.h>
+
+#include "ptx/cp_async.cuh"
+#include "ptx/mma_sm80.cuh"
+
+// One tile configuration. BM = WARPS_M * WM, BN = WARPS_N * WN.
+template <int BM_, int BN_, int WARPS_M_, int WARPS_N_, int KB_BYTES_, int STAGES_, int MIN_BLOCKS_>
+struct lgh_sm80_cfg {
+    static constexpr int BM = BM_, BN = BN_;
+    static constexpr int WARPS_M = WARPS_M_, WARPS_N = WARPS_N_;
+    static constexpr int WARPS = WARPS_M * WARPS_N;
+    static constexpr int THREADS = 32 * WARPS;
+    static constexpr int WM = BM / WARPS_M, WN = BN / WARPS_N;
+    static constexpr int MI = WM / 16; // m16 slabs per warp
+    static constexpr int NI = WN / 8;  // n8 blocks per warp
+    static constexpr int KB_BYTES = KB_BYTES_;
+    static constexpr int CHUNKS = KB_BYTES / 16; // 16-byte chunks per row of a slot
+    static constexpr int K_STEPS = KB_BYTES / 32;
+    static constexpr int STAGES = STAGES_;
+    static constexpr int MIN_BLOCKS = MIN_BLOCKS_; // __launch_bounds__ minimum
+    static constexpr int A_BYTES = BM * KB_BYTES, B_BYTES = BN * KB_BYTES;
+    static constexpr int STAGE_BYTES = A_BYTES + B_BYTES;
+    static constexpr int RING_BYTES = STAGES * STAGE_BYTES;
+    // Rows one pass of the CTA's threads copies, and passes per slot.
+    static constexpr int ROWS_PER_PASS = THREADS / CHUNKS;
+    static constexpr int A_PASSES = BM / ROWS_PER_PASS, B_PASSES = BN / ROWS_PER_PASS;
+
+    static_assert(WM % 16 == 0 && WN % 16 == 0, "warp tiles are whole m16 slabs and n8 pairs");
+    static_assert(CHUNKS == 2 || CHUNKS == 4 || CHUNKS == 8, "a slot row is 32, 64 or 128 bytes");
+    static_assert(THREADS % CHUNKS == 0 && BM % ROWS_PER_PASS == 0 && BN % ROWS_PER_PASS == 0,
+                  "every thread copies whole passes of rows");
+    static_assert(ROWS_PER_PASS % 8 == 0, "passes keep the swizzle phase (8 rows)");
+    static_assert(STAGES >= 2, "the pipeline needs two slots at least");
+};
+
+// Chunk c of row r sits at chunk position c ^ swizzle(r). With CHUNKS chunks per row,
+// 8 / CHUNKS rows share one 128-byte line; the XOR spreads 8 consecutive rows over the 8
+// bank groups. The value repeats every 8 rows, so it is the same for rows 16 apart
+// (slabs, n8 pairs) and for rows a copy pass apart.
+template <int CHUNKS>
+__device__ __forceinline__ uint32_t lgh_sm80_swizzle(uint32_t row)
+{
+    return (row / (8 / CHUNKS)) & (CHUNKS - 1);
+}
+
+// tf32 operands: 1 rounds each float to the nearest tf32 (cvt.rna: two instructions per
+// register on sm_80 .. sm_90), 0 hands the raw float bits to mma.sync, which ignores the
+// low 13 mantissa bits (truncation, as wgmma on TMA-loaded floats does). Rounding halves
+// the error (2.1e-4 against 4.0e-4 relative on the reference problem, simulated) and
+// costs about a third of the main loop's instructions, which matters only where
+// mma.sync is fast enough to make instruction issue the limit (Hopper).
+#ifndef LGH_SM80_TF32_ROUND
+#define LGH_SM80_TF32_ROUND 1
+#endif
+
+// Per element type: the k-step multiply of one warp on raw fragments from ldmatrix.
+// SPLIT3 (float only): 3xtf32. Each operand is split exactly into a high part (its top
+// 19 bits: a tf32) and the remainder, of which mma.sync keeps the top 11 significant bits
+// (what it drops is below 2^-20 of the operand); the two small cross products are
+// accumulated before the large one: acc += a_lo·b_hi + a_hi·b_lo + a_hi·b_hi.
+template <typename T, bool SPLIT3 = false> struct lgh_sm80_op;
+
+__device__ __forceinline__ uint32_t lgh_sm80_tf32_hi(uint32_t f) { return f & 0xffffe000u; }
+__device__ __forceinline__ uint32_t lgh_sm80_tf32_lo(uint32_t f, uint32_t hi)
+{
+    return __float_as_uint(__uint_as_float(f) - __uint_as_float(hi));
+}
+
+template <bool SPLIT3> struct lgh_sm80_op<float, SPLIT3> {
+    template <int MI, int NI>
+    __device__ static __forceinline__ void step(float (&acc)[MI][4 * NI], uint32_t (&a)[MI][4], uint32_t (&b)[NI][2])
+    {
+        if constexpr (!SPLIT3) {
+            if (LGH_SM80_TF32_ROUND) {
+#pragma unroll
+                for (int i = 0; i < MI; ++i)
+#pragma unroll
+                    for (int q = 0; q < 4; ++q) a[i][q] = lgh_tf32_round(a[i][q]);
+#pragma unroll
+                for (int j = 0; j < NI; ++j) {
+                    b[j][0] = lgh_tf32_round(b[j][0]);
+                    b[j][1] = lgh_tf32_round(b[j][1]);
+                }
+            }
+#pragma unroll
+            for (int i = 0; i < MI; ++i)
+#pragma unroll
+                for (int j = 0; j < NI; ++j) lgh_mma_m16n8k8_tf32(&acc[i][4 * j], a[i], b[j]);
+        } else {
+            // b split once per k-step (NI x 2 x 2 registers), a slab by slab.
+            uint32_t blo[NI][2];
+#pragma unroll
+            for (int j = 0; j < NI; ++j)
+#pragma unroll
+                for (int q = 0; q < 2; ++q) {
+                    const uint32_t hi = lgh_sm80_tf32_hi(b[j][q]);
+                    blo[j][q] = lgh_sm80_tf32_lo(b[j][q], hi);
+                    b[j][q] = hi;
+                }
+#pragma unroll
+            for (int i = 0; i < MI; ++i) {
+                uint32_t ahi[4], alo[4];
+#pragma unroll
+                for (int q = 0; q < 4; ++q) {
+                    ahi[q] = lgh_sm80_tf32_hi(a[i][q]);
+                    alo[q] = lgh_sm80_tf32_lo(a[i][q], ahi[q]);
+                }
+#pragma unroll
+                for (int j = 0; j < NI; ++j) {
+                    lgh_mma_m16n8k8_tf32(&acc[i][4 * j], alo, b[j]);
+                    lgh_mma_m16n8k8_tf32(&acc[i][4 * j], ahi, blo[j]);
+                    lgh_mma_m16n8k8_tf32(&acc[i][4 * j], ahi, b[j]);
+                }
+            }
+        }
+    }
+};
+
+template <> struct lgh_sm80_op<__nv_bfloat16, false> {
+    template <int MI, int NI>
+    __device__ static __forceinline__ void step(float (&acc)[MI][4 * NI], uint32_t (&a)[MI][4], uint32_t (&b)[NI][2])
+    {
+#pragma unroll
+        for (int i = 0; i < MI; ++i)
+#pragma unroll
+            for (int j = 0; j < NI; ++j) lgh_mma_m16n8k16_bf16(&acc[i][4 * j], a[i], b[j]);
+    }
+};
+
+template <> struct lgh_sm80_op<__half, false> {
+    template <int MI, int NI>
+    __device__ static __forceinline__ void step(float (&acc)[MI][4 * NI], uint32_t (&a)[MI][4], uint32_t (&b)[NI][2])
+    {
+#pragma unroll
+        for (int i = 0; i < MI; ++i)
+#pragma unroll
+            for (int j = 0; j < NI; ++j) lgh_mma_m16n8k16_f16(&acc[i][4 * j], a[i], b[j]);
+    }
+};
+
+// The operand tiles of one CTA tile in global memory, as bytes.
+struct lgh_sm80_operands {
+    const char *a;     // x row m0, column 0
+    const char *b;     // W row n0, column 0
+    int64_t lda, ldb;  // row strides in bytes (multiples of 16)
+    int rows_a, rows_b; // rows inside the matrices: min(BM, M - m0), min(BN, N - n0)
+    int k_bytes;       // K * element size
+    int k_blocks;      // ceil(k_bytes / KB_BYTES)
+};
+
+// This thread's share of the copies of every slot: CHUNKS threads cover one row, a pass
+// of the CTA covers ROWS_PER_PASS rows, and a thread copies the same chunk column of
+// rows ROWS_PER_PASS apart. Its source pointers advance by one K-block per load, so a
+// load costs a 64-bit add and a copy per chunk. Rows outside the matrix point at its last
+// row and copy nothing; past K the pointers run up to KB_BYTES beyond a row but copy
+// nothing either (src-size 0 reads no byte).
+template <typename C>
+struct lgh_sm80_loader {
+    const char *a[C::A_PASSES], *b[C::B_PASSES];
+    uint32_t a_valid, b_valid; // bit i: pass i's row is inside the matrix
+    uint32_t dst;              // offset of its first chunk inside a slot's A tile
+    int k_left;                // bytes of K from its chunk at the current K-block
+
+    __device__ __forceinline__ void init(const lgh_sm80_operands &op)
+    {
+        const int row = threadIdx.x / C::CHUNKS;
+        const int chunk = threadIdx.x % C::CHUNKS;
+        a_valid = b_valid = 0;
+#pragma unroll
+        for (int i = 0; i < C::A_PASSES; ++i) {
+            const int r = row + i * C::ROWS_PER_PASS;
+            if (r < op.rows_a) a_valid |= 1u << i;
+            a[i] = op.a + (int64_t)min(r, op.rows_a - 1) * op.lda + chunk * 16;
+        }
+#pragma unroll
+        for (int i = 0; i < C::B_PASSES; ++i) {
+            const int r = row + i * C::ROWS_PER_PASS;
+            if (r < op.rows_b) b_valid |= 1u << i;
+            b[i] = op.b + (int64_t)min(r, op.rows_b - 1) * op.ldb + chunk * 16;
+        }
+        dst = row * C::KB_BYTES + ((chunk ^ lgh_sm80_swizzle<C::CHUNKS>(row)) << 4);
+        k_left = op.k_bytes - chunk * 16;
+    }
+
+    // Issues the copies of the next K-block into the slot at shared address slot_addr.
+    __device__ __forceinline__ void load(uint32_t slot_addr)
+    {
+        const uint32_t bytes = k_left >= 16 ? 16u : (k_left > 0 ? (uint32_t)k_left : 0u);
+#pragma unroll
+        for (int i = 0; i < C::A_PASSES; ++i) {
+            lgh_cp_async_16(slot_addr + dst + i * C::ROWS_PER_PASS * C::KB_BYTES, a[i],
+                            (a_valid >> i) & 1u ? bytes : 0u);
+            a[i] += C::KB_BYTES;
+        }
+#pragma unroll
+        for (int i = 0; i < C::B_PASSES; ++i) {
+            lgh_cp_async_16(slot_addr + C::A_BYTES + dst + i * C::ROWS_PER_PASS * C::KB_BYTES, b[i],
+                            (b_valid >> i) & 1u ? bytes : 0u);
+            b[i] += C::KB_BYTES;
+        }
+        k_left -= C::KB_BYTES;
+    }
+};
+
+// Zeroes the accumulators.
+template <typename C>
+__device__ __forceinline__ void lgh_sm80_zero(float (&acc)[C::MI][4 * C::NI])
+{
+#pragma unroll
+    for (int i = 0; i < C::MI; ++i)
+#pragma unroll
+        for (int q = 0; q < 4 * C::NI; ++q) acc[i][q] = 0.f;
+}
+
+// Multiplies one whole CTA tile: acc (zeroed by the caller) += A_tile · B_tileᵀ. ring:
+// shared address of the slots. Every thread of the CTA calls it. On return all copies
+// have landed and the CTA has met, so the caller may reuse the ring's memory.
+template <typename T, typename C, bool SPLIT3 = false>
+__device__ __forceinline__ void lgh_sm80_mainloop(uint32_t ring, const lgh_sm80_operands &op,
+                                                  float (&acc)[C::MI][4 * C::NI])
+{
+    lgh_sm80_loader<C> ld;
+    ld.init(op);
+
+    const int lane = threadIdx.x & 31;
+    const int warp = threadIdx.x >> 5;
+    const int wm = warp / C::WARPS_N, wn = warp % C::WARPS_N;
+    // ldmatrix row addresses. A: lanes 0-15 rows 0-15 of the slab at the k-step's first
+    // chunk, lanes 16-31 the same rows at its second chunk (registers a0..a3). B: lanes
+    // 0-7 n rows 0-7 first chunk, 8-15 rows 0-7 second chunk, 16-23 rows 8-15 first
+    // chunk, 24-31 rows 8-15 second chunk (b0, b1 of block 2p, then of block 2p+1).
+    const uint32_t a_row = wm * C::WM + (lane & 15);
+    const uint32_t a_half = lane >> 4;
+    const uint32_t b_row = wn * C::WN + (lane & 7) + ((lane >> 4) << 3);
+    const uint32_t b_half = (lane >> 3) & 1;
+    const uint32_t a_off = a_row * C::KB_BYTES;
+    const uint32_t b_off = C::A_BYTES + b_row * C::KB_BYTES;
+    const uint32_t a_sw = a_half ^ lgh_sm80_swizzle<C::CHUNKS>(a_row);
+    const uint32_t b_sw = b_half ^ lgh_sm80_swizzle<C::CHUNKS>(b_row);
+
+#pragma unroll
+    for (int s = 0; s < C::STAGES - 1; ++s) {
+        if (s < op.k_blocks) ld.load(ring + s * C::STAGE_BYTES);
+        lgh_cp_async_commit();
+    }
+
+    int slot = 0;                     // slot of K-block kb
+    int fill = C::STAGES - 1;         // slot of K-block kb + STAGES - 1
+    for (int kb = 0; kb < op.k_blocks; ++kb) {
+        lgh_cp_async_wait<C::STAGES - 2>();
+        __syncthreads();
+        if (kb + C::STAGES - 1 < op.k_blocks) ld.load(ring + fill * C::STAGE_BYTES);
+        lgh_cp_async_commit();
+
+        const uint32_t base = ring + slot * C::STAGE_BYTES;
+#pragma unroll
+        for (int s = 0; s < C::K_STEPS; ++s) {
+            uint32_t a[C::MI][4], b[C::NI][2];
+            const uint32_t a_addr = base + a_off + (((uint32_t)(2 * s) ^ a_sw) << 4);
+            const uint32_t b_addr = base + b_off + (((uint32_t)(2 * s) ^ b_sw) << 4);
+#pragma unroll
+            for (int i = 0; i < C::MI; ++i) lgh_ldmatrix_x4(a[i], a_addr + i * 16 * C::KB_BYTES);
+#pragma unroll
+            for (int p = 0; p < C::NI / 2; ++p) {
+                uint32_t r[4];
+                lgh_ldmatrix_x4(r, b_addr + p * 16 * C::KB_BYTES);
+                b[2 * p][0] = r[0];
+                b[2 * p][1] = r[1];
+                b[2 * p + 1][0] = r[2];
+                b[2 * p + 1][1] = r[3];
+            }
+            lgh_sm80_op<T, SPLIT3>::template step<C::MI, C::NI>(acc, a, b);
+        }
+        slot = slot + 1 == C::STAGES ? 0 : slot + 1;
+        fill = fill + 1 == C::STAGES ? 0 : fill + 1;
+    }
+    lgh_cp_async_wait<0>();
+    __syncthreads();
+}

@@ -1,0 +1,451 @@
+// The sm80 engine: the fused mma.sync kernel (kernel_sm80.cuh) behind the engine interface
+// (src/core/engine.h), for Ampere and Ada (compute capability 8.x) and Hopper. Decides
+// which problems the kernel takes, picks a tile configuration and a group mode per
+// problem, and launches; for pre-norm tiles it finishes with the group-norm pass
+// (epilogue/groupnorm_kernel.h), in place, with no workspace.
+//
+// Choosing (plan()): every configuration that can run the problem is scored by a wave
+// model — waves of resident CTAs times the work one SM does per wave, divided by the
+// configuration's relative speed, plus for pre-norm tiles the cost of one more pass over
+// y — and the cheapest wins. A kernel that spills (local memory) or cannot be resident on
+// the device is never chosen. Each kernel's facts (resident blocks per SM, spill bytes)
+// are read from the device once per context, on first use, with its shared-memory limit
+// raised; that is the per-context state, and a forward call after the first for a shape
+// allocates nothing and does not synchronise.
+//
+// For measuring: LGH_SM80_CONFIG=<index> forces a configuration (kernels.h; when it can run
+// the problem) and LGH_SM80_MODE=pre forces pre-norm tiles plus the group-norm pass,
+// LGH_SM80_MODE=fused forbids that pass whenever a fused mode exists; both are read when
+// the engine's state is made, at the context's first sm80 call.
+#include <cuda_runtime.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/engine.h"
+#include "epilogue/groupnorm_kernel.h"
+#include "sm80/kernel_sm80.cuh"
+#include "sm80/kernels.h"
+
+namespace {
+
+// Kernel tables by element type and math.
+enum { KT_F32, KT_F32X3, KT_BF16, KT_F16, KT_COUNT };
+
+const void *const (*const kTables[KT_COUNT])[LGH_SM80_GS_COUNT] = {
+    lgh_sm80_kernels_f32, lgh_sm80_kernels_f32x3, lgh_sm80_kernels_bf16, lgh_sm80_kernels_f16};
+const char *const kKindTag[KT_COUNT] = {"f32", "f32x3", "bf16", "f16"};
+
+// What the host needs of a configuration.
+struct cfg_info {
+    int bm, bn, wn, threads, kb_bytes, stages, smem;
+    double speed; // relative throughput per SM (cfg0 = 1), a guess to be replaced by timing
+};
+
+template <typename C>
+constexpr cfg_info info_of(double speed)
+{
+    return {C::BM, C::BN, C::WN, C::THREADS, C::KB_BYTES, C::STAGES, lgh_sm80_smem_size<C>::BYTES, speed};
+}
+
+const cfg_info kCfg[LGH_SM80_CONFIGS] = {
+    info_of<lgh_sm80_cfg0>(1.0),
+    info_of<lgh_sm80_cfg1>(0.9),
+    info_of<lgh_sm80_cfg2>(0.75),
+};
+
+// Every configuration has 64-column warp slices (kernels.h): one table of group widths.
+const int kWarpN = 64;
+
+// Wide groups: a CTA runs group_size / BN subtiles; above this the fixup's int32 index
+// math (rows x pairs) and the serial subtile chain stop making sense.
+const int64_t kMaxWideGroup = 65536;
+
+// Multiply-adds the GPU does in the time it moves one byte to or from memory (H100: about
+// 165 T tf32 mma.sync MAC/s over 3 TB/s; RTX 4090: 41 T over 1 TB/s): weighs the extra
+// pass over y of pre-norm tiles against the product.
+const double kMacPerByte = 50.0;
+
+enum mode { MODE_FUSED, MODE_WIDE, MODE_PRE };
+
+struct kernel_facts {
+    bool known;
+    int blocks; // resident blocks per SM, 0 when it cannot run (or spills)
+    int local;  // local memory per thread, bytes
+    int regs;
+};
+
+struct sm80_state {
+    kernel_facts facts[KT_COUNT][LGH_SM80_CONFIGS][LGH_SM80_GS_COUNT];
+    int forced_cfg;  // LGH_SM80_CONFIG, or -1
+    int forced_mode; // -1 free, MODE_PRE, or MODE_FUSED (fused or wide when possible)
+};
+
+struct plan_t {
+    int kind, cfg, gi;
+    mode md;
+    lgh_sm80_params prm;
+    int64_t tiles;
+};
+
+int kind_of(const lgh_problem_t *p)
+{
+    switch (p->a.dtype) {
+    case LGH_DTYPE_BFLOAT16: return KT_BF16;
+    case LGH_DTYPE_FLOAT16: return KT_F16;
+    default: return p->a.math == LGH_MATH_3XTF32 ? KT_F32X3 : KT_F32;
+    }
+}
+
+bool is_pow2(int64_t v) { return v > 0 && (v & (v - 1)) == 0; }
+
+int log2_int(int64_t v)
+{
+    int r = 0;
+    while ((int64_t(1) << (r + 1)) <= v) ++r;
+    return r;
+}
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+sm80_state *get_state(struct lgh_context *ctx)
+{
+    void **slot = lgh_engine_state(ctx, LGH_ENGINE_SM80);
+    if (*slot == nullptr) {
+        sm80_state *st = static_cast<sm80_state *>(calloc(1, sizeof(sm80_state)));
+        if (st == nullptr) return nullptr;
+        st->forced_cfg = -1;
+        st->forced_mode = -1;
+        const char *c = getenv("LGH_SM80_CONFIG");
+        if (c != nullptr && c[0] >= '0' && c[0] < '0' + LGH_SM80_CONFIGS && c[1] == '\0') st->forced_cfg = c[0] - '0';
+        const char *m = getenv("LGH_SM80_MODE");
+        if (m != nullptr && strcmp(m, "pre") == 0) st->forced_mode = MODE_PRE;
+        if (m != nullptr && strcmp(m, "fused") == 0) st->forced_mode = MODE_FUSED;
+        *slot = st;
+    }
+    return static_cast<sm80_state *>(*slot);
+}
+
+// Reads (once) what the device says of a kernel, raising its shared-memory limit first.
+const kernel_facts &facts_of(sm80_state *st, int kind, int cfg, int gi)
+{
+    kernel_facts &f = st->facts[kind][cfg][gi];
+    if (f.known) return f;
+    f.known = true;
+    f.blocks = 0;
+    const void *k = kTables[kind][cfg][gi];
+    const cfg_info &c = kCfg[cfg];
+    cudaFuncAttributes fa;
+    if (cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, c.smem) != cudaSuccess ||
+        cudaFuncGetAttributes(&fa, k) != cudaSuccess ||
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&f.blocks, k, c.threads, c.smem) != cudaSuccess) {
+        cudaGetLastError();
+        f.blocks = 0;
+        return f;
+    }
+    f.local = (int)fa.localSizeBytes;
+    f.regs = fa.numRegs;
+    if (f.local > 0) f.blocks = 0; // never run a kernel that spills
+    return f;
+}
+
+bool available(const struct lgh_context *ctx)
+{
+    const lgh_device_props_t *d = lgh_device_props(ctx);
+    return d->ordinal != LGH_DEVICE_CPU && d->cc_major >= 8;
+}
+
+lgh_status_t refuse(char *why, size_t len, const char *fmt, long long a = 0, long long b = 0)
+{
+    snprintf(why, len, fmt, a, b);
+    return LGH_STATUS_NOT_SUPPORTED;
+}
+
+int smallest_smem()
+{
+    int s = kCfg[0].smem;
+    for (int c = 1; c < LGH_SM80_CONFIGS; ++c) s = kCfg[c].smem < s ? kCfg[c].smem : s;
+    return s;
+}
+
+lgh_status_t can_implement(struct lgh_context *ctx, const lgh_problem_t *p, char *why, size_t len)
+{
+    const lgh_args_t *a = &p->a;
+    const int64_t elem = (int64_t)p->elem_bytes;
+    if (a->dtype == LGH_DTYPE_FLOAT32 && a->math == LGH_MATH_FP32) {
+        snprintf(why, len, "math fp32: the sm80 kernel computes float32 data in tf32 or 3xtf32 only");
+        return LGH_STATUS_NOT_SUPPORTED;
+    }
+    // Tile coordinates, k_bytes and the wide fixup's indices are int32.
+    const int64_t limit = INT32_MAX / 4 - 1024;
+    if (a->m > limit || a->n > limit || a->k > limit) {
+        return refuse(why, len, "M, N and K must be below %lld for the kernel's int32 tile coordinates",
+                      (long long)limit);
+    }
+    const uintptr_t xa = (uintptr_t)a->x, wa = (uintptr_t)a->w, ya = (uintptr_t)a->y;
+    if (xa % 16 != 0 || wa % 16 != 0) {
+        return refuse(why, len, "cp.async needs x and W 16-byte aligned: x %% 16 = %lld, W %% 16 = %lld",
+                      (long long)(xa % 16), (long long)(wa % 16));
+    }
+    if ((a->ldx * elem) % 16 != 0 || (a->ldw * elem) % 16 != 0) {
+        return refuse(why, len,
+                      "cp.async needs row strides that are multiples of 16 bytes: ldx = %lld, ldw = %lld "
+                      "elements",
+                      (long long)a->ldx, (long long)a->ldw);
+    }
+    if (ya % (2 * elem) != 0 || a->ldy % 2 != 0) {
+        return refuse(why, len, "the kernel stores y in pairs: y must be %lld-byte aligned and ldy even (ldy = %lld)",
+                      (long long)(2 * elem), (long long)a->ldy);
+    }
+    const lgh_device_props_t *d = lgh_device_props(ctx);
+    if (d->smem_per_block_optin < (size_t)smallest_smem()) {
+        return refuse(why, len, "the kernel needs %lld bytes of shared memory per block, the device has %lld",
+                      (long long)smallest_smem(), (long long)d->smem_per_block_optin);
+    }
+    return LGH_STATUS_SUCCESS;
+}
+
+size_t workspace_size(struct lgh_context *, const lgh_problem_t *) { return 0; }
+
+// The kernel index and launch parameters of configuration cfg in mode md, or false when
+// that pair cannot run p.
+bool shape_for(const lgh_problem_t *p, int cfg, mode md, int *gi, lgh_sm80_params *prm)
+{
+    const cfg_info &c = kCfg[cfg];
+    const int64_t gs = p->group_size;
+    const lgh_args_t *a = &p->a;
+    memset(prm, 0, sizeof *prm);
+    prm->m_blocks = (int)ceil_div(a->m, c.bm);
+    prm->nsub = 1;
+    prm->gpieces = 0;
+    prm->tile_n = c.bn;
+    prm->n_tiles = (int)ceil_div(a->n, c.bn);
+    switch (md) {
+    case MODE_FUSED: // groups tile the CTA tile
+        if (!is_pow2(gs) || gs > c.bn) return false;
+        *gi = 1 + log2_int(gs < kWarpN ? gs : kWarpN);
+        prm->gpieces = gs > c.wn ? (int)(gs / c.wn) : 0;
+        return true;
+    case MODE_WIDE: // a CTA runs a whole group in BN-wide subtiles
+        if (gs <= c.bn || gs % c.bn != 0 || gs > kMaxWideGroup) return false;
+        *gi = 1 + log2_int(kWarpN);
+        prm->nsub = (int)(gs / c.bn);
+        prm->tile_n = (int)gs;
+        prm->n_tiles = (int)a->groups;
+        return true;
+    default: // pre-norm tiles
+        *gi = 0;
+        return true;
+    }
+}
+
+void fill_params(const lgh_problem_t *p, const cfg_info &c, lgh_sm80_params *prm)
+{
+    const lgh_args_t *a = &p->a;
+    const int64_t elem = (int64_t)p->elem_bytes;
+    prm->x = a->x;
+    prm->w = a->w;
+    prm->ldx_bytes = a->ldx * elem;
+    prm->ldw_bytes = a->ldw * elem;
+    prm->bias = a->bias;
+    prm->gamma = a->gamma;
+    prm->beta = a->beta;
+    prm->y = a->y;
+    prm->ldy = a->ldy;
+    prm->mean = a->mean;
+    prm->rstd = a->rstd;
+    prm->m = (int)a->m;
+    prm->n = (int)a->n;
+    prm->k_bytes = (int)(a->k * elem);
+    prm->k_blocks = (int)ceil_div(a->k * elem, c.kb_bytes);
+    prm->groups = (int)a->groups;
+    prm->group_size = (int)p->group_size;
+    prm->eps = a->eps;
+    prm->lo = a->lo;
+    prm->hi = a->hi;
+}
+
+// Picks configuration and mode by the wave model (see the file comment).
+lgh_status_t plan(struct lgh_context *ctx, sm80_state *st, const lgh_problem_t *p, plan_t *out)
+{
+    const lgh_args_t *a = &p->a;
+    const int kind = kind_of(p);
+    const lgh_device_props_t *d = lgh_device_props(ctx);
+    const int sms = d->sm_count > 0 ? d->sm_count : 1;
+    const double norm_pass = kMacPerByte * 2.0 * (double)p->elem_bytes * (double)a->m * (double)a->n / sms;
+    double best = 0.0;
+    bool found = false;
+    // Pass 0 without pre-norm tiles when LGH_SM80_MODE=fused, pass 1 with everything allowed.
+    for (int pass = st->forced_mode == MODE_FUSED ? 0 : 1; pass < 2 && !found; ++pass) {
+        for (int cfg = 0; cfg < LGH_SM80_CONFIGS; ++cfg) {
+            if (st->forced_cfg >= 0 && cfg != st->forced_cfg) continue;
+            const cfg_info &c = kCfg[cfg];
+            if (d->smem_per_block_optin < (size_t)c.smem) continue;
+            for (int m = MODE_FUSED; m <= MODE_PRE; ++m) {
+                const mode md = (mode)m;
+                if (st->forced_mode == MODE_PRE && md != MODE_PRE) continue;
+                if (pass == 0 && md == MODE_PRE) continue;
+                int gi;
+                lgh_sm80_params prm;
+                if (!shape_for(p, cfg, md, &gi, &prm)) continue;
+                const kernel_facts &f = facts_of(st, kind, cfg, gi);
+                if (f.blocks < 1) continue;
+                const int64_t tiles = (int64_t)prm.m_blocks * prm.n_tiles;
+                const int64_t slots = (int64_t)sms * f.blocks;
+                const double waves = (double)ceil_div(tiles, slots);
+                double cost = waves * f.blocks * (double)c.bm * c.bn * prm.nsub * (double)a->k / c.speed;
+                if (md == MODE_PRE) cost += norm_pass;
+                if (!found || cost < best) {
+                    found = true;
+                    best = cost;
+                    out->kind = kind;
+                    out->cfg = cfg;
+                    out->gi = gi;
+                    out->md = md;
+                    out->prm = prm;
+                    out->tiles = tiles;
+                }
+            }
+        }
+    }
+    if (!found) {
+        return lgh_set_error(ctx, LGH_STATUS_NOT_SUPPORTED,
+                             "sm80: no kernel configuration%s can run on this device (all spill or do not fit)",
+                             st->forced_cfg >= 0 ? " (LGH_SM80_CONFIG)" : "");
+    }
+    fill_params(p, kCfg[out->cfg], &out->prm);
+    return LGH_STATUS_SUCCESS;
+}
+
+lgh_status_t cuda_fail(struct lgh_context *ctx, const char *what, cudaError_t e)
+{
+    return lgh_set_error(ctx, LGH_STATUS_CUDA_ERROR, "sm80: %s: %s", what, cudaGetErrorString(e));
+}
+
+lgh_status_t run_here(struct lgh_context *ctx, const lgh_problem_t *p, cudaStream_t stream)
+{
+    sm80_state *st = get_state(ctx);
+    if (st == nullptr) return lgh_set_error(ctx, LGH_STATUS_ALLOC_FAILED, "sm80: out of host memory");
+    plan_t pl;
+    lgh_status_t s = plan(ctx, st, p, &pl);
+    if (s != LGH_STATUS_SUCCESS) return s;
+    if (pl.tiles > INT32_MAX) {
+        return lgh_set_error(ctx, LGH_STATUS_NOT_SUPPORTED, "sm80: %lld tiles exceed one launch",
+                             (long long)pl.tiles);
+    }
+    const cfg_info &c = kCfg[pl.cfg];
+    void *args[] = {&pl.prm};
+    cudaError_t e = cudaLaunchKernel(kTables[pl.kind][pl.cfg][pl.gi], dim3((unsigned)pl.tiles), dim3(c.threads),
+                                     args, (size_t)c.smem, stream);
+    if (e != cudaSuccess) return cuda_fail(ctx, "kernel launch", e);
+    if (pl.md == MODE_PRE) {
+        const lgh_args_t *a = &p->a;
+        lgh_groupnorm_args_t g;
+        memset(&g, 0, sizeof g);
+        g.y = a->y;
+        g.ldy = a->ldy;
+        g.m = a->m;
+        g.n = a->n;
+        g.groups = a->groups;
+        g.dtype = a->dtype;
+        g.bias = nullptr; // the kernel added it
+        g.gamma = a->gamma;
+        g.beta = a->beta;
+        g.eps = a->eps;
+        g.lo = a->lo;
+        g.hi = a->hi;
+        g.mean = a->mean;
+        g.rstd = a->rstd;
+        e = lgh_groupnorm_launch(&g, stream);
+        if (e != cudaSuccess) return cuda_fail(ctx, "group-norm pass launch", e);
+    }
+    return LGH_STATUS_SUCCESS;
+}
+
+// Makes the context's device current for the duration of an engine call.
+struct device_guard {
+    int previous;
+    bool switched;
+};
+
+cudaError_t enter_device(struct lgh_context *ctx, device_guard *g)
+{
+    const int dev = lgh_device_props(ctx)->ordinal;
+    g->switched = false;
+    cudaError_t e = cudaGetDevice(&g->previous);
+    if (e == cudaSuccess && g->previous != dev) {
+        e = cudaSetDevice(dev);
+        g->switched = e == cudaSuccess;
+    }
+    return e;
+}
+
+void leave_device(const device_guard *g)
+{
+    if (g->switched) cudaSetDevice(g->previous);
+}
+
+lgh_status_t run(struct lgh_context *ctx, const lgh_problem_t *p, void *, size_t, void *stream)
+{
+    device_guard g;
+    const cudaError_t e = enter_device(ctx, &g);
+    if (e != cudaSuccess) return cuda_fail(ctx, "making the context's device current", e);
+    const lgh_status_t s = run_here(ctx, p, static_cast<cudaStream_t>(stream));
+    leave_device(&g);
+    return s;
+}
+
+int kernel_info(struct lgh_context *ctx, lgh_kernel_info_t *out, int capacity)
+{
+    sm80_state *st = get_state(ctx);
+    const int total = KT_COUNT * LGH_SM80_CONFIGS * LGH_SM80_GS_COUNT;
+    if (capacity <= 0) return total;
+    device_guard guard;
+    if (enter_device(ctx, &guard) != cudaSuccess) cudaGetLastError(); // then ask the current device
+    int i = 0;
+    for (int k = 0; k < KT_COUNT; ++k)
+        for (int c = 0; c < LGH_SM80_CONFIGS; ++c)
+            for (int g = 0; g < LGH_SM80_GS_COUNT; ++g, ++i) {
+                if (i >= capacity) continue;
+                const cfg_info &ci = kCfg[c];
+                lgh_kernel_info_t *o = &out[i];
+                *o = lgh_kernel_info_t{};
+                const int elem = k == KT_BF16 || k == KT_F16 ? 2 : 4;
+                char gs[8];
+                if (g == 0) snprintf(gs, sizeof gs, "pre");
+                else snprintf(gs, sizeof gs, "gs%d", 1 << (g - 1));
+                snprintf(o->name, sizeof o->name, "lgh_sm80_kernel<%s,%dx%dx%d,s%d,%s>", kKindTag[k], ci.bm, ci.bn,
+                         ci.kb_bytes / elem, ci.stages, gs);
+                o->engine = LGH_ENGINE_SM80;
+                o->threads_per_block = ci.threads;
+                o->shared_bytes = ci.smem;
+                cudaFuncAttributes fa;
+                if (cudaFuncGetAttributes(&fa, kTables[k][c][g]) != cudaSuccess) {
+                    cudaGetLastError();
+                    continue;
+                }
+                o->registers = fa.numRegs;
+                o->shared_bytes = (int)fa.sharedSizeBytes + ci.smem;
+                o->local_bytes = (int)fa.localSizeBytes;
+                // Occupancy as launched (after the shared-memory limit is raised); a
+                // spilling kernel reports its occupancy too, though plan() never runs it.
+                if (st != nullptr) facts_of(st, k, c, g);
+                int blocks = 0;
+                if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, kTables[k][c][g], ci.threads,
+                                                                  (size_t)ci.smem) != cudaSuccess) {
+                    cudaGetLastError();
+                }
+                o->blocks_per_sm = blocks;
+            }
+    leave_device(&guard);
+    return total;
+}
+
+void destroy_state(void *s) { free(s); }
+
+} // namespace
+
+extern "C" const lgh_engine_ops_t lgh_engine_sm80 = {
+    LGH_ENGINE_SM80, "sm80",        true, available, can_implement, workspace_size, run, kernel_info,
+    destroy_state,
+};
