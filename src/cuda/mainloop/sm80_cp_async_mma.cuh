@@ -68,12 +68,14 @@ __device__ __forceinline__ uint32_t lgh_sm80_swizzle(uint32_t row)
     return (row / (8 / CHUNKS)) & (CHUNKS - 1);
 }
 
-// tf32 operands: 1 rounds each float to the nearest tf32 (cvt.rna: two instructions per
-// register on sm_80 .. sm_90), 0 hands the raw float bits to mma.sync, which ignores the
-// low 13 mantissa bits (truncation, as wgmma on TMA-loaded floats does). Rounding halves
-// the error (2.1e-4 against 4.0e-4 relative on the reference problem, simulated) and
-// costs about a third of the main loop's instructions, which matters only where
-// mma.sync is fast enough to make instruction issue the limit (Hopper).
+// tf32 operands. mma.sync ignores the low 13 mantissa bits of a float (truncation, as
+// wgmma on TMA-loaded floats does); rounding to the nearest tf32 (cvt.rna: two instructions
+// per register on sm_80 .. sm_90) removes that bias. Simulated on the reference problem
+// (relative error of y): truncating both operands 4.0e-4, rounding both 2.1e-4, rounding
+// one 2.8e-4 — PyTorch's own TF32 figure. 1 (default) rounds the operand with fewer
+// fragment registers per k-step (x's when equal), 2 both, 0 neither. The rounding is
+// about a sixth (one operand) or a third (both) of the main loop's instructions, which
+// matters only where mma.sync is fast enough for instruction issue to be a limit (Hopper).
 #ifndef LGH_SM80_TF32_ROUND
 #define LGH_SM80_TF32_ROUND 1
 #endif
@@ -96,11 +98,15 @@ template <bool SPLIT3> struct lgh_sm80_op<float, SPLIT3> {
     __device__ static __forceinline__ void step(float (&acc)[MI][4 * NI], uint32_t (&a)[MI][4], uint32_t (&b)[NI][2])
     {
         if constexpr (!SPLIT3) {
-            if (LGH_SM80_TF32_ROUND) {
+            constexpr bool round_a = LGH_SM80_TF32_ROUND == 2 || (LGH_SM80_TF32_ROUND == 1 && 4 * MI <= 2 * NI);
+            constexpr bool round_b = LGH_SM80_TF32_ROUND == 2 || (LGH_SM80_TF32_ROUND == 1 && 4 * MI > 2 * NI);
+            if (round_a) {
 #pragma unroll
                 for (int i = 0; i < MI; ++i)
 #pragma unroll
                     for (int q = 0; q < 4; ++q) a[i][q] = lgh_tf32_round(a[i][q]);
+            }
+            if (round_b) {
 #pragma unroll
                 for (int j = 0; j < NI; ++j) {
                     b[j][0] = lgh_tf32_round(b[j][0]);
@@ -208,9 +214,12 @@ struct lgh_sm80_loader {
     }
 
     // Issues the copies of the next K-block into the slot at shared address slot_addr.
+    // TAIL: the last K-block, whose chunks may be partly or wholly past K; before it every
+    // chunk is whole, and a copy is all or nothing (cheaper: no source-size arithmetic).
+    template <bool TAIL>
     __device__ __forceinline__ void load(uint32_t slot_addr)
     {
-        const uint32_t bytes = k_left >= 16 ? 16u : (k_left > 0 ? (uint32_t)k_left : 0u);
+        const uint32_t bytes = !TAIL || k_left >= 16 ? 16u : (k_left > 0 ? (uint32_t)k_left : 0u);
 #pragma unroll
         for (int i = 0; i < C::A_PASSES; ++i) {
             lgh_cp_async_16(slot_addr + dst + i * C::ROWS_PER_PASS * C::KB_BYTES, a[i],
@@ -265,7 +274,8 @@ __device__ __forceinline__ void lgh_sm80_mainloop(uint32_t ring, const lgh_sm80_
 
 #pragma unroll
     for (int s = 0; s < C::STAGES - 1; ++s) {
-        if (s < op.k_blocks) ld.load(ring + s * C::STAGE_BYTES);
+        if (s < op.k_blocks - 1) ld.template load<false>(ring + s * C::STAGE_BYTES);
+        else if (s == op.k_blocks - 1) ld.template load<true>(ring + s * C::STAGE_BYTES);
         lgh_cp_async_commit();
     }
 
@@ -274,7 +284,9 @@ __device__ __forceinline__ void lgh_sm80_mainloop(uint32_t ring, const lgh_sm80_
     for (int kb = 0; kb < op.k_blocks; ++kb) {
         lgh_cp_async_wait<C::STAGES - 2>();
         __syncthreads();
-        if (kb + C::STAGES - 1 < op.k_blocks) ld.load(ring + fill * C::STAGE_BYTES);
+        const int next = kb + C::STAGES - 1;
+        if (next < op.k_blocks - 1) ld.template load<false>(ring + fill * C::STAGE_BYTES);
+        else if (next == op.k_blocks - 1) ld.template load<true>(ring + fill * C::STAGE_BYTES);
         lgh_cp_async_commit();
 
         const uint32_t base = ring + slot * C::STAGE_BYTES;
