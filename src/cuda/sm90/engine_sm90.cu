@@ -21,22 +21,33 @@
 
 namespace {
 
-const int DTYPES = 3;
+// Kernel families: float32 data in tf32, bf16, f16 (indexed by lgh_dtype_t), then float32
+// data in 3xtf32.
+const int FAMILIES = 4;
+const int FAMILY_F32X3 = 3;
 
 struct sm90_state {
-    void *encoder;                                  // cuTensorMapEncodeTiled
-    bool smem_raised[DTYPES][LGH_SM90_GS_COUNT];    // cudaFuncSetAttribute done
-    int max_clusters[LGH_SM90_MAX_CLUSTER + 1];     // by cluster size; 0 = not asked yet
+    void *encoder;                                    // cuTensorMapEncodeTiled
+    bool smem_raised[FAMILIES][LGH_SM90_GS_COUNT];    // cudaFuncSetAttribute done
+    int max_clusters[2][LGH_SM90_MAX_CLUSTER + 1];    // by X3, cluster size; 0 = not asked yet
 };
 
-const void *const *kernel_table(lgh_dtype_t d)
+int family_of(const lgh_args_t *a)
 {
-    return d == LGH_DTYPE_FLOAT32 ? lgh_sm90_kernels_f32
-           : d == LGH_DTYPE_BFLOAT16 ? lgh_sm90_kernels_bf16
-                                     : lgh_sm90_kernels_f16;
+    return a->dtype == LGH_DTYPE_FLOAT32 && a->math == LGH_MATH_3XTF32 ? FAMILY_F32X3 : (int)a->dtype;
 }
 
-const char *dtype_tag(int d) { return d == 0 ? "f32" : d == 1 ? "bf16" : "f16"; }
+const void *const *kernel_table(int f)
+{
+    return f == LGH_DTYPE_FLOAT32    ? lgh_sm90_kernels_f32
+           : f == LGH_DTYPE_BFLOAT16 ? lgh_sm90_kernels_bf16
+           : f == LGH_DTYPE_FLOAT16  ? lgh_sm90_kernels_f16
+                                     : lgh_sm90_kernels_f32x3;
+}
+
+int smem_bytes(int f) { return f == FAMILY_F32X3 ? LGH_SM90_SMEM_BYTES_X3 : LGH_SM90_SMEM_BYTES; }
+
+const char *family_tag(int f) { return f == 0 ? "f32" : f == 1 ? "bf16" : f == 2 ? "f16" : "f32 3xtf32"; }
 
 int log2_int(int64_t v)
 {
@@ -81,8 +92,13 @@ lgh_status_t can_implement(struct lgh_context *ctx, const lgh_problem_t *p, char
 {
     const lgh_args_t *a = &p->a;
     const int64_t elem = (int64_t)p->elem_bytes;
-    if (a->dtype == LGH_DTYPE_FLOAT32 && a->math != LGH_MATH_TF32) {
-        snprintf(why, len, "math %s: the sm90 kernel computes float32 data in tf32 only",
+    // fp32 means exact-order float32 arithmetic: cublaslt runs it. 3xtf32 gives float32
+    // accuracy on the tensor cores, but in another order of operations, so it is not
+    // passed off as fp32.
+    if (a->dtype == LGH_DTYPE_FLOAT32 && a->math != LGH_MATH_TF32 && a->math != LGH_MATH_3XTF32) {
+        snprintf(why, len,
+                 "math %s: the sm90 kernel computes float32 data in tf32 or 3xtf32 only (fp32, "
+                 "exact-order float32, runs on cublaslt)",
                  lgh_math_name(a->math));
         return LGH_STATUS_NOT_SUPPORTED;
     }
@@ -120,9 +136,10 @@ lgh_status_t can_implement(struct lgh_context *ctx, const lgh_problem_t *p, char
                       (long long)(2 * elem), (long long)a->ldy);
     }
     const lgh_device_props_t *d = lgh_device_props(ctx);
-    if (d->smem_per_block_optin < (size_t)LGH_SM90_SMEM_BYTES) {
+    const int need = smem_bytes(family_of(a));
+    if (d->smem_per_block_optin < (size_t)need) {
         return refuse(why, len, "the kernel needs %lld bytes of shared memory per block, the device has %lld",
-                      (long long)LGH_SM90_SMEM_BYTES, (long long)d->smem_per_block_optin);
+                      (long long)need, (long long)d->smem_per_block_optin);
     }
     return LGH_STATUS_SUCCESS;
 }
@@ -158,14 +175,16 @@ lgh_status_t run(struct lgh_context *ctx, const lgh_problem_t *p, void *, size_t
         return lgh_set_error(ctx, LGH_STATUS_CUDA_ERROR, "sm90: %s", why);
     }
 
-    const int d = (int)a->dtype;
+    const int f = family_of(a);
+    const int x3 = f == FAMILY_F32X3;
+    const int smem = smem_bytes(f);
     const int gi = log2_int(gs_tile);
-    const void *kernel = kernel_table(a->dtype)[gi];
+    const void *kernel = kernel_table(f)[gi];
     cudaError_t e;
-    if (!st->smem_raised[d][gi]) {
-        e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, LGH_SM90_SMEM_BYTES);
+    if (!st->smem_raised[f][gi]) {
+        e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
         if (e != cudaSuccess) return cuda_fail(ctx, "cudaFuncSetAttribute(max dynamic shared memory)", e);
-        st->smem_raised[d][gi] = true;
+        st->smem_raised[f][gi] = true;
     }
 
     lgh_sm90_params prm;
@@ -193,7 +212,7 @@ lgh_status_t run(struct lgh_context *ctx, const lgh_problem_t *p, void *, size_t
     cudaLaunchConfig_t cfg = {};
     cudaLaunchAttribute attr[1];
     cfg.blockDim = dim3(LGH_SM90_THREADS, 1, 1);
-    cfg.dynamicSmemBytes = LGH_SM90_SMEM_BYTES;
+    cfg.dynamicSmemBytes = smem;
     cfg.stream = static_cast<cudaStream_t>(stream);
     attr[0].id = cudaLaunchAttributeClusterDimension;
     attr[0].val.clusterDim.x = cluster;
@@ -203,7 +222,8 @@ lgh_status_t run(struct lgh_context *ctx, const lgh_problem_t *p, void *, size_t
     cfg.numAttrs = cluster > 1 ? 1 : 0;
 
     // Persistent grid: as many clusters as can be resident at once, never more than tiles.
-    if (st->max_clusters[cluster] == 0) {
+    int *max_clusters = &st->max_clusters[x3][cluster];
+    if (*max_clusters == 0) {
         int n = lgh_device_props(ctx)->sm_count;
         if (cluster > 1) {
             cfg.gridDim = dim3(cluster * lgh_device_props(ctx)->sm_count, 1, 1);
@@ -212,12 +232,12 @@ lgh_status_t run(struct lgh_context *ctx, const lgh_problem_t *p, void *, size_t
             if (n < 1) {
                 return lgh_set_error(ctx, LGH_STATUS_NOT_SUPPORTED,
                                      "sm90: no cluster of %d CTAs with %d bytes of shared memory fits",
-                                     cluster, LGH_SM90_SMEM_BYTES);
+                                     cluster, smem);
             }
         }
-        st->max_clusters[cluster] = n;
+        *max_clusters = n;
     }
-    const int64_t clusters = tiles < st->max_clusters[cluster] ? tiles : st->max_clusters[cluster];
+    const int64_t clusters = tiles < *max_clusters ? tiles : *max_clusters;
     cfg.gridDim = dim3((unsigned)(clusters * cluster), 1, 1);
 
     void *args[] = {&map_x, &map_w, &prm};
@@ -229,16 +249,17 @@ lgh_status_t run(struct lgh_context *ctx, const lgh_problem_t *p, void *, size_t
 int kernel_info(struct lgh_context *ctx, lgh_kernel_info_t *out, int capacity)
 {
     sm90_state *st = get_state(ctx);
-    const int total = DTYPES * LGH_SM90_GS_COUNT;
+    const int total = FAMILIES * LGH_SM90_GS_COUNT;
     int i = 0;
-    for (int d = 0; d < DTYPES; ++d) {
+    for (int d = 0; d < FAMILIES; ++d) {
+        const int smem = smem_bytes(d);
         for (int g = 0; g < LGH_SM90_GS_COUNT; ++g, ++i) {
             if (i >= capacity) continue;
-            const void *k = kernel_table((lgh_dtype_t)d)[g];
+            const void *k = kernel_table(d)[g];
             lgh_kernel_info_t *o = &out[i];
             *o = lgh_kernel_info_t{};
             snprintf(o->name, sizeof o->name, "sm90 %s, 128x256 tile, group width %d in tile",
-                     dtype_tag(d), 1 << g);
+                     family_tag(d), 1 << g);
             o->engine = LGH_ENGINE_SM90;
             o->threads_per_block = LGH_SM90_THREADS;
             cudaFuncAttributes fa;
@@ -247,16 +268,16 @@ int kernel_info(struct lgh_context *ctx, lgh_kernel_info_t *out, int capacity)
                 continue;
             }
             o->registers = fa.numRegs;
-            o->shared_bytes = (int)fa.sharedSizeBytes + LGH_SM90_SMEM_BYTES;
+            o->shared_bytes = (int)fa.sharedSizeBytes + smem;
             o->local_bytes = (int)fa.localSizeBytes;
             if (st != nullptr && !st->smem_raised[d][g] &&
-                cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, LGH_SM90_SMEM_BYTES) ==
+                cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, smem) ==
                     cudaSuccess) {
                 st->smem_raised[d][g] = true;
             }
             int blocks = 0;
-            if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, k, LGH_SM90_THREADS,
-                                                              LGH_SM90_SMEM_BYTES) != cudaSuccess) {
+            if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, k, LGH_SM90_THREADS, smem) !=
+                cudaSuccess) {
                 cudaGetLastError();
             }
             o->blocks_per_sm = blocks;

@@ -21,12 +21,17 @@
 // Persistent schedule: grid = as many CTAs (clusters) as fit at once, each looping over
 // cluster tiles. Tiles run in bands of 8 M-blocks, M fastest, so the CTAs running at the
 // same time share W tiles and x rows through L2.
+//
+// X3 (float data, math 3xtf32): the main loop of src/cuda/mainloop/sm90_3xtf32.cuh, with
+// a 3-stage ring and two W_lo buffers; warps 1-3 of the producer warpgroup split W.
+// Everything else (schedule, cluster, epilogue) is the same.
 #pragma once
 
 #include <cuda.h>
 #include <stdint.h>
 
 #include "epilogue/fused_groupnorm.cuh"
+#include "mainloop/sm90_3xtf32.cuh"
 #include "mainloop/sm90_tma_wgmma.cuh"
 #include "ptx/barrier.cuh"
 #include "ptx/cluster.cuh"
@@ -71,8 +76,18 @@ struct lgh_sm90_smem {
     lgh_epi_tile_params<LGH_SM90_BN> params[2]; // bias, γ, β of the tile, by tile parity
 };
 
+struct lgh_sm90_smem_x3 {
+    lgh_sm90_ring3 ring;
+    lgh_sm90_exchange xchg;
+    lgh_epi_tile_params<LGH_SM90_BN> params[2];
+};
+
+template <bool X3> struct lgh_sm90_smem_of { using type = lgh_sm90_smem; };
+template <> struct lgh_sm90_smem_of<true> { using type = lgh_sm90_smem_x3; };
+
 // Dynamic shared memory a launch needs: the layout plus room to align it to 1024 bytes.
 #define LGH_SM90_SMEM_BYTES ((int)sizeof(lgh_sm90_smem) + 1024)
+#define LGH_SM90_SMEM_BYTES_X3 ((int)sizeof(lgh_sm90_smem_x3) + 1024)
 
 // Cluster tile ct -> (M-block, cluster tile along N), in bands of LGH_SM90_BAND M-blocks.
 __device__ __forceinline__ void lgh_sm90_tile_coords(int ct, int m_blocks, int n_tiles, int *mb, int *nt)
@@ -123,14 +138,16 @@ __device__ __forceinline__ void lgh_sm90_exchange_stats(lgh_sm90_exchange *x, lg
 }
 
 // GS: channels of a group inside one CTA tile (the group size, or 256 for wider groups).
-template <typename T, int GS>
+// X3: 3xtf32 main loop (T = float only).
+template <typename T, int GS, bool X3 = false>
 __global__ void __launch_bounds__(LGH_SM90_THREADS, 1)
     lgh_sm90_kernel(const __grid_constant__ CUtensorMap map_x, const __grid_constant__ CUtensorMap map_w,
                     const lgh_sm90_params p)
 {
+    using smem_t = typename lgh_sm90_smem_of<X3>::type;
     extern __shared__ __align__(1024) uint8_t lgh_sm90_dyn_smem[];
     const uint32_t raw = lgh_smem_addr(lgh_sm90_dyn_smem);
-    lgh_sm90_smem *sm = reinterpret_cast<lgh_sm90_smem *>(lgh_sm90_dyn_smem + ((1024u - (raw & 1023u)) & 1023u));
+    smem_t *sm = reinterpret_cast<smem_t *>(lgh_sm90_dyn_smem + ((1024u - (raw & 1023u)) & 1023u));
 
     const uint32_t csize = lgh_cluster_size();
     const uint32_t rank = lgh_cluster_rank();
@@ -138,7 +155,8 @@ __global__ void __launch_bounds__(LGH_SM90_THREADS, 1)
     const uint32_t mc = p.multicast ? csize : 1u; // CTAs sharing each x tile
 
     if (threadIdx.x == 0) {
-        lgh_sm90_ring_init(&sm->ring, mc);
+        if constexpr (X3) lgh_sm90_ring3_init(&sm->ring, mc);
+        else lgh_sm90_ring_init(&sm->ring, mc);
         if (p.group_ctas > 1) {
             // One arrival per quad leader (64 per CTA) from each peer.
             lgh_mbar_init(&sm->xchg.bar[0], 64 * (csize - 1));
@@ -157,6 +175,8 @@ __global__ void __launch_bounds__(LGH_SM90_THREADS, 1)
     const int clusters = gridDim.x / csize;
     const int tiles = p.m_blocks * p.n_tiles;
     lgh_sm90_ring_pos pos = {0, 0u};
+    lgh_sm90_cyc<LGH_SM90_X3_STAGES> pos3 = {0, 0u};
+    lgh_sm90_cyc<LGH_SM90_X3_LO_BUFS> lpos = {0, 0u};
 
     if (wg == 0) {
         lgh_regs_release<LGH_SM90_PRODUCER_REGS>();
@@ -164,8 +184,17 @@ __global__ void __launch_bounds__(LGH_SM90_THREADS, 1)
             for (int ct = cluster_id; ct < tiles; ct += clusters) {
                 int mb, nt;
                 lgh_sm90_tile_coords(ct, p.m_blocks, p.n_tiles, &mb, &nt);
-                lgh_sm90_produce_tile<T>(&sm->ring, pos, &map_x, &map_w, mb * LGH_SM90_BM,
-                                         (nt * (int)csize + (int)rank) * LGH_SM90_BN, p.k_blocks, mc, rank);
+                const int m0 = mb * LGH_SM90_BM, n0 = (nt * (int)csize + (int)rank) * LGH_SM90_BN;
+                if constexpr (X3) {
+                    lgh_sm90_x3_produce_tile(&sm->ring, pos3, &map_x, &map_w, m0, n0, p.k_blocks, mc, rank);
+                } else {
+                    lgh_sm90_produce_tile<T>(&sm->ring, pos, &map_x, &map_w, m0, n0, p.k_blocks, mc, rank);
+                }
+            }
+        } else if (X3 && threadIdx.x >= 32) {
+            if constexpr (X3) {
+                for (int ct = cluster_id; ct < tiles; ct += clusters)
+                    lgh_sm90_x3_split_tile(&sm->ring, pos3, lpos, p.k_blocks, threadIdx.x - 32);
             }
         }
         __syncwarp();
@@ -191,7 +220,8 @@ __global__ void __launch_bounds__(LGH_SM90_THREADS, 1)
             lgh_epi_param_loader<T> ld;
             ld.load(bias, gamma, beta, n0 + consumer_thread, p.n);
 
-            lgh_sm90_consume_tile<T>(&sm->ring, pos, acc, cw, p.k_blocks, mc);
+            if constexpr (X3) lgh_sm90_x3_consume_tile(&sm->ring, pos3, lpos, acc, cw, p.k_blocks, mc);
+            else lgh_sm90_consume_tile<T>(&sm->ring, pos, acc, cw, p.k_blocks, mc);
 
             lgh_epi_tile_params<LGH_SM90_BN> *tp = &sm->params[iter & 1];
             ld.store(tp, consumer_thread);

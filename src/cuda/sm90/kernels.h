@@ -1,6 +1,7 @@
-// The compiled sm90 kernels, one table per element type, indexed by log2 of the group's
-// channels inside a CTA tile (1, 2, 4, ..., 256). Defined in kernels_<type>.cu; each file
-// compiles on its own so a parallel build spreads the (long) ptxas work.
+// The compiled sm90 kernels, one table per element type (and one for float data in 3xtf32
+// math), indexed by log2 of the group's channels inside a CTA tile (1, 2, 4, ..., 256).
+// Defined in kernels_<type>.cu; each file compiles on its own so a parallel build spreads
+// the (long) ptxas work.
 #pragma once
 
 #define LGH_SM90_GS_COUNT 9 // 1 .. 256
@@ -8,3 +9,4 @@
 extern const void *const lgh_sm90_kernels_f32[LGH_SM90_GS_COUNT];
 extern const void *const lgh_sm90_kernels_bf16[LGH_SM90_GS_COUNT];
 extern const void *const lgh_sm90_kernels_f16[LGH_SM90_GS_COUNT];
+extern const void *const lgh_sm90_kernels_f32x3[LGH_SM90_GS_COUNT];

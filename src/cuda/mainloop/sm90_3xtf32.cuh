@@ -1,0 +1,266 @@
+// The sm90 GEMM main loop in 3xtf32: float32 accuracy on tf32 tensor cores, for the
+// persistent warp-specialised kernel in src/cuda/sm90/kernel_sm90.cuh (its X3 instances).
+//
+// Each operand is split as a = hi + lo, hi = a with its low 13 mantissa bits cleared (tf32
+// truncated) and lo = a - hi (exact in float32) rounded to tf32; then
+//     x·Wᵀ ≈ x_lo·W_hiᵀ + x_hi·W_loᵀ + x_hi·W_hiᵀ        (x_lo·W_loᵀ, ~2^-21 relative, dropped)
+// small products first, all into the float32 accumulators. tf32 wgmma reads a float32
+// operand and ignores its low 13 bits, so the raw W tile that TMA lands in shared memory
+// already is W_hi (the tf32 mode's error, 3.9e-4 on the reference problem, matches
+// truncated operands, not rounded ones: those would give 1.9e-4). What has to be made:
+//  - W_lo, in shared memory (wgmma reads B only from there): warps 1-3 of the producer
+//    warpgroup (the "splitters", 96 threads that otherwise idle) turn each W slot into a
+//    W_lo buffer of the same swizzled layout, then fence.proxy.async and arrive on the
+//    buffer's `lo_full` barrier; consumer warps release it on `lo_empty` once their
+//    multiplies have read it. Two W_lo buffers, so the split of K-block k+1 runs while the
+//    consumers multiply K-block k.
+//  - x_hi and x_lo, in registers: wgmma takes tf32 A from registers, so each consumer
+//    thread loads its A fragment of the x slot (16 floats per K-block, conflict-free
+//    scalar loads of the 128B-swizzled rows) and splits it there. x never goes back to
+//    shared memory.
+// Shared memory: 3 ring stages of x (16 KB) + W (32 KB) and 2 W_lo buffers (32 KB): 208 KB.
+// Three products per K-block amortise the TMA traffic three times better than the tf32
+// loop does, so 3 stages hide the load latency as well as its 4 do.
+//
+// Accumulation. Per K-block a consumer warpgroup issues its 12 wgmmas (3 products x 4
+// k-steps) as one group and waits for it; the other consumer warpgroup's group keeps the
+// tensor cores busy meanwhile. LGH_SM90_X3_FLUSH=1 builds the alternative: each K-block's
+// products go into a fresh 64x128 register tile (two halves of the 256 columns, m64n128k8)
+// that is then added to the accumulators with ordinary float32 adds, so that the tensor
+// core's own accumulation only ever adds into a partial sum of one K-block. It is there
+// for the case that the tensor core rounds its accumulation toward zero, whose bias grows
+// with the number of adds into a large accumulator (3 per k-step here): see docs/PERF.md.
+#pragma once
+
+#include <stdint.h>
+
+#include "mainloop/sm90_tma_wgmma.cuh"
+#include "ptx/barrier.cuh"
+#include "ptx/cluster.cuh"
+#include "ptx/mbarrier.cuh"
+#include "ptx/tma.cuh"
+#include "ptx/wgmma.cuh"
+
+#ifndef LGH_SM90_X3_FLUSH
+#define LGH_SM90_X3_FLUSH 0
+#endif
+
+#define LGH_SM90_X3_STAGES 3
+#define LGH_SM90_X3_LO_BUFS 2
+#define LGH_SM90_X3_SPLITTERS 96 // warps 1-3 of the producer warpgroup
+
+// Ring of x and W slots plus the W_lo buffers; at the 1024-byte-aligned start of dynamic
+// shared memory (every buffer is a multiple of 1024 bytes, as 128B swizzle needs).
+struct lgh_sm90_ring3 {
+    uint8_t a[LGH_SM90_X3_STAGES][LGH_SM90_A_BYTES];
+    uint8_t b[LGH_SM90_X3_STAGES][LGH_SM90_B_BYTES];
+    uint8_t lo[LGH_SM90_X3_LO_BUFS][LGH_SM90_B_BYTES];
+    uint64_t full[LGH_SM90_X3_STAGES];
+    uint64_t empty[LGH_SM90_X3_STAGES];
+    uint64_t lo_full[LGH_SM90_X3_LO_BUFS];
+    uint64_t lo_empty[LGH_SM90_X3_LO_BUFS];
+};
+
+// Position in a cyclic buffer of N entries (slot, and the parity of its barrier phase).
+template <int N>
+struct lgh_sm90_cyc {
+    int slot;
+    uint32_t parity;
+    __device__ void advance()
+    {
+        if (++slot == N) {
+            slot = 0;
+            parity ^= 1u;
+        }
+    }
+};
+
+// One thread; call lgh_mbar_fence_init and a CTA or cluster barrier after.
+__device__ __forceinline__ void lgh_sm90_ring3_init(lgh_sm90_ring3 *r, uint32_t mc)
+{
+    for (int s = 0; s < LGH_SM90_X3_STAGES; ++s) {
+        lgh_mbar_init(&r->full[s], 1);
+        lgh_mbar_init(&r->empty[s], LGH_SM90_CONSUMER_WARPS * mc);
+    }
+    for (int j = 0; j < LGH_SM90_X3_LO_BUFS; ++j) {
+        lgh_mbar_init(&r->lo_full[j], LGH_SM90_X3_SPLITTERS);
+        lgh_mbar_init(&r->lo_empty[j], LGH_SM90_CONSUMER_WARPS);
+    }
+}
+
+// Producer (one thread): as lgh_sm90_produce_tile, on the 3-stage ring.
+__device__ __forceinline__ void lgh_sm90_x3_produce_tile(lgh_sm90_ring3 *r, lgh_sm90_cyc<LGH_SM90_X3_STAGES> &pos,
+                                                         const void *map_x, const void *map_w, int m0, int n0,
+                                                         int k_blocks, uint32_t mc, uint32_t rank)
+{
+    constexpr int BK = lgh_sm90_mma<float>::BK;
+    const int slice_rows = LGH_SM90_BM / (int)mc;
+    const uint16_t all = (uint16_t)((1u << mc) - 1u);
+    for (int kb = 0; kb < k_blocks; ++kb) {
+        lgh_mbar_wait(&r->empty[pos.slot], pos.parity ^ 1u);
+        lgh_mbar_arrive_expect_tx(&r->full[pos.slot], LGH_SM90_A_BYTES + LGH_SM90_B_BYTES);
+        if (mc == 1) {
+            lgh_tma_load_2d(r->a[pos.slot], map_x, &r->full[pos.slot], kb * BK, m0);
+        } else {
+            lgh_tma_load_2d_multicast(r->a[pos.slot] + rank * slice_rows * 128, map_x, &r->full[pos.slot],
+                                      kb * BK, m0 + (int)rank * slice_rows, all);
+        }
+        lgh_tma_load_2d(r->b[pos.slot], map_w, &r->full[pos.slot], kb * BK, n0);
+        pos.advance();
+    }
+}
+
+// The tf32 remainder of v: v minus v truncated to tf32 (exact), rounded to tf32 (so that
+// the tensor core's truncation of it changes nothing).
+__device__ __forceinline__ uint32_t lgh_tf32_lo_bits(float v)
+{
+    const float hi = __uint_as_float(__float_as_uint(v) & 0xffffe000u);
+    uint32_t r;
+    asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(r) : "f"(v - hi));
+    return r;
+}
+
+// Splitter thread t (0 .. 95): W_lo for the K-blocks of one tile. The loads wait on the
+// slot's `full` barrier like the consumers; the slot cannot be refilled before the
+// consumers release it, which they do only after lo_full, so these reads come first.
+__device__ __forceinline__ void lgh_sm90_x3_split_tile(lgh_sm90_ring3 *r, lgh_sm90_cyc<LGH_SM90_X3_STAGES> &pos,
+                                                       lgh_sm90_cyc<LGH_SM90_X3_LO_BUFS> &lpos, int k_blocks, int t)
+{
+    constexpr int CHUNKS = LGH_SM90_B_BYTES / 16;
+    for (int kb = 0; kb < k_blocks; ++kb) {
+        lgh_mbar_wait(&r->full[pos.slot], pos.parity);
+        lgh_mbar_wait(&r->lo_empty[lpos.slot], lpos.parity ^ 1u);
+        const uint32_t src = lgh_smem_addr(r->b[pos.slot]);
+        const uint32_t dst = lgh_smem_addr(r->lo[lpos.slot]);
+#pragma unroll 4
+        for (int i = t; i < CHUNKS; i += LGH_SM90_X3_SPLITTERS) {
+            float v0, v1, v2, v3;
+            asm volatile("ld.shared.v4.f32 {%0, %1, %2, %3}, [%4];\n"
+                         : "=f"(v0), "=f"(v1), "=f"(v2), "=f"(v3)
+                         : "r"(src + 16 * i));
+            asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(dst + 16 * i), "r"(lgh_tf32_lo_bits(v0)),
+                         "r"(lgh_tf32_lo_bits(v1)), "r"(lgh_tf32_lo_bits(v2)), "r"(lgh_tf32_lo_bits(v3))
+                         : "memory");
+        }
+        lgh_fence_proxy_async_smem();
+        lgh_mbar_arrive(&r->lo_full[lpos.slot]);
+        pos.advance();
+        lpos.advance();
+    }
+}
+
+// Hands a consumed ring slot back (to every CTA that multicasts into it: lane q arrives on
+// CTA q's barrier) and the W_lo buffer to the splitters. After the slot's wgmmas completed.
+__device__ __forceinline__ void lgh_sm90_x3_release(lgh_sm90_ring3 *r, int slot, int lslot, uint32_t mc)
+{
+    __syncwarp();
+    const uint32_t lane = threadIdx.x & 31;
+    if (lane == 0) lgh_mbar_arrive(&r->lo_empty[lslot]);
+    if (mc == 1) {
+        if (lane == 0) lgh_mbar_arrive(&r->empty[slot]);
+    } else if (lane < mc) {
+        lgh_mbar_arrive_cluster(lgh_cluster_map(lgh_smem_addr(&r->empty[slot]), lane));
+    }
+}
+
+// The thread's A fragments of one K-block (4 k-steps of 8): for k-step s, registers
+// 4s .. 4s+3 hold x[r][8s+q], x[r+8][8s+q], x[r][8s+q+4], x[r+8][8s+q+4] (r = 16 warp + lane/4
+// inside the warpgroup's 64 rows, q = lane % 4), as tf32 hi and lo bits. In the 128B-swizzled
+// slot, row r's 16-byte chunk c sits at chunk c ^ (r % 8); r % 8 = lane / 4 for both rows.
+// A warp's 32 loads of one chunk hit 32 different banks.
+template <bool WANT_HI>
+__device__ __forceinline__ void lgh_sm90_x3_load_a(uint32_t row_addr, uint32_t sw, uint32_t (&hi)[16],
+                                                   uint32_t (&lo)[16])
+{
+#pragma unroll
+    for (int s = 0; s < 4; ++s) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+            const uint32_t chunk = (uint32_t)(2 * s + (e >> 1));
+            const uint32_t addr = row_addr + (e & 1) * 1024u + ((chunk ^ sw) << 4);
+            float v;
+            asm volatile("ld.shared.f32 %0, [%1];\n" : "=f"(v) : "r"(addr));
+            if (WANT_HI) hi[4 * s + e] = __float_as_uint(v) & 0xffffe000u;
+            lo[4 * s + e] = lgh_tf32_lo_bits(v);
+        }
+    }
+}
+
+// Consumer warpgroup `wg` (0 or 1): acc = its 64 rows of the tile times W's 256 rows, in
+// 3xtf32. On return every wgmma has completed and every slot and W_lo buffer it read has
+// been released.
+__device__ __forceinline__ void lgh_sm90_x3_consume_tile(lgh_sm90_ring3 *r, lgh_sm90_cyc<LGH_SM90_X3_STAGES> &pos,
+                                                         lgh_sm90_cyc<LGH_SM90_X3_LO_BUFS> &lpos, float (&acc)[128],
+                                                         int wg, int k_blocks, uint32_t mc)
+{
+    constexpr int STEP_BYTES = 8 * 4; // one k-step of 8 floats inside the 128-byte row
+    const int warp = (threadIdx.x / 32) & 3;
+    const int lane = threadIdx.x & 31;
+    const uint32_t sw = (uint32_t)lane >> 2;
+    const uint32_t a_off = (uint32_t)(wg * 64 * 128 + (16 * warp + (lane >> 2)) * 128 + 4 * (lane & 3));
+#if LGH_SM90_X3_FLUSH
+#pragma unroll
+    for (int i = 0; i < 128; ++i) acc[i] = 0.0f;
+    float t[64];
+#endif
+    for (int kb = 0; kb < k_blocks; ++kb) {
+        lgh_mbar_wait(&r->full[pos.slot], pos.parity);
+        uint32_t hi[16], lo[16];
+        lgh_sm90_x3_load_a<!LGH_SM90_X3_FLUSH>(lgh_smem_addr(r->a[pos.slot]) + a_off, sw, hi, lo);
+        const uint32_t b_addr = lgh_smem_addr(r->b[pos.slot]);
+        const uint32_t l_addr = lgh_smem_addr(r->lo[lpos.slot]);
+        lgh_mbar_wait(&r->lo_full[lpos.slot], lpos.parity);
+#if !LGH_SM90_X3_FLUSH
+        lgh_wgmma_fence();
+#pragma unroll
+        for (int s = 0; s < 4; ++s) {
+            lgh_wgmma_m64n256k8_tf32_rs(acc, lo[4 * s], lo[4 * s + 1], lo[4 * s + 2], lo[4 * s + 3],
+                                        lgh_wgmma_desc_k128b(b_addr + s * STEP_BYTES), (kb | s) != 0);
+        }
+#pragma unroll
+        for (int s = 0; s < 4; ++s) {
+            lgh_wgmma_m64n256k8_tf32_rs(acc, hi[4 * s], hi[4 * s + 1], hi[4 * s + 2], hi[4 * s + 3],
+                                        lgh_wgmma_desc_k128b(l_addr + s * STEP_BYTES), 1);
+        }
+#pragma unroll
+        for (int s = 0; s < 4; ++s) {
+            lgh_wgmma_m64n256k8_tf32_rs(acc, hi[4 * s], hi[4 * s + 1], hi[4 * s + 2], hi[4 * s + 3],
+                                        lgh_wgmma_desc_k128b(b_addr + s * STEP_BYTES), 1);
+        }
+        lgh_wgmma_commit();
+        lgh_wgmma_wait<0>();
+#else
+        const uint32_t a_addr = lgh_smem_addr(r->a[pos.slot]) + wg * (64 * 128);
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+            const uint32_t bh = b_addr + h * (LGH_SM90_B_BYTES / 2);
+            const uint32_t lh = l_addr + h * (LGH_SM90_B_BYTES / 2);
+            lgh_wgmma_fence();
+#pragma unroll
+            for (int s = 0; s < 4; ++s) {
+                lgh_wgmma_m64n128k8_tf32_rs(t, lo[4 * s], lo[4 * s + 1], lo[4 * s + 2], lo[4 * s + 3],
+                                            lgh_wgmma_desc_k128b(bh + s * STEP_BYTES), s != 0);
+            }
+#pragma unroll
+            for (int s = 0; s < 4; ++s) {
+                lgh_wgmma_m64n128k8_tf32(t, lgh_wgmma_desc_k128b(a_addr + s * STEP_BYTES),
+                                         lgh_wgmma_desc_k128b(lh + s * STEP_BYTES), 1);
+            }
+#pragma unroll
+            for (int s = 0; s < 4; ++s) {
+                lgh_wgmma_m64n128k8_tf32(t, lgh_wgmma_desc_k128b(a_addr + s * STEP_BYTES),
+                                         lgh_wgmma_desc_k128b(bh + s * STEP_BYTES), 1);
+            }
+            lgh_wgmma_commit();
+            lgh_wgmma_wait<0>();
+            lgh_wgmma_pin(t);
+#pragma unroll
+            for (int i = 0; i < 64; ++i) acc[64 * h + i] += t[i];
+        }
+#endif
+        lgh_sm90_x3_release(r, pos.slot, lpos.slot, mc);
+        pos.advance();
+        lpos.advance();
+    }
+    lgh_wgmma_pin(acc);
+}
