@@ -279,34 +279,43 @@ __device__ __forceinline__ void lgh_sm80_mainloop(uint32_t ring, const lgh_sm80_
         lgh_cp_async_commit();
     }
 
-    int slot = 0;                     // slot of K-block kb
-    int fill = C::STAGES - 1;         // slot of K-block kb + STAGES - 1
+    // One k-step's fragments of the slot at shared address `base`.
+    auto fragments = [&](uint32_t (&a)[C::MI][4], uint32_t (&b)[C::NI][2], uint32_t base, int s) {
+        const uint32_t a_addr = base + a_off + (((uint32_t)(2 * s) ^ a_sw) << 4);
+        const uint32_t b_addr = base + b_off + (((uint32_t)(2 * s) ^ b_sw) << 4);
+#pragma unroll
+        for (int i = 0; i < C::MI; ++i) lgh_ldmatrix_x4(a[i], a_addr + i * 16 * C::KB_BYTES);
+#pragma unroll
+        for (int p = 0; p < C::NI / 2; ++p) {
+            uint32_t r[4];
+            lgh_ldmatrix_x4(r, b_addr + p * 16 * C::KB_BYTES);
+            b[2 * p][0] = r[0];
+            b[2 * p][1] = r[1];
+            b[2 * p + 1][0] = r[2];
+            b[2 * p + 1][1] = r[3];
+        }
+    };
+
+    int slot = 0;             // slot of K-block kb
+    int fill = C::STAGES - 1; // slot of K-block kb + STAGES - 1
     for (int kb = 0; kb < op.k_blocks; ++kb) {
         lgh_cp_async_wait<C::STAGES - 2>();
         __syncthreads();
+        // The first k-step's fragments before the copies: their latency then overlaps the
+        // copies' issue instead of delaying the first mma after the barrier.
+        const uint32_t base = ring + slot * C::STAGE_BYTES;
+        uint32_t a[2][C::MI][4], b[2][C::NI][2]; // by k-step parity
+        fragments(a[0], b[0], base, 0);
+
         const int next = kb + C::STAGES - 1;
         if (next < op.k_blocks - 1) ld.template load<false>(ring + fill * C::STAGE_BYTES);
         else if (next == op.k_blocks - 1) ld.template load<true>(ring + fill * C::STAGE_BYTES);
         lgh_cp_async_commit();
 
-        const uint32_t base = ring + slot * C::STAGE_BYTES;
 #pragma unroll
         for (int s = 0; s < C::K_STEPS; ++s) {
-            uint32_t a[C::MI][4], b[C::NI][2];
-            const uint32_t a_addr = base + a_off + (((uint32_t)(2 * s) ^ a_sw) << 4);
-            const uint32_t b_addr = base + b_off + (((uint32_t)(2 * s) ^ b_sw) << 4);
-#pragma unroll
-            for (int i = 0; i < C::MI; ++i) lgh_ldmatrix_x4(a[i], a_addr + i * 16 * C::KB_BYTES);
-#pragma unroll
-            for (int p = 0; p < C::NI / 2; ++p) {
-                uint32_t r[4];
-                lgh_ldmatrix_x4(r, b_addr + p * 16 * C::KB_BYTES);
-                b[2 * p][0] = r[0];
-                b[2 * p][1] = r[1];
-                b[2 * p + 1][0] = r[2];
-                b[2 * p + 1][1] = r[3];
-            }
-            lgh_sm80_op<T, SPLIT3>::template step<C::MI, C::NI>(acc, a, b);
+            if (s + 1 < C::K_STEPS) fragments(a[(s + 1) & 1], b[(s + 1) & 1], base, s + 1);
+            lgh_sm80_op<T, SPLIT3>::template step<C::MI, C::NI>(acc, a[s & 1], b[s & 1]);
         }
         slot = slot + 1 == C::STAGES ? 0 : slot + 1;
         fill = fill + 1 == C::STAGES ? 0 : fill + 1;

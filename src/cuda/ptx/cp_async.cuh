@@ -18,11 +18,12 @@ __device__ __forceinline__ uint32_t lgh_cvta_shared(const void *p)
 // Copies src_bytes (0..16) bytes from global src to shared dst and fills the rest of the
 // 16 bytes with zeros. dst and src are 16-byte aligned; with src_bytes == 0 nothing is
 // read. The zero fill is what makes tails along K, M and N read no byte outside the
-// matrices. The L2::128B hint lets L2 fetch the whole 128-byte line around src from
-// memory at once: the next K-block of the same row comes with it.
+// matrices. The L2::256B hint lets L2 fetch the 256 bytes around src from memory at
+// once: the next K-blocks of the same row (64 bytes each in the sm80 main loop) then come
+// from L2 instead of waiting on memory, which a two-slot pipeline could not hide.
 __device__ __forceinline__ void lgh_cp_async_16(uint32_t dst, const void *src, uint32_t src_bytes)
 {
-    asm volatile("cp.async.cg.shared.global.L2::128B [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(src_bytes)
+    asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(src_bytes)
                  : "memory");
 }
 
