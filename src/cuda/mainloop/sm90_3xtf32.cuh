@@ -4,7 +4,7 @@
 // Each operand is split as a = hi + lo, hi = a with its low 13 mantissa bits cleared (tf32
 // truncated) and lo = a - hi (exact in float32) rounded to tf32; then
 //     x·Wᵀ ≈ x_lo·W_hiᵀ + x_hi·W_loᵀ + x_hi·W_hiᵀ        (x_lo·W_loᵀ, ~2^-21 relative, dropped)
-// small products first, all into the float32 accumulators. tf32 wgmma reads a float32
+// small products first (see Accumulation below). tf32 wgmma reads a float32
 // operand and ignores its low 13 bits, so the raw W tile that TMA lands in shared memory
 // already is W_hi (the tf32 mode's error, 3.9e-4 on the reference problem, matches
 // truncated operands, not rounded ones: those would give 1.9e-4). What has to be made:
@@ -16,20 +16,22 @@
 //    consumers multiply K-block k.
 //  - x_hi and x_lo, in registers: wgmma takes tf32 A from registers, so each consumer
 //    thread loads its A fragment of the x slot (16 floats per K-block, conflict-free
-//    scalar loads of the 128B-swizzled rows) and splits it there. x never goes back to
-//    shared memory.
+//    scalar loads of the 128B-swizzled rows) and splits it there; all three products take
+//    A from registers (from shared memory, the two x_hi products cost 64 KB more shared-
+//    memory reads per K-block and were slower). x never goes back to shared memory.
 // Shared memory: 3 ring stages of x (16 KB) + W (32 KB) and 2 W_lo buffers (32 KB): 208 KB.
 // Three products per K-block amortise the TMA traffic three times better than the tf32
 // loop does, so 3 stages hide the load latency as well as its 4 do.
 //
-// Accumulation. Per K-block a consumer warpgroup issues its 12 wgmmas (3 products x 4
-// k-steps) as one group and waits for it; the other consumer warpgroup's group keeps the
-// tensor cores busy meanwhile. LGH_SM90_X3_FLUSH=1 builds the alternative: each K-block's
-// products go into a fresh 64x128 register tile (two halves of the 256 columns, m64n128k8)
-// that is then added to the accumulators with ordinary float32 adds, so that the tensor
-// core's own accumulation only ever adds into a partial sum of one K-block. It is there
-// for the case that the tensor core rounds its accumulation toward zero, whose bias grows
-// with the number of adds into a large accumulator (3 per k-step here): see docs/PERF.md.
+// Accumulation. The tensor core rounds its float32 accumulation toward zero (measured:
+// accumulating the 12 products of every K-block straight into the accumulators gave
+// 3.3e-5 relative error on the reference problem, against 2.5e-7 below — a bias of about
+// half an ulp of the running sum per add). So each K-block's products go into a fresh
+// register tile of PN columns (scale-d 0 on its first wgmma), which is then added to the
+// accumulators with ordinary round-to-nearest float32 adds: 256/PN parts per K-block
+// (m64n128k8: two), each 12 wgmmas as one group that the warpgroup waits for; the other
+// consumer warpgroup's group keeps the tensor cores busy meanwhile.
+
 #pragma once
 
 #include <stdint.h>
@@ -41,13 +43,27 @@
 #include "ptx/tma.cuh"
 #include "ptx/wgmma.cuh"
 
+// Variants (build-time; the defaults are the measured best, see docs/PERF.md):
+// FLUSH 1: per-K-block partial products in a register tile added with float32 adds (0: the
+// tensor core accumulates straight into acc: faster, but 130x less accurate on H100);
+// PART_N: columns of that tile (128 or 64); A_REGS 1: x_hi from registers for all three
+// products (0: from shared memory by descriptor for the two x_hi products).
 #ifndef LGH_SM90_X3_FLUSH
-#define LGH_SM90_X3_FLUSH 0
+#define LGH_SM90_X3_FLUSH 1
+#endif
+#ifndef LGH_SM90_X3_PART_N
+#define LGH_SM90_X3_PART_N 128
+#endif
+#ifndef LGH_SM90_X3_A_REGS
+#define LGH_SM90_X3_A_REGS 1
 #endif
 
 #define LGH_SM90_X3_STAGES 3
 #define LGH_SM90_X3_LO_BUFS 2
 #define LGH_SM90_X3_SPLITTERS 96 // warps 1-3 of the producer warpgroup
+#ifndef LGH_SM90_X3_SPLIT_UNROLL
+#define LGH_SM90_X3_SPLIT_UNROLL 2 // 4 spills in the producer's 32 registers
+#endif
 
 // Ring of x and W slots plus the W_lo buffers; at the 1024-byte-aligned start of dynamic
 // shared memory (every buffer is a multiple of 1024 bytes, as 128B swizzle needs).
@@ -127,12 +143,13 @@ __device__ __forceinline__ void lgh_sm90_x3_split_tile(lgh_sm90_ring3 *r, lgh_sm
                                                        lgh_sm90_cyc<LGH_SM90_X3_LO_BUFS> &lpos, int k_blocks, int t)
 {
     constexpr int CHUNKS = LGH_SM90_B_BYTES / 16;
+    constexpr int UNROLL = LGH_SM90_X3_SPLIT_UNROLL;
     for (int kb = 0; kb < k_blocks; ++kb) {
         lgh_mbar_wait(&r->full[pos.slot], pos.parity);
         lgh_mbar_wait(&r->lo_empty[lpos.slot], lpos.parity ^ 1u);
         const uint32_t src = lgh_smem_addr(r->b[pos.slot]);
         const uint32_t dst = lgh_smem_addr(r->lo[lpos.slot]);
-#pragma unroll 4
+#pragma unroll UNROLL
         for (int i = t; i < CHUNKS; i += LGH_SM90_X3_SPLITTERS) {
             float v0, v1, v2, v3;
             asm volatile("ld.shared.v4.f32 {%0, %1, %2, %3}, [%4];\n"
@@ -186,6 +203,23 @@ __device__ __forceinline__ void lgh_sm90_x3_load_a(uint32_t row_addr, uint32_t s
     }
 }
 
+// The wgmma forms of one flushed part of PN columns (register tile of PN / 2 floats).
+template <int PN> struct lgh_sm90_x3_part;
+template <> struct lgh_sm90_x3_part<128> {
+    __device__ static void rs(float (&d)[64], const uint32_t (&a)[16], int s, uint64_t b, int acc)
+    {
+        lgh_wgmma_m64n128k8_tf32_rs(d, a[4 * s], a[4 * s + 1], a[4 * s + 2], a[4 * s + 3], b, acc);
+    }
+    __device__ static void ss(float (&d)[64], uint64_t a, uint64_t b, int acc) { lgh_wgmma_m64n128k8_tf32(d, a, b, acc); }
+};
+template <> struct lgh_sm90_x3_part<64> {
+    __device__ static void rs(float (&d)[32], const uint32_t (&a)[16], int s, uint64_t b, int acc)
+    {
+        lgh_wgmma_m64n64k8_tf32_rs(d, a[4 * s], a[4 * s + 1], a[4 * s + 2], a[4 * s + 3], b, acc);
+    }
+    __device__ static void ss(float (&d)[32], uint64_t a, uint64_t b, int acc) { lgh_wgmma_m64n64k8_tf32(d, a, b, acc); }
+};
+
 // Consumer warpgroup `wg` (0 or 1): acc = its 64 rows of the tile times W's 256 rows, in
 // 3xtf32. On return every wgmma has completed and every slot and W_lo buffer it read has
 // been released.
@@ -199,14 +233,17 @@ __device__ __forceinline__ void lgh_sm90_x3_consume_tile(lgh_sm90_ring3 *r, lgh_
     const uint32_t sw = (uint32_t)lane >> 2;
     const uint32_t a_off = (uint32_t)(wg * 64 * 128 + (16 * warp + (lane >> 2)) * 128 + 4 * (lane & 3));
 #if LGH_SM90_X3_FLUSH
+    constexpr int PN = LGH_SM90_X3_PART_N;
+    constexpr int PREGS = PN / 2;
+    using part = lgh_sm90_x3_part<PN>;
 #pragma unroll
     for (int i = 0; i < 128; ++i) acc[i] = 0.0f;
-    float t[64];
+    float t[PREGS];
 #endif
     for (int kb = 0; kb < k_blocks; ++kb) {
         lgh_mbar_wait(&r->full[pos.slot], pos.parity);
         uint32_t hi[16], lo[16];
-        lgh_sm90_x3_load_a<!LGH_SM90_X3_FLUSH>(lgh_smem_addr(r->a[pos.slot]) + a_off, sw, hi, lo);
+        lgh_sm90_x3_load_a<!LGH_SM90_X3_FLUSH || LGH_SM90_X3_A_REGS>(lgh_smem_addr(r->a[pos.slot]) + a_off, sw, hi, lo);
         const uint32_t b_addr = lgh_smem_addr(r->b[pos.slot]);
         const uint32_t l_addr = lgh_smem_addr(r->lo[lpos.slot]);
         lgh_mbar_wait(&r->lo_full[lpos.slot], lpos.parity);
@@ -232,30 +269,27 @@ __device__ __forceinline__ void lgh_sm90_x3_consume_tile(lgh_sm90_ring3 *r, lgh_
 #else
         const uint32_t a_addr = lgh_smem_addr(r->a[pos.slot]) + wg * (64 * 128);
 #pragma unroll
-        for (int h = 0; h < 2; ++h) {
-            const uint32_t bh = b_addr + h * (LGH_SM90_B_BYTES / 2);
-            const uint32_t lh = l_addr + h * (LGH_SM90_B_BYTES / 2);
+        for (int q = 0; q < 256 / PN; ++q) {
+            const uint32_t bq = b_addr + q * PN * 128; // PN rows of W, 128 bytes each
+            const uint32_t lq = l_addr + q * PN * 128;
             lgh_wgmma_fence();
 #pragma unroll
+            for (int s = 0; s < 4; ++s) part::rs(t, lo, s, lgh_wgmma_desc_k128b(bq + s * STEP_BYTES), s != 0);
+#pragma unroll
             for (int s = 0; s < 4; ++s) {
-                lgh_wgmma_m64n128k8_tf32_rs(t, lo[4 * s], lo[4 * s + 1], lo[4 * s + 2], lo[4 * s + 3],
-                                            lgh_wgmma_desc_k128b(bh + s * STEP_BYTES), s != 0);
+                if (LGH_SM90_X3_A_REGS) part::rs(t, hi, s, lgh_wgmma_desc_k128b(lq + s * STEP_BYTES), 1);
+                else part::ss(t, lgh_wgmma_desc_k128b(a_addr + s * STEP_BYTES), lgh_wgmma_desc_k128b(lq + s * STEP_BYTES), 1);
             }
 #pragma unroll
             for (int s = 0; s < 4; ++s) {
-                lgh_wgmma_m64n128k8_tf32(t, lgh_wgmma_desc_k128b(a_addr + s * STEP_BYTES),
-                                         lgh_wgmma_desc_k128b(lh + s * STEP_BYTES), 1);
-            }
-#pragma unroll
-            for (int s = 0; s < 4; ++s) {
-                lgh_wgmma_m64n128k8_tf32(t, lgh_wgmma_desc_k128b(a_addr + s * STEP_BYTES),
-                                         lgh_wgmma_desc_k128b(bh + s * STEP_BYTES), 1);
+                if (LGH_SM90_X3_A_REGS) part::rs(t, hi, s, lgh_wgmma_desc_k128b(bq + s * STEP_BYTES), 1);
+                else part::ss(t, lgh_wgmma_desc_k128b(a_addr + s * STEP_BYTES), lgh_wgmma_desc_k128b(bq + s * STEP_BYTES), 1);
             }
             lgh_wgmma_commit();
             lgh_wgmma_wait<0>();
             lgh_wgmma_pin(t);
 #pragma unroll
-            for (int i = 0; i < 64; ++i) acc[64 * h + i] += t[i];
+            for (int i = 0; i < PREGS; ++i) acc[PREGS * q + i] += t[i];
         }
 #endif
         lgh_sm90_x3_release(r, pos.slot, lpos.slot, mc);

@@ -45,6 +45,15 @@
 #ifndef LGH_SM90_CONSUMER_REGS
 #define LGH_SM90_CONSUMER_REGS 232
 #endif
+// The 3xtf32 instances (X3): their consumers hold a 64-register partial tile and 32
+// registers of x fragments besides the accumulators (232 spilled 8 bytes), and their
+// producer warpgroup (TMA thread, W splitters) fits in 32; 32 + 2 x 240 = 512.
+#ifndef LGH_SM90_X3_PRODUCER_REGS
+#define LGH_SM90_X3_PRODUCER_REGS 32
+#endif
+#ifndef LGH_SM90_X3_CONSUMER_REGS
+#define LGH_SM90_X3_CONSUMER_REGS 240
+#endif
 #define LGH_SM90_BAND 8          // M-blocks per band of the tile order
 #define LGH_SM90_MAX_CLUSTER 4
 
@@ -179,7 +188,7 @@ __global__ void __launch_bounds__(LGH_SM90_THREADS, 1)
     lgh_sm90_cyc<LGH_SM90_X3_LO_BUFS> lpos = {0, 0u};
 
     if (wg == 0) {
-        lgh_regs_release<LGH_SM90_PRODUCER_REGS>();
+        lgh_regs_release<X3 ? LGH_SM90_X3_PRODUCER_REGS : LGH_SM90_PRODUCER_REGS>();
         if (threadIdx.x == 0) {
             for (int ct = cluster_id; ct < tiles; ct += clusters) {
                 int mb, nt;
@@ -199,7 +208,7 @@ __global__ void __launch_bounds__(LGH_SM90_THREADS, 1)
         }
         __syncwarp();
     } else {
-        lgh_regs_acquire<LGH_SM90_CONSUMER_REGS>();
+        lgh_regs_acquire<X3 ? LGH_SM90_X3_CONSUMER_REGS : LGH_SM90_CONSUMER_REGS>();
         const int cw = wg - 1; // consumer warpgroup: rows [64 cw, 64 cw + 64) of the tile
         const int warp = (threadIdx.x / 32) & 3;
         const int lane = threadIdx.x & 31;
@@ -216,12 +225,14 @@ __global__ void __launch_bounds__(LGH_SM90_THREADS, 1)
             lgh_sm90_tile_coords(ct, p.m_blocks, p.n_tiles, &mb, &nt);
             const int m0 = mb * LGH_SM90_BM;
             const int n0 = (nt * (int)csize + (int)rank) * LGH_SM90_BN;
-            // The tile's bias, γ, β: loads issued now, their latency hidden by the main loop.
+            // The tile's bias, γ, β: loads issued now, their latency hidden by the main loop
+            // (after it for X3, whose main loop needs those registers).
             lgh_epi_param_loader<T> ld;
-            ld.load(bias, gamma, beta, n0 + consumer_thread, p.n);
+            if constexpr (!X3) ld.load(bias, gamma, beta, n0 + consumer_thread, p.n);
 
             if constexpr (X3) lgh_sm90_x3_consume_tile(&sm->ring, pos3, lpos, acc, cw, p.k_blocks, mc);
             else lgh_sm90_consume_tile<T>(&sm->ring, pos, acc, cw, p.k_blocks, mc);
+            if constexpr (X3) ld.load(bias, gamma, beta, n0 + consumer_thread, p.n);
 
             lgh_epi_tile_params<LGH_SM90_BN> *tp = &sm->params[iter & 1];
             ld.store(tp, consumer_thread);
