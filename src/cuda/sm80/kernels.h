@@ -21,7 +21,7 @@
 //                              BM   BN  warps  K bytes  stages  min blocks
 using lgh_sm80_cfg0 = lgh_sm80_cfg<128, 256, 2, 4, 64, 2, 1>; // 8 warps, 48 KB ring
 using lgh_sm80_cfg1 = lgh_sm80_cfg<128, 128, 2, 2, 64, 3, 2>; // 4 warps, 48 KB ring
-using lgh_sm80_cfg2 = lgh_sm80_cfg<64, 128, 2, 2, 64, 4, 2>;  // 4 warps of 32 x 64, 48 KB ring
+using lgh_sm80_cfg2 = lgh_sm80_cfg<64, 128, 2, 2, 64, 4, 3>;  // 4 warps of 32 x 64, 48 KB ring
 
 #define LGH_SM80_CONFIGS 3
 #define LGH_SM80_GS_COUNT 8 // pre-norm, then GS = 1, 2, 4, ..., 64
