@@ -62,7 +62,7 @@
 #define LGH_SM90_X3_LO_BUFS 2
 #define LGH_SM90_X3_SPLITTERS 96 // warps 1-3 of the producer warpgroup
 #ifndef LGH_SM90_X3_SPLIT_UNROLL
-#define LGH_SM90_X3_SPLIT_UNROLL 2 // 4 spills in the producer's 32 registers
+#define LGH_SM90_X3_SPLIT_UNROLL 1 // more spills in the producer's 24 registers
 #endif
 
 // Ring of x and W slots plus the W_lo buffers; at the 1024-byte-aligned start of dynamic

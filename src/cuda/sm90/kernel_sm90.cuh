@@ -47,9 +47,11 @@
 #endif
 // The 3xtf32 instances (X3): their consumers hold a 64-register partial tile and 32
 // registers of x fragments besides the accumulators (232 spilled 8 bytes), and their
-// producer warpgroup (TMA thread, W splitters) fits in 32; 32 + 2 x 240 = 512.
+// producer warpgroup (TMA thread, W splitters) fits in 24. setmaxnreg.inc waits for
+// registers the CTA itself has released, so the split must fit the 168 x 384 registers
+// the CTA starts with: 24 + 2 x 240 = 504 = 168 x 3 (32 + 2 x 240 hung).
 #ifndef LGH_SM90_X3_PRODUCER_REGS
-#define LGH_SM90_X3_PRODUCER_REGS 32
+#define LGH_SM90_X3_PRODUCER_REGS 24
 #endif
 #ifndef LGH_SM90_X3_CONSUMER_REGS
 #define LGH_SM90_X3_CONSUMER_REGS 240
