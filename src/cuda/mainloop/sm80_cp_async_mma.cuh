@@ -80,19 +80,38 @@ __device__ __forceinline__ uint32_t lgh_sm80_swizzle(uint32_t row)
 #define LGH_SM80_TF32_ROUND 1
 #endif
 
+// 3xtf32: 1 (default) computes the two small cross products in bfloat16, 0 as two more
+// tf32 products (see lgh_sm80_op<float, true>).
+#ifndef LGH_SM80_3XTF32_BF16
+#define LGH_SM80_3XTF32_BF16 1
+#endif
+
 // Per element type: the k-step multiply of one warp on raw fragments from ldmatrix.
-// SPLIT3 (float only): 3xtf32. Each operand is split exactly into a high part (its top
-// 19 bits: a tf32) and the remainder, of which mma.sync keeps the top 11 significant bits
-// (what it drops is below 2^-20 of the operand); the two small cross products are
-// accumulated before the large one: acc += a_lo·b_hi + a_hi·b_lo + a_hi·b_hi.
 template <typename T, bool SPLIT3 = false> struct lgh_sm80_op;
 
 __device__ __forceinline__ uint32_t lgh_sm80_tf32_hi(uint32_t f) { return f & 0xffffe000u; }
-__device__ __forceinline__ uint32_t lgh_sm80_tf32_lo(uint32_t f, uint32_t hi)
+__device__ __forceinline__ float lgh_sm80_tf32_lo(uint32_t f, uint32_t hi)
 {
-    return __float_as_uint(__uint_as_float(f) - __uint_as_float(hi));
+    return __uint_as_float(f) - __uint_as_float(hi);
+}
+// Two floats as one bfloat16 pair register: lo in the low half (the lower k index).
+__device__ __forceinline__ uint32_t lgh_sm80_bf16x2(float lo, float hi)
+{
+    const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    return *reinterpret_cast<const uint32_t *>(&v);
 }
 
+// SPLIT3 = false: tf32. SPLIT3 = true: 3xtf32 — each operand split exactly into a high
+// part (its top 19 bits: a tf32) and the remainder; acc += a_lo·b_hi + a_hi·b_lo (small
+// products first) + a_hi·b_hi.
+//   LGH_SM80_3XTF32_BF16 = 1: the two small products as one bf16 m16n8k16 mma per m16n8k8
+//   block — its 16 k slots pair (a_lo, b_hi) and (a_hi, b_lo) of the block's 8 k — then
+//   a_hi·b_hi as a tf32 mma: two tf32 products' time instead of three (bf16 mma.sync runs
+//   twice the tf32 rate). The cross terms, about 2^-11 of a product, keep bf16's 8 bits:
+//   simulated relative error of y on the reference problem 9.4e-7 (3e-7 for exact cross
+//   terms, 2.7e-4 for tf32).
+//   LGH_SM80_3XTF32_BF16 = 0: three tf32 mma; mma.sync keeps the top 11 bits of the
+//   remainder (what it drops is below 2^-20 of the operand).
 template <bool SPLIT3> struct lgh_sm80_op<float, SPLIT3> {
     template <int MI, int NI>
     __device__ static __forceinline__ void step(float (&acc)[MI][4 * NI], uint32_t (&a)[MI][4], uint32_t (&b)[NI][2])
@@ -117,15 +136,41 @@ template <bool SPLIT3> struct lgh_sm80_op<float, SPLIT3> {
             for (int i = 0; i < MI; ++i)
 #pragma unroll
                 for (int j = 0; j < NI; ++j) lgh_mma_m16n8k8_tf32(&acc[i][4 * j], a[i], b[j]);
+        } else if (LGH_SM80_3XTF32_BF16) {
+            // b: (hi, lo) pairs (the bf16 mma's k slots 2t, 2t+1 hold k = t, for b[j][0]),
+            // then hi in place for the tf32 mma.
+            uint32_t bx[NI][2];
+#pragma unroll
+            for (int j = 0; j < NI; ++j)
+#pragma unroll
+                for (int q = 0; q < 2; ++q) {
+                    const uint32_t hi = lgh_sm80_tf32_hi(b[j][q]);
+                    bx[j][q] = lgh_sm80_bf16x2(__uint_as_float(hi), lgh_sm80_tf32_lo(b[j][q], hi));
+                    b[j][q] = hi;
+                }
+#pragma unroll
+            for (int i = 0; i < MI; ++i) {
+                // a: (lo, hi) pairs, so that slot 2t meets b's hi and slot 2t+1 b's lo.
+                uint32_t ahi[4], ax[4];
+#pragma unroll
+                for (int q = 0; q < 4; ++q) {
+                    ahi[q] = lgh_sm80_tf32_hi(a[i][q]);
+                    ax[q] = lgh_sm80_bf16x2(lgh_sm80_tf32_lo(a[i][q], ahi[q]), __uint_as_float(ahi[q]));
+                }
+#pragma unroll
+                for (int j = 0; j < NI; ++j) {
+                    lgh_mma_m16n8k16_bf16(&acc[i][4 * j], ax, bx[j]);
+                    lgh_mma_m16n8k8_tf32(&acc[i][4 * j], ahi, b[j]);
+                }
+            }
         } else {
-            // b split once per k-step (NI x 2 x 2 registers), a slab by slab.
             uint32_t blo[NI][2];
 #pragma unroll
             for (int j = 0; j < NI; ++j)
 #pragma unroll
                 for (int q = 0; q < 2; ++q) {
                     const uint32_t hi = lgh_sm80_tf32_hi(b[j][q]);
-                    blo[j][q] = lgh_sm80_tf32_lo(b[j][q], hi);
+                    blo[j][q] = __float_as_uint(lgh_sm80_tf32_lo(b[j][q], hi));
                     b[j][q] = hi;
                 }
 #pragma unroll
@@ -134,7 +179,7 @@ template <bool SPLIT3> struct lgh_sm80_op<float, SPLIT3> {
 #pragma unroll
                 for (int q = 0; q < 4; ++q) {
                     ahi[q] = lgh_sm80_tf32_hi(a[i][q]);
-                    alo[q] = lgh_sm80_tf32_lo(a[i][q], ahi[q]);
+                    alo[q] = __float_as_uint(lgh_sm80_tf32_lo(a[i][q], ahi[q]));
                 }
 #pragma unroll
                 for (int j = 0; j < NI; ++j) {
