@@ -16,9 +16,10 @@
 //
 // Pipeline (one CTA barrier per K-block): the prologue issues K-blocks 0 .. STAGES-2; at
 // K-block kb every thread waits for its own copies of kb, the CTA meets (so all copies
-// of kb have landed and every warp is done reading slot kb-1), then issues K-block
-// kb + STAGES - 1 into slot kb-1 and multiplies slot kb. Copies beyond K, M or N are
-// zero-filled (cp.async src-size), so tails need no other masking.
+// of kb have landed and every warp is done reading slot kb-1), each warp loads its first
+// k-step's fragments of slot kb, then issues K-block kb + STAGES - 1 into slot kb-1 and
+// multiplies slot kb, loading the next k-step's fragments while it multiplies one. Copies
+// beyond K, M or N are zero-filled (cp.async src-size), so tails need no other masking.
 #pragma once
 
 #include <cuda_bf16.h>

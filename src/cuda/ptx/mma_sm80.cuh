@@ -25,8 +25,10 @@ __device__ __forceinline__ void lgh_ldmatrix_x4(uint32_t (&r)[4], uint32_t smem_
                  : "r"(smem_addr));
 }
 
-// float -> tf32, rounded to nearest (ties away), as the bits of a float. mma.sync on raw
-// float bits would truncate the low 13 mantissa bits, a bias toward zero.
+// float -> tf32, rounded to nearest (ties away), for a tf32 mma operand. mma.sync on raw
+// float bits would truncate the low 13 mantissa bits, a bias toward zero. The low 13 bits
+// of the result are unspecified (on sm_80 .. sm_90 ptxas adds half an ulp and leaves
+// them): mask them off before using the result as a float.
 __device__ __forceinline__ uint32_t lgh_tf32_round(uint32_t f)
 {
     uint32_t r;
