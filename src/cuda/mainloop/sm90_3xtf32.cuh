@@ -17,8 +17,8 @@
 //  - x_hi and x_lo, in registers: wgmma takes tf32 A from registers, so each consumer
 //    thread loads its A fragment of the x slot (16 floats per K-block, conflict-free
 //    scalar loads of the 128B-swizzled rows) and splits it there; all three products take
-//    A from registers (from shared memory, the two x_hi products cost 64 KB more shared-
-//    memory reads per K-block and were slower). x never goes back to shared memory.
+//    A from registers (from shared memory, the two x_hi products read 64 KB more per
+//    K-block and ran ~1% slower). x never goes back to shared memory.
 // Shared memory: 3 ring stages of x (16 KB) + W (32 KB) and 2 W_lo buffers (32 KB): 208 KB.
 // Three products per K-block amortise the TMA traffic three times better than the tf32
 // loop does, so 3 stages hide the load latency as well as its 4 do.
