@@ -113,6 +113,13 @@ __device__ __forceinline__ uint32_t lgh_sm80_bf16x2(float lo, float hi)
 //   terms, 2.7e-4 for tf32).
 //   LGH_SM80_3XTF32_BF16 = 0: three tf32 mma; mma.sync keeps the top 11 bits of the
 //   remainder (what it drops is below 2^-20 of the operand).
+// Accumulation: the tensor core rounds its float32 accumulation toward zero, a bias of
+// about half an ulp of the running sum per mma (the sm90 engine measured 3.3e-5 relative
+// error on the reference problem for products accumulated straight into the
+// accumulators, against 2.5e-7 with the fix). So the main loop gives 3xtf32 a fresh
+// register tile per K-block (the mma's truncation is then relative to one K-block's
+// products) and adds it to the accumulators with round-to-nearest float32 adds; the tile
+// doubles the accumulator registers, so 3xtf32 kernels use 32 x 64 warp tiles.
 template <bool SPLIT3> struct lgh_sm80_op<float, SPLIT3> {
     template <int MI, int NI>
     __device__ static __forceinline__ void step(float (&acc)[MI][4 * NI], uint32_t (&a)[MI][4], uint32_t (&b)[NI][2])
@@ -137,16 +144,17 @@ template <bool SPLIT3> struct lgh_sm80_op<float, SPLIT3> {
             for (int i = 0; i < MI; ++i)
 #pragma unroll
                 for (int j = 0; j < NI; ++j) lgh_mma_m16n8k8_tf32(&acc[i][4 * j], a[i], b[j]);
-        } else if (LGH_SM80_3XTF32_BF16) {
-            // b: (hi, lo) pairs (the bf16 mma's k slots 2t, 2t+1 hold k = t, for b[j][0]),
-            // then hi in place for the tf32 mma.
+        } else {
+            // b split once per k-step: hi in place, plus its (hi, lo) bf16 pairs (the bf16
+            // mma's k slots 2t, 2t+1 hold k = t for b[j][0]) or its tf32 lo; a slab by slab.
             uint32_t bx[NI][2];
 #pragma unroll
             for (int j = 0; j < NI; ++j)
 #pragma unroll
                 for (int q = 0; q < 2; ++q) {
                     const uint32_t hi = lgh_sm80_tf32_hi(b[j][q]);
-                    bx[j][q] = lgh_sm80_bf16x2(__uint_as_float(hi), lgh_sm80_tf32_lo(b[j][q], hi));
+                    const float lo = lgh_sm80_tf32_lo(b[j][q], hi);
+                    bx[j][q] = LGH_SM80_3XTF32_BF16 ? lgh_sm80_bf16x2(__uint_as_float(hi), lo) : __float_as_uint(lo);
                     b[j][q] = hi;
                 }
 #pragma unroll
@@ -156,36 +164,17 @@ template <bool SPLIT3> struct lgh_sm80_op<float, SPLIT3> {
 #pragma unroll
                 for (int q = 0; q < 4; ++q) {
                     ahi[q] = lgh_sm80_tf32_hi(a[i][q]);
-                    ax[q] = lgh_sm80_bf16x2(lgh_sm80_tf32_lo(a[i][q], ahi[q]), __uint_as_float(ahi[q]));
+                    const float lo = lgh_sm80_tf32_lo(a[i][q], ahi[q]);
+                    ax[q] = LGH_SM80_3XTF32_BF16 ? lgh_sm80_bf16x2(lo, __uint_as_float(ahi[q])) : __float_as_uint(lo);
                 }
 #pragma unroll
                 for (int j = 0; j < NI; ++j) {
-                    lgh_mma_m16n8k16_bf16(&acc[i][4 * j], ax, bx[j]);
-                    lgh_mma_m16n8k8_tf32(&acc[i][4 * j], ahi, b[j]);
-                }
-            }
-        } else {
-            uint32_t blo[NI][2];
-#pragma unroll
-            for (int j = 0; j < NI; ++j)
-#pragma unroll
-                for (int q = 0; q < 2; ++q) {
-                    const uint32_t hi = lgh_sm80_tf32_hi(b[j][q]);
-                    blo[j][q] = __float_as_uint(lgh_sm80_tf32_lo(b[j][q], hi));
-                    b[j][q] = hi;
-                }
-#pragma unroll
-            for (int i = 0; i < MI; ++i) {
-                uint32_t ahi[4], alo[4];
-#pragma unroll
-                for (int q = 0; q < 4; ++q) {
-                    ahi[q] = lgh_sm80_tf32_hi(a[i][q]);
-                    alo[q] = __float_as_uint(lgh_sm80_tf32_lo(a[i][q], ahi[q]));
-                }
-#pragma unroll
-                for (int j = 0; j < NI; ++j) {
-                    lgh_mma_m16n8k8_tf32(&acc[i][4 * j], alo, b[j]);
-                    lgh_mma_m16n8k8_tf32(&acc[i][4 * j], ahi, blo[j]);
+                    if (LGH_SM80_3XTF32_BF16) {
+                        lgh_mma_m16n8k16_bf16(&acc[i][4 * j], ax, bx[j]);
+                    } else {
+                        lgh_mma_m16n8k8_tf32(&acc[i][4 * j], ax, b[j]);
+                        lgh_mma_m16n8k8_tf32(&acc[i][4 * j], ahi, bx[j]);
+                    }
                     lgh_mma_m16n8k8_tf32(&acc[i][4 * j], ahi, b[j]);
                 }
             }
@@ -358,10 +347,26 @@ __device__ __forceinline__ void lgh_sm80_mainloop(uint32_t ring, const lgh_sm80_
         else if (next == op.k_blocks - 1) ld.template load<true>(ring + fill * C::STAGE_BYTES);
         lgh_cp_async_commit();
 
+        if constexpr (!SPLIT3) {
 #pragma unroll
-        for (int s = 0; s < C::K_STEPS; ++s) {
-            if (s + 1 < C::K_STEPS) fragments(a[(s + 1) & 1], b[(s + 1) & 1], base, s + 1);
-            lgh_sm80_op<T, SPLIT3>::template step<C::MI, C::NI>(acc, a[s & 1], b[s & 1]);
+            for (int s = 0; s < C::K_STEPS; ++s) {
+                if (s + 1 < C::K_STEPS) fragments(a[(s + 1) & 1], b[(s + 1) & 1], base, s + 1);
+                lgh_sm80_op<T, SPLIT3>::template step<C::MI, C::NI>(acc, a[s & 1], b[s & 1]);
+            }
+        } else {
+            // The K-block's products into a fresh tile, then round-to-nearest adds (see
+            // lgh_sm80_op<float, true>).
+            float part[C::MI][4 * C::NI];
+            lgh_sm80_zero<C>(part);
+#pragma unroll
+            for (int s = 0; s < C::K_STEPS; ++s) {
+                if (s + 1 < C::K_STEPS) fragments(a[(s + 1) & 1], b[(s + 1) & 1], base, s + 1);
+                lgh_sm80_op<T, SPLIT3>::template step<C::MI, C::NI>(part, a[s & 1], b[s & 1]);
+            }
+#pragma unroll
+            for (int i = 0; i < C::MI; ++i)
+#pragma unroll
+                for (int q = 0; q < 4 * C::NI; ++q) acc[i][q] += part[i][q];
         }
         slot = slot + 1 == C::STAGES ? 0 : slot + 1;
         fill = fill + 1 == C::STAGES ? 0 : fill + 1;

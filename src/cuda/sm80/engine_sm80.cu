@@ -48,10 +48,12 @@ constexpr cfg_info info_of(double speed)
     return {C::BM, C::BN, C::WN, C::THREADS, C::KB_BYTES, C::STAGES, lgh_sm80_smem_size<C>::BYTES, speed};
 }
 
-const cfg_info kCfg[LGH_SM80_CONFIGS] = {
-    info_of<lgh_sm80_cfg0>(1.0),
-    info_of<lgh_sm80_cfg1>(0.9),
-    info_of<lgh_sm80_cfg2>(0.75),
+// By kernel table (kTables): 3xtf32 has its own configurations (kernels.h).
+const cfg_info kCfgs[KT_COUNT][LGH_SM80_CONFIGS] = {
+    {info_of<lgh_sm80_cfg0>(1.0), info_of<lgh_sm80_cfg1>(0.9), info_of<lgh_sm80_cfg2>(0.75)},
+    {info_of<lgh_sm80_x3cfg0>(1.0), info_of<lgh_sm80_x3cfg1>(0.95), info_of<lgh_sm80_x3cfg2>(0.9)},
+    {info_of<lgh_sm80_cfg0>(1.0), info_of<lgh_sm80_cfg1>(0.9), info_of<lgh_sm80_cfg2>(0.75)},
+    {info_of<lgh_sm80_cfg0>(1.0), info_of<lgh_sm80_cfg1>(0.9), info_of<lgh_sm80_cfg2>(0.75)},
 };
 
 // Every configuration has 64-column warp slices (kernels.h): one table of group widths.
@@ -134,7 +136,7 @@ const kernel_facts &facts_of(sm80_state *st, int kind, int cfg, int gi)
     f.known = true;
     f.blocks = 0;
     const void *k = kTables[kind][cfg][gi];
-    const cfg_info &c = kCfg[cfg];
+    const cfg_info &c = kCfgs[kind][cfg];
     cudaFuncAttributes fa;
     if (cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, c.smem) != cudaSuccess ||
         cudaFuncGetAttributes(&fa, k) != cudaSuccess ||
@@ -161,10 +163,10 @@ lgh_status_t refuse(char *why, size_t len, const char *fmt, long long a = 0, lon
     return LGH_STATUS_NOT_SUPPORTED;
 }
 
-int smallest_smem()
+int smallest_smem(int kind)
 {
-    int s = kCfg[0].smem;
-    for (int c = 1; c < LGH_SM80_CONFIGS; ++c) s = kCfg[c].smem < s ? kCfg[c].smem : s;
+    int s = kCfgs[kind][0].smem;
+    for (int c = 1; c < LGH_SM80_CONFIGS; ++c) s = kCfgs[kind][c].smem < s ? kCfgs[kind][c].smem : s;
     return s;
 }
 
@@ -198,9 +200,10 @@ lgh_status_t can_implement(struct lgh_context *ctx, const lgh_problem_t *p, char
                       (long long)(2 * elem), (long long)a->ldy);
     }
     const lgh_device_props_t *d = lgh_device_props(ctx);
-    if (d->smem_per_block_optin < (size_t)smallest_smem()) {
+    const int need = smallest_smem(kind_of(p));
+    if (d->smem_per_block_optin < (size_t)need) {
         return refuse(why, len, "the kernel needs %lld bytes of shared memory per block, the device has %lld",
-                      (long long)smallest_smem(), (long long)d->smem_per_block_optin);
+                      (long long)need, (long long)d->smem_per_block_optin);
     }
     return LGH_STATUS_SUCCESS;
 }
@@ -209,9 +212,8 @@ size_t workspace_size(struct lgh_context *, const lgh_problem_t *) { return 0; }
 
 // The kernel index and launch parameters of configuration cfg in mode md, or false when
 // that pair cannot run p.
-bool shape_for(const lgh_problem_t *p, int cfg, mode md, int *gi, lgh_sm80_params *prm)
+bool shape_for(const lgh_problem_t *p, const cfg_info &c, mode md, int *gi, lgh_sm80_params *prm)
 {
-    const cfg_info &c = kCfg[cfg];
     const int64_t gs = p->group_size;
     const lgh_args_t *a = &p->a;
     memset(prm, 0, sizeof *prm);
@@ -279,7 +281,7 @@ lgh_status_t plan(struct lgh_context *ctx, sm80_state *st, const lgh_problem_t *
     for (int pass = st->forced_mode == MODE_FUSED ? 0 : 1; pass < 2 && !found; ++pass) {
         for (int cfg = 0; cfg < LGH_SM80_CONFIGS; ++cfg) {
             if (st->forced_cfg >= 0 && cfg != st->forced_cfg) continue;
-            const cfg_info &c = kCfg[cfg];
+            const cfg_info &c = kCfgs[kind][cfg];
             if (d->smem_per_block_optin < (size_t)c.smem) continue;
             for (int m = MODE_FUSED; m <= MODE_PRE; ++m) {
                 const mode md = (mode)m;
@@ -287,7 +289,7 @@ lgh_status_t plan(struct lgh_context *ctx, sm80_state *st, const lgh_problem_t *
                 if (pass == 0 && md == MODE_PRE) continue;
                 int gi;
                 lgh_sm80_params prm;
-                if (!shape_for(p, cfg, md, &gi, &prm)) continue;
+                if (!shape_for(p, c, md, &gi, &prm)) continue;
                 const kernel_facts &f = facts_of(st, kind, cfg, gi);
                 if (f.blocks < 1) continue;
                 const int64_t tiles = (int64_t)prm.m_blocks * prm.n_tiles;
@@ -313,7 +315,7 @@ lgh_status_t plan(struct lgh_context *ctx, sm80_state *st, const lgh_problem_t *
                              "sm80: no kernel configuration%s can run on this device (all spill or do not fit)",
                              st->forced_cfg >= 0 ? " (LGH_SM80_CONFIG)" : "");
     }
-    fill_params(p, kCfg[out->cfg], &out->prm);
+    fill_params(p, kCfgs[out->kind][out->cfg], &out->prm);
     return LGH_STATUS_SUCCESS;
 }
 
@@ -333,7 +335,7 @@ lgh_status_t run_here(struct lgh_context *ctx, const lgh_problem_t *p, cudaStrea
         return lgh_set_error(ctx, LGH_STATUS_NOT_SUPPORTED, "sm80: %lld tiles exceed one launch",
                              (long long)pl.tiles);
     }
-    const cfg_info &c = kCfg[pl.cfg];
+    const cfg_info &c = kCfgs[pl.kind][pl.cfg];
     void *args[] = {&pl.prm};
     cudaError_t e = cudaLaunchKernel(kTables[pl.kind][pl.cfg][pl.gi], dim3((unsigned)pl.tiles), dim3(c.threads),
                                      args, (size_t)c.smem, stream);
@@ -407,7 +409,7 @@ int kernel_info(struct lgh_context *ctx, lgh_kernel_info_t *out, int capacity)
         for (int c = 0; c < LGH_SM80_CONFIGS; ++c)
             for (int g = 0; g < LGH_SM80_GS_COUNT; ++g, ++i) {
                 if (i >= capacity) continue;
-                const cfg_info &ci = kCfg[c];
+                const cfg_info &ci = kCfgs[k][c];
                 lgh_kernel_info_t *o = &out[i];
                 *o = lgh_kernel_info_t{};
                 const int elem = k == KT_BF16 || k == KT_F16 ? 2 : 4;

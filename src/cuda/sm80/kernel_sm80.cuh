@@ -152,8 +152,8 @@ template <typename T, typename C, int GS, bool SPLIT3>
 __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS) lgh_sm80_kernel(const lgh_sm80_params p)
 {
     constexpr int BM = C::BM, BN = C::BN, WN = C::WN, MI = C::MI, NI = C::NI;
-    constexpr int PARAM_PASSES = BN / C::THREADS;
-    static_assert(BN % C::THREADS == 0, "each thread stages whole columns of bias, γ, β");
+    constexpr int PARAM_PASSES = (BN + C::THREADS - 1) / C::THREADS; // columns of bias, γ, β per thread
+    static_assert(BN % C::THREADS == 0 || C::THREADS % BN == 0, "threads stage the tile's columns evenly");
     static_assert(GS == 0 || GS <= WN, "GS is a group's width inside one warp fragment");
     using SZ = lgh_sm80_smem_size<C>;
 
@@ -199,8 +199,10 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS) lgh_sm80_kernel(con
         // The subtile's bias, γ, β: loads issued now, their latency hidden by the main loop.
         lgh_epi_param_loader<T> pl[PARAM_PASSES];
 #pragma unroll
-        for (int r = 0; r < PARAM_PASSES; ++r)
-            pl[r].load(bias, gamma, beta, n0 + (int)threadIdx.x + r * C::THREADS, p.n);
+        for (int r = 0; r < PARAM_PASSES; ++r) {
+            const int c = (int)threadIdx.x + r * C::THREADS;
+            if (c < BN) pl[r].load(bias, gamma, beta, n0 + c, p.n);
+        }
 
         lgh_sm80_operands op;
         op.a = static_cast<const char *>(p.x) + (int64_t)m0 * p.ldx_bytes;
@@ -219,7 +221,7 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS) lgh_sm80_kernel(con
 #pragma unroll
         for (int r = 0; r < PARAM_PASSES; ++r) {
             const int c = (int)threadIdx.x + r * C::THREADS;
-            pl[r].store(&params[c / WN], c % WN);
+            if (c < BN) pl[r].store(&params[c / WN], c % WN);
         }
         __syncthreads();
 

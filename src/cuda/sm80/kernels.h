@@ -23,6 +23,13 @@ using lgh_sm80_cfg0 = lgh_sm80_cfg<128, 256, 2, 4, 64, 2, 1>; // 8 warps, 48 KB 
 using lgh_sm80_cfg1 = lgh_sm80_cfg<128, 128, 2, 2, 64, 3, 2>; // 4 warps, 48 KB ring
 using lgh_sm80_cfg2 = lgh_sm80_cfg<64, 128, 2, 2, 64, 4, 3>;  // 4 warps of 32 x 64, 48 KB ring
 
+// 3xtf32 adds each K-block's products from a fresh register tile (the tensor core's
+// accumulation rounds toward zero; see the main loop), which doubles the accumulator
+// registers: its configurations use 32 x 64 warp tiles, in the same three roles.
+using lgh_sm80_x3cfg0 = lgh_sm80_cfg<64, 256, 2, 4, 64, 2, 1>;  // 8 warps, 40 KB ring
+using lgh_sm80_x3cfg1 = lgh_sm80_cfg<128, 128, 4, 2, 64, 3, 1>; // 8 warps, 48 KB ring
+using lgh_sm80_x3cfg2 = lgh_sm80_cfg<64, 128, 2, 2, 64, 4, 2>;  // 4 warps, 48 KB ring
+
 #define LGH_SM80_CONFIGS 3
 #define LGH_SM80_GS_COUNT 8 // pre-norm, then GS = 1, 2, 4, ..., 64
 

@@ -1,5 +1,5 @@
-// Instantiates the sm80 kernel for float32 data, 3xtf32 math: every configuration, every group
-// width (the table's layout: kernels.h).
+// Instantiates the sm80 kernel for float32 data, 3xtf32 math: every 3xtf32 configuration,
+// every group width (the table's layout: kernels.h).
 #include "sm80/kernel_sm80.cuh"
 #include "sm80/kernels.h"
 
@@ -11,7 +11,7 @@
     }
 
 const void *const lgh_sm80_kernels_f32x3[LGH_SM80_CONFIGS][LGH_SM80_GS_COUNT] = {
-    LGH_SM80_ROW(lgh_sm80_cfg0),
-    LGH_SM80_ROW(lgh_sm80_cfg1),
-    LGH_SM80_ROW(lgh_sm80_cfg2),
+    LGH_SM80_ROW(lgh_sm80_x3cfg0),
+    LGH_SM80_ROW(lgh_sm80_x3cfg1),
+    LGH_SM80_ROW(lgh_sm80_x3cfg2),
 };
