@@ -6,7 +6,7 @@
 # Build on the development machine first (`make`), then, with the device tool:
 #   run  command: bench/gpu.sh [preset | step...]   carry: [build, .seed]
 # .seed/ (git-ignored) holds a copy of the seed's seed_modelnew.py for the benchmark.
-# Steps:   facts ctest forced sanitize pytest kernelbench bench profile
+# Steps:   facts ctest forced sanitize pytest kernelbench bench profile sm80
 # Presets: tests = facts ctest pytest     quick = tests bench
 #          final = facts ctest forced sanitize kernelbench bench profile
 set -u -o pipefail
@@ -16,8 +16,8 @@ for a in "$@"; do
     case $a in
     tests) steps+=(facts ctest pytest) ;;
     quick) steps+=(facts ctest pytest bench) ;;
-    final) steps+=(facts ctest forced sanitize kernelbench bench profile) ;;
-    facts | ctest | forced | sanitize | pytest | kernelbench | bench | profile) steps+=("$a") ;;
+    final) steps+=(facts ctest bench forced sm80 profile sanitize) ;;
+    facts | ctest | forced | sanitize | pytest | kernelbench | bench | profile | sm80) steps+=("$a") ;;
     *) echo "gpu.sh: unknown step '$a'" >&2; exit 2 ;;
     esac
 done
@@ -48,22 +48,23 @@ step_facts() {
     note "facts: $(grep -c 'LDL/STL 0' "$OUT/facts.txt") kernels without local memory, $(grep -vc 'LDL/STL 0' <(grep 'LDL/STL' "$OUT/facts.txt")) with"
 }
 step_ctest() {
-    timeout 300 ctest --test-dir build --output-on-failure -j 1 > "$OUT/ctest.log" 2>&1
+    timeout 120 ctest --test-dir build --output-on-failure -j 1 > "$OUT/ctest.log" 2>&1
     note "ctest: $(grep -E 'tests passed|tests failed' "$OUT/ctest.log" | tail -n 1)"
 }
 step_forced() { # issue 3: the whole matrix with the engine forced through LGH_ENGINE
     echo "== LGH_ENGINE=sm90 test_matrix --engine auto" >> "$checks"
-    LGH_ENGINE=sm90 timeout 200 build/tests/test_matrix --engine auto >> "$checks" 2>&1
+    LGH_ENGINE=sm90 timeout 40 build/tests/test_matrix --engine auto >> "$checks" 2>&1
     note "forced sm90 (exit $?): $(tail -n 1 "$checks")"
 }
 step_sanitize() {
-    for tool in memcheck racecheck synccheck; do
-        echo "== compute-sanitizer --tool $tool test_matrix --engine sm90 --reduced" >> "$checks"
-        timeout 150 compute-sanitizer --tool $tool --error-exitcode 9 \
-            build/tests/test_matrix --engine sm90 --reduced >> "$checks" 2>&1
+    local tools=${SANITIZE_TOOLS:-memcheck racecheck synccheck} engines=${SANITIZE_ENGINES:-sm90 sm80}
+    for e in $engines; do for tool in $tools; do
+        echo "== compute-sanitizer --tool $tool test_matrix --engine $e --reduced" >> "$checks"
+        timeout "${SANITIZE_TIMEOUT:-60}" compute-sanitizer --tool $tool --error-exitcode 9 \
+            build/tests/test_matrix --engine $e --reduced >> "$checks" 2>&1
         local rc=$?
-        note "sanitize $tool: exit $rc, $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$checks" | tail -n 1)"
-    done
+        note "sanitize $tool $e: exit $rc, $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY|cases run' "$checks" | tail -n 1)"
+    done; done
 }
 step_pytest() {
     timeout 400 python3 -m pytest -q -ra tests/python bench/tests > "$OUT/pytest.log" 2>&1
@@ -77,14 +78,22 @@ step_kernelbench() {
 step_bench() {
     local seed=()
     [ -f .seed/seed_modelnew.py ] && seed=(--seed .seed/seed_modelnew.py)
-    timeout 400 python3 bench/bench.py --suite "${BENCH_SUITE:-quick}" --out "$OUT" "${seed[@]}" \
+    timeout 170 python3 bench/bench.py --suite "${BENCH_SUITE:-quick}" --out "$OUT" "${seed[@]}" \
         > "$OUT/bench.log" 2>&1
     note "bench: exit $? $(ls "$OUT"/*.json 2>/dev/null | head -n 1)"
 }
 step_profile() {
     echo "== lgh profile (reference problem)" >> "$checks"
-    timeout 200 build/lgh profile >> "$checks" 2>&1
+    timeout 60 build/lgh profile >> "$checks" 2>&1
     note "profile: exit $?"
+}
+
+step_sm80() { # the sm80 engine's other paths, which the default choice rarely takes
+    for v in LGH_SM80_MODE=fused LGH_SM80_MODE=pre LGH_SM80_CONFIG=1 LGH_SM80_CONFIG=2; do
+        echo "== $v test_matrix --engine sm80" >> "$checks"
+        env "$v" timeout 30 build/tests/test_matrix --engine sm80 >> "$checks" 2>&1
+        note "sm80 $v (exit $?): $(tail -n 1 "$checks")"
+    done
 }
 
 for s in "${steps[@]}"; do "step_$s"; done
