@@ -31,22 +31,22 @@ int lgh_engine_available(lgh_context_t ctx, lgh_engine_t id)
     return e && e->available(ctx);
 }
 
-/* AUTO's preference (lower first) among engines that can run p on ctx's device. These
- * ranks follow what was measured side by side on the H100 (docs/PERF.md); an engine
- * goes ahead of the vendor path only where it measured faster there.
- *   - sm90 fused: float32 (tf32, 3xtf32) ahead of cublaslt; 16-bit behind it, where
- *     cuBLASLt + the norm pass still measure faster than the fused kernel.
- *   - sm80 fused: behind cublaslt everywhere until measured faster on an sm_8x card
- *     (on Hopper it can only lose to wgmma).
- *   - fp32 math (exact-order SIMT) stays with cublaslt. */
+/* AUTO's preference (lower first) among engines that can run p on ctx's device. An
+ * engine goes ahead of the vendor path only where it measured faster side by side
+ * (bench/results/nvidia-h100-80gb-hbm3-2026-11-25.md, reference problem, H100):
+ *   - 3xtf32: sm90 1.35 ms, sm80 2.00 ms, cublaslt (runs it as fp32) 2.80 ms.
+ *   - tf32: cublaslt 0.390 ms, sm90 0.422 ms, sm80 1.04 ms.
+ *   - bf16 / fp16: cublaslt 0.200 / 0.218 ms, sm90 0.221 / 0.245 ms, sm80 0.51 ms.
+ *   - fp32 math (exact-order SIMT) runs on cublaslt only.
+ * The fused engines move ahead of cublaslt for a mode once they measure faster. */
 static int auto_rank(const struct lgh_context *ctx, lgh_engine_t id, const lgh_problem_t *p)
 {
     (void)ctx;
-    const bool f32 = p->a.dtype == LGH_DTYPE_FLOAT32;
+    const bool accurate = p->a.dtype == LGH_DTYPE_FLOAT32 && p->a.math == LGH_MATH_3XTF32;
     switch (id) {
-    case LGH_ENGINE_SM90: return f32 && p->a.math != LGH_MATH_FP32 ? 0 : 20;
+    case LGH_ENGINE_SM90: return accurate ? 0 : 20;
+    case LGH_ENGINE_SM80: return accurate ? 5 : 30;
     case LGH_ENGINE_CUBLASLT: return 10;
-    case LGH_ENGINE_SM80: return 30;
     case LGH_ENGINE_CPU: return 40;
     default: return 100;
     }
