@@ -198,6 +198,50 @@ LGH_API const char *lgh_device_description(lgh_context_t ctx);
 /* The BLAS the CPU engine uses ("OpenBLAS 0.3.21" or "built-in blocked GEMM"). */
 LGH_API const char *lgh_cpu_blas_name(void);
 
+/* ---- tuning: AUTO's choice measured per problem, cached in memory and on disk ----------
+ *
+ * lgh_tune() runs every engine that is available on the context's device and can
+ * implement *args (args->engine is ignored), a few warm-up calls and then ~10 timed
+ * calls each (CUDA events on `stream` on a GPU context, the monotonic clock on the CPU),
+ * and records the engine with the lowest median time. From then on AUTO on this context
+ * runs that engine for every problem with the same m, k, n, groups, dtype, math and
+ * leading-dimension alignment (if it can still implement it). The choice is also saved
+ * to a text file under $XDG_CACHE_HOME/lgh (else ~/.cache/lgh), one file per GPU model,
+ * driver and lgh version, which every new context reads once, lazily. LGH_CACHE=0 turns
+ * reading and writing the file off; a corrupt or stale file is ignored.
+ *
+ * Unlike lgh_forward, lgh_tune synchronises the host with the device and may allocate.
+ * It needs real inputs (x, w, ... y as for lgh_forward; y is overwritten). With the
+ * environment variable LGH_TUNE=1, the first AUTO lgh_forward for an untuned problem
+ * tunes it first (that call synchronises and allocates).
+ */
+typedef struct lgh_tune_result {
+    lgh_engine_t engine;
+    lgh_status_t status; /* LGH_STATUS_SUCCESS, or why this engine could not be timed */
+    float ms;            /* median milliseconds of one call (when status is SUCCESS) */
+} lgh_tune_result_t;
+
+/* Called by lgh_tune before it times each engine (index from 1 to total). */
+typedef void (*lgh_tune_progress_fn)(void *user, lgh_engine_t engine, int index, int total);
+
+/* Tunes *args as described above. *chosen (may be NULL) gets the fastest engine;
+ * results (may be NULL) gets up to `capacity` per-engine entries and *count (may be
+ * NULL) the number of engines tried. progress may be NULL. */
+LGH_API lgh_status_t lgh_tune(lgh_context_t ctx, const lgh_args_t *args, void *stream,
+                              lgh_tune_progress_fn progress, void *user, lgh_engine_t *chosen,
+                              lgh_tune_result_t *results, int capacity, int *count);
+
+/* The cached choice for *args on ctx (after reading the cache file, if enabled):
+ * *engine gets it and *ms (may be NULL) its median time, or LGH_ENGINE_AUTO and 0 when
+ * the problem is not tuned. args is checked as lgh_plan checks it; the memory it
+ * points to is not touched. */
+LGH_API lgh_status_t lgh_tune_cached(lgh_context_t ctx, const lgh_args_t *args,
+                                     lgh_engine_t *engine, float *ms);
+
+/* The path of ctx's cache file (written or not) into path[len]; "" and
+ * LGH_STATUS_NOT_SUPPORTED when LGH_CACHE=0 or no cache directory is known. */
+LGH_API lgh_status_t lgh_tune_cache_file(lgh_context_t ctx, char *path, size_t len);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,5 +1,5 @@
 /*
- * The lgh program's internal interface: the commands (run, info, profile), their shared
+ * The lgh program's internal interface: the commands (run, info, profile, tune), their shared
  * option parsing, the CUDA helpers (device buffers, a stream, event timing) and the
  * sampled reference check. Only tools/ includes this.
  *
@@ -23,6 +23,7 @@ enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2, CLI_HELP = -1 };
 int cli_cmd_run(int argc, char **argv);     /* argv[0] is "run" */
 int cli_cmd_info(int argc, char **argv);    /* argv[0] is "info" */
 int cli_cmd_profile(int argc, char **argv); /* argv[0] is "profile" */
+int cli_cmd_tune(int argc, char **argv);    /* argv[0] is "tune" */
 
 /* ---- options shared by run and profile (options.c) ----------------------------------- */
 

@@ -1,8 +1,9 @@
 /*
  * lgh — the command-line program: `lgh run` times one problem and checks it against the
  * double-precision reference, `lgh info` describes the devices, engines and kernels,
- * `lgh profile` runs one call under Nsight Compute. This file dispatches to the
- * commands (cmd_run.c, cmd_info.c, cmd_profile.c); see cli.h for the exit statuses.
+ * `lgh profile` runs one call under Nsight Compute, `lgh tune` fills the tuning cache.
+ * This file dispatches to the commands (cmd_run.c, cmd_info.c, cmd_profile.c,
+ * cmd_tune.c); see cli.h for the exit statuses.
  */
 #include <string.h>
 
@@ -23,6 +24,8 @@ static void print_help(FILE *f)
             "            shared memory, spill bytes, threads and blocks per SM\n"
             "  profile   one call of `run` under Nsight Compute, per-kernel metrics next to\n"
             "            the binary's registers, spills and shared memory\n"
+            "  tune      time every engine for given shapes and record the fastest as\n"
+            "            AUTO's choice in the tuning cache file\n"
             "\n"
             "`lgh <command> --help` describes a command's options. The environment variable\n"
             "LGH_ENGINE (auto, cpu, cublaslt, sm80, sm90) forces an engine, as --engine does.\n"
@@ -42,6 +45,7 @@ int main(int argc, char **argv)
             if (!strcmp(argv[2], "run")) return cli_cmd_run(2, help_argv);
             if (!strcmp(argv[2], "info")) return cli_cmd_info(2, help_argv);
             if (!strcmp(argv[2], "profile")) return cli_cmd_profile(2, help_argv);
+            if (!strcmp(argv[2], "tune")) return cli_cmd_tune(2, help_argv);
             fprintf(stderr, "lgh: unknown command '%s' (see 'lgh --help')\n", argv[2]);
             return CLI_USAGE;
         }
@@ -56,6 +60,7 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "run")) return cli_cmd_run(argc - 1, argv + 1);
     if (!strcmp(cmd, "info")) return cli_cmd_info(argc - 1, argv + 1);
     if (!strcmp(cmd, "profile")) return cli_cmd_profile(argc - 1, argv + 1);
+    if (!strcmp(cmd, "tune")) return cli_cmd_tune(argc - 1, argv + 1);
     fprintf(stderr, "lgh: unknown command '%s' (see 'lgh --help')\n", cmd);
     return CLI_USAGE;
 }

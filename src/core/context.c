@@ -2,6 +2,7 @@
 #define _GNU_SOURCE /* sched_getaffinity */
 #include <sched.h>
 #include "context.h"
+#include "tune.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -145,6 +146,7 @@ lgh_status_t lgh_destroy(lgh_context_t ctx)
 #endif
             free(ctx->workspace);
     }
+    lgh_tune_free(ctx->tune);
     free(ctx);
     return LGH_STATUS_SUCCESS;
 }

@@ -13,6 +13,7 @@ struct lgh_context {
     void *engine_state[LGH_ENGINE_COUNT];
     void *workspace; /* context-owned workspace (device memory on GPU contexts) */
     size_t workspace_bytes;
+    struct lgh_tune_cache *tune; /* tuned engine choices (tune.c); NULL until first needed */
     char message[LGH_MESSAGE_BYTES];
 };
 

@@ -4,9 +4,12 @@
 
 #include "check.h"
 #include "context.h"
+#include "tune.h"
 
-/* The engines in the build. LGH_ENGINE_AUTO runs, among those available that can
- * implement the problem, the one auto_rank() prefers; ties go to table order. */
+/* The engines in the build. LGH_ENGINE_AUTO runs the engine lgh_tune measured fastest
+ * for the problem (tune.c) when there is one and it can still run it; otherwise, among
+ * those available that can implement the problem, the one auto_rank() prefers; ties go
+ * to table order. */
 static const lgh_engine_ops_t *const engine_table[] = {
 #ifdef LGH_HAVE_CUDA
     &lgh_engine_sm90,
@@ -76,6 +79,13 @@ static lgh_status_t choose_engine(struct lgh_context *ctx, const lgh_problem_t *
         *out = e;
         return LGH_STATUS_SUCCESS;
     }
+    /* A measured choice (lgh_tune, or the cache file) goes first, if it can still run p. */
+    const lgh_engine_ops_t *tuned = lgh_find_engine(lgh_tune_lookup(ctx, p));
+    if (tuned && tuned->available(ctx) &&
+        tuned->can_implement(ctx, p, why, sizeof why) == LGH_STATUS_SUCCESS) {
+        *out = tuned;
+        return LGH_STATUS_SUCCESS;
+    }
     const lgh_engine_ops_t *best = NULL;
     int best_rank = 0;
     for (int i = 0; i < ENGINE_COUNT; ++i) {
@@ -119,6 +129,13 @@ lgh_status_t lgh_forward(lgh_context_t ctx, const lgh_args_t *args, void *worksp
     if (s != LGH_STATUS_SUCCESS) return s;
     s = lgh_check_memory(ctx, &p);
     if (s != LGH_STATUS_SUCCESS) return s;
+    /* LGH_TUNE=1: the first AUTO call of an untuned problem measures the engines first. */
+    const lgh_engine_t want = p.a.engine != LGH_ENGINE_AUTO ? p.a.engine : ctx->env_engine;
+    if (want == LGH_ENGINE_AUTO && lgh_tune_on_forward(ctx) &&
+        lgh_tune_lookup(ctx, &p) == LGH_ENGINE_AUTO) {
+        s = lgh_tune_problem(ctx, &p, stream, NULL, NULL, NULL, NULL, 0, NULL);
+        if (s != LGH_STATUS_SUCCESS) return s;
+    }
     const lgh_engine_ops_t *e = NULL;
     s = choose_engine(ctx, &p, &e);
     if (s != LGH_STATUS_SUCCESS) return s;

@@ -1,0 +1,354 @@
+/*
+ * test_tune: the tuner's caches on a CPU context (the cpu engine is the only candidate
+ * there, so these check the bookkeeping, not the timing): lgh_tune writes the cache
+ * file; a new context reads it (lgh_tune_cached, lgh_plan); LGH_CACHE=0 writes
+ * nothing; a corrupt, truncated or stale file is ignored, never trusted, and
+ * lgh_forward still runs; LGH_TUNE=1 tunes on the first lgh_forward; every output
+ * after tuning matches the double-precision reference.
+ *
+ * Each case uses its own fresh XDG_CACHE_HOME under a temporary directory, so the
+ * user's own cache is never read or written.
+ *
+ *   test_tune        (ctest: tune_cpu)
+ */
+#include <dirent.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "lgh.h"
+#include "support/tst.h"
+
+static tst_tally_t tally;
+
+#define CHECK(cond, ...)                                                                  \
+    do {                                                                                  \
+        if (cond) {                                                                       \
+            ++tally.passed;                                                               \
+        } else {                                                                          \
+            ++tally.failed;                                                               \
+            printf("FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);                        \
+            printf(__VA_ARGS__);                                                          \
+            printf("\n");                                                                 \
+        }                                                                                 \
+    } while (0)
+
+static char root[256];
+static int case_no;
+
+/* A fresh, empty cache home for the next case. */
+static void fresh_cache_home(char *home, size_t len)
+{
+    snprintf(home, len, "%s/case%d", root, ++case_no);
+    mkdir(home, 0700);
+    setenv("XDG_CACHE_HOME", home, 1);
+}
+
+/* ---- the problem: host buffers, random inputs, ldx and ldy wider than the rows ---- */
+
+typedef struct prob {
+    lgh_args_t a;
+    float *x, *w, *b, *g, *be, *y;
+    double *ref;
+} prob_t;
+
+static void prob_make(prob_t *p, int64_t m, int64_t k, int64_t n, int64_t groups, lgh_math_t math)
+{
+    memset(p, 0, sizeof *p);
+    lgh_args_init(&p->a, m, k, n, groups);
+    p->a.math = math;
+    p->a.ldx = k + 3;
+    p->a.ldy = n + 5;
+    const int64_t xs = m * p->a.ldx, ws = n * k, ys = m * p->a.ldy;
+    p->x = malloc(sizeof(float) * (size_t)xs);
+    p->w = malloc(sizeof(float) * (size_t)ws);
+    p->b = malloc(sizeof(float) * (size_t)n);
+    p->g = malloc(sizeof(float) * (size_t)n);
+    p->be = malloc(sizeof(float) * (size_t)n);
+    p->y = malloc(sizeof(float) * (size_t)ys);
+    p->ref = malloc(sizeof(double) * (size_t)(m * n));
+    if (!p->x || !p->w || !p->b || !p->g || !p->be || !p->y || !p->ref) {
+        printf("test_tune: out of memory\n");
+        exit(1);
+    }
+    tst_rng_t r = tst_rng_make(tst_base_seed(), 1);
+    tst_fill_matrix(LGH_DTYPE_FLOAT32, p->x, m, k, p->a.ldx, xs, &r, 0.0, 1.0);
+    tst_fill_matrix(LGH_DTYPE_FLOAT32, p->w, n, k, k, ws, &r, -0.2, 0.2);
+    tst_fill_matrix(LGH_DTYPE_FLOAT32, p->b, 1, n, n, n, &r, -0.2, 0.2);
+    tst_fill_matrix(LGH_DTYPE_FLOAT32, p->g, 1, n, n, n, &r, 0.5, 1.5);
+    tst_fill_matrix(LGH_DTYPE_FLOAT32, p->be, 1, n, n, n, &r, -0.5, 0.5);
+    p->a.x = p->x, p->a.w = p->w, p->a.bias = p->b, p->a.gamma = p->g, p->a.beta = p->be;
+    p->a.y = p->y;
+    if (tst_reference(&p->a, p->ref, NULL, NULL) != 0) {
+        printf("test_tune: the reference refused the problem\n");
+        exit(1);
+    }
+}
+
+static void prob_free(prob_t *p)
+{
+    free(p->x), free(p->w), free(p->b), free(p->g), free(p->be), free(p->y), free(p->ref);
+}
+
+static void poison(prob_t *p)
+{
+    tst_poison_matrix(LGH_DTYPE_FLOAT32, p->y, p->a.m, p->a.n, p->a.ldy, p->a.m * p->a.ldy);
+}
+
+/* y (written by whatever ran last) against the reference, and padding untouched. */
+static void check_output(prob_t *p, const char *what)
+{
+    const lgh_math_t math = p->a.math == LGH_MATH_DEFAULT ? LGH_MATH_TF32 : p->a.math;
+    const tst_err_t e = tst_compare(LGH_DTYPE_FLOAT32, p->y, p->a.m, p->a.n, p->a.ldy, p->ref);
+    const double bound = tst_bound(LGH_DTYPE_FLOAT32, math);
+    CHECK(e.nonfinite == 0 && e.rel <= bound, "%s: rel err %.3g (bound %.0e), %lld non-finite",
+          what, e.rel, bound, (long long)e.nonfinite);
+    const int64_t damage =
+        tst_guard_damage(LGH_DTYPE_FLOAT32, p->y, p->a.m, p->a.n, p->a.ldy, p->a.m * p->a.ldy);
+    CHECK(damage == 0, "%s: %lld padding elements of y written", what, (long long)damage);
+}
+
+/* Forward with AUTO on a fresh context; the output checked. */
+static void forward_ok(prob_t *p, const char *what)
+{
+    lgh_context_t ctx = NULL;
+    CHECK(lgh_create(&ctx, LGH_DEVICE_CPU) == LGH_STATUS_SUCCESS, "%s: lgh_create", what);
+    if (!ctx) return;
+    lgh_engine_t e = LGH_ENGINE_AUTO;
+    CHECK(lgh_plan(ctx, &p->a, &e, NULL) == LGH_STATUS_SUCCESS && e == LGH_ENGINE_CPU,
+          "%s: lgh_plan gave %s (%s)", what, lgh_engine_name(e), lgh_last_error(ctx));
+    poison(p);
+    lgh_status_t s = lgh_forward(ctx, &p->a, NULL, 0, NULL);
+    CHECK(s == LGH_STATUS_SUCCESS, "%s: lgh_forward: %s", what, lgh_last_error(ctx));
+    if (s == LGH_STATUS_SUCCESS) check_output(p, what);
+    lgh_destroy(ctx);
+}
+
+/* What a new context finds cached for p (AUTO: nothing). */
+static lgh_engine_t cached_on_new_context(const prob_t *p, float *ms)
+{
+    lgh_context_t ctx = NULL;
+    lgh_engine_t e = LGH_ENGINE_COUNT;
+    if (lgh_create(&ctx, LGH_DEVICE_CPU) != LGH_STATUS_SUCCESS) return e;
+    if (lgh_tune_cached(ctx, &p->a, &e, ms) != LGH_STATUS_SUCCESS) e = LGH_ENGINE_COUNT;
+    lgh_destroy(ctx);
+    return e;
+}
+
+static int count_entries(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d) return -1;
+    int n = 0;
+    for (struct dirent *de; (de = readdir(d));)
+        if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) ++n;
+    closedir(d);
+    return n;
+}
+
+static int write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    if (!f) return 0;
+    const int ok = fputs(text, f) >= 0;
+    return fclose(f) == 0 && ok;
+}
+
+/* Reads the file written by lgh_tune: its two header lines (with newlines) and the
+ * first seven fields of its one entry line ("m k n groups dtype math align"). */
+static int read_written(const char *path, char *header, size_t hlen, char *key7, size_t klen)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    char l1[512], l2[512], l3[512];
+    const int ok = fgets(l1, sizeof l1, f) && fgets(l2, sizeof l2, f) && fgets(l3, sizeof l3, f);
+    fclose(f);
+    if (!ok) return 0;
+    snprintf(header, hlen, "%s%s", l1, l2);
+    /* Cut the entry after its seventh field. */
+    int spaces = 0;
+    char *c = l3;
+    for (; *c && spaces < 7; ++c)
+        if (*c == ' ') ++spaces;
+    if (spaces < 7) return 0;
+    c[-1] = '\0';
+    snprintf(key7, klen, "%s", l3);
+    return 1;
+}
+
+int main(void)
+{
+    tst_print_seed("test_tune");
+    unsetenv("LGH_ENGINE");
+    unsetenv("LGH_TUNE");
+    unsetenv("LGH_CACHE");
+    snprintf(root, sizeof root, "/tmp/lgh-test-tune-XXXXXX");
+    if (!mkdtemp(root)) {
+        printf("test_tune: cannot make a temporary directory\n");
+        return 1;
+    }
+    char home[512], dir[600], path[1024];
+    prob_t p;
+    prob_make(&p, 37, 70, 48, 6, LGH_MATH_FP32);
+
+    /* 1. lgh_tune on the CPU: one candidate, chosen, written to the file. */
+    fresh_cache_home(home, sizeof home);
+    snprintf(dir, sizeof dir, "%s/lgh", home);
+    lgh_context_t ctx = NULL;
+    CHECK(lgh_create(&ctx, LGH_DEVICE_CPU) == LGH_STATUS_SUCCESS, "lgh_create");
+    lgh_tune_result_t res[LGH_ENGINE_COUNT];
+    int count = -1;
+    lgh_engine_t chosen = LGH_ENGINE_AUTO;
+    poison(&p);
+    lgh_status_t s = lgh_tune(ctx, &p.a, NULL, NULL, NULL, &chosen, res, LGH_ENGINE_COUNT, &count);
+    CHECK(s == LGH_STATUS_SUCCESS, "lgh_tune: %s", lgh_last_error(ctx));
+    CHECK(chosen == LGH_ENGINE_CPU && count == 1 && res[0].engine == LGH_ENGINE_CPU &&
+              res[0].status == LGH_STATUS_SUCCESS && res[0].ms > 0.0f,
+          "chosen %s, %d results, ms %g", lgh_engine_name(chosen), count, (double)res[0].ms);
+    check_output(&p, "y written by lgh_tune");
+    CHECK(lgh_tune_cache_file(ctx, path, sizeof path) == LGH_STATUS_SUCCESS &&
+              strncmp(path, dir, strlen(dir)) == 0,
+          "cache file '%s' not under %s", path, dir);
+    CHECK(access(path, R_OK) == 0, "cache file %s not written", path);
+    CHECK(count_entries(dir) == 1, "%d files in %s (a temporary file left?)", count_entries(dir), dir);
+    lgh_engine_t e = LGH_ENGINE_COUNT;
+    float ms = 0.0f;
+    CHECK(lgh_tune_cached(ctx, &p.a, &e, &ms) == LGH_STATUS_SUCCESS && e == LGH_ENGINE_CPU &&
+              ms == res[0].ms,
+          "in memory: %s %g", lgh_engine_name(e), (double)ms);
+    poison(&p);
+    s = lgh_forward(ctx, &p.a, NULL, 0, NULL);
+    CHECK(s == LGH_STATUS_SUCCESS, "lgh_forward after tuning: %s", lgh_last_error(ctx));
+    check_output(&p, "lgh_forward after lgh_tune");
+    /* Argument refusals. */
+    CHECK(lgh_tune(NULL, &p.a, NULL, NULL, NULL, NULL, NULL, 0, NULL) == LGH_STATUS_NULL_POINTER,
+          "NULL context");
+    CHECK(lgh_tune(ctx, &p.a, NULL, NULL, NULL, NULL, res, -1, NULL) == LGH_STATUS_INVALID_VALUE,
+          "negative capacity");
+    CHECK(lgh_tune(ctx, &p.a, NULL, NULL, NULL, NULL, NULL, 2, NULL) == LGH_STATUS_NULL_POINTER,
+          "results NULL with capacity 2");
+    lgh_destroy(ctx);
+
+    /* 2. A second context reads the file: the cached choice and its time. */
+    e = cached_on_new_context(&p, &ms);
+    CHECK(e == LGH_ENGINE_CPU && fabs((double)ms - (double)res[0].ms) <= 1e-4 * (double)res[0].ms,
+          "second context: %s %g ms (tuned %g)", lgh_engine_name(e), (double)ms,
+          (double)res[0].ms);
+    forward_ok(&p, "second context");
+
+    /* A hand-written valid file is read as written. */
+    char header[1200], key7[512], text[4096];
+    CHECK(read_written(path, header, sizeof header, key7, sizeof key7), "reading %s back", path);
+    snprintf(text, sizeof text, "%s%s cpu 1.25\n", header, key7);
+    CHECK(write_file(path, text), "writing %s", path);
+    e = cached_on_new_context(&p, &ms);
+    CHECK(e == LGH_ENGINE_CPU && ms == 1.25f, "hand-written file: %s %g", lgh_engine_name(e),
+          (double)ms);
+    /* A valid file naming an engine this device lacks: read, but AUTO does not use it. */
+    snprintf(text, sizeof text, "%s%s sm90 0.5\n", header, key7);
+    CHECK(write_file(path, text), "writing %s", path);
+    e = cached_on_new_context(&p, &ms);
+    CHECK(e == LGH_ENGINE_SM90, "file naming sm90: cached %s", lgh_engine_name(e));
+    forward_ok(&p, "file naming an unavailable engine");
+
+    /* 3. Corrupt or stale files: ignored as a whole, lgh_forward still right. */
+    char magic[64];
+    snprintf(magic, sizeof magic, "%.*s", (int)(strchr(header, '\n') - header + 1), header);
+    const char *key_line = strchr(header, '\n') + 1;
+    struct {
+        const char *what;
+        char text[4096];
+    } bad[16];
+    int nbad = 0;
+#define BAD(name, ...) \
+    (bad[nbad].what = name, snprintf(bad[nbad].text, sizeof bad[nbad].text, __VA_ARGS__), ++nbad)
+    BAD("garbage", "\x01\x7f garbage %s\n\n\n", "zz");
+    BAD("empty", "%s", "");
+    BAD("truncated line", "%s%s cpu 1.25\n%s", header, key7, "37 70 4");
+    BAD("no final newline", "%s%s cpu 1.25", header, key7);
+    BAD("unknown engine", "%s%s cpu 1.25\n%s warp 1.0\n", header, key7, key7);
+    BAD("engine auto", "%s%s auto 1.0\n", header, key7);
+    BAD("wrong key", "%skey Some Other GPU|sm_90|driver 1|lgh 0.1.0\n%s cpu 1.25\n", magic, key7);
+    BAD("wrong version", "lgh-tune-cache 2\n%s%s cpu 1.25\n", key_line, key7);
+    BAD("negative time", "%s%s cpu -1\n", header, key7);
+    BAD("NaN time", "%s%s cpu nan\n", header, key7);
+    BAD("zero size", "%s%s cpu 1.25\n0 70 48 6 float32 fp32 8 cpu 1.0\n", header, key7);
+    BAD("groups not dividing n", "%s%s cpu 1.25\n37 70 50 6 float32 fp32 8 cpu 1.0\n", header, key7);
+    BAD("bad align", "%s%s cpu 1.25\n37 70 48 6 float32 fp32 3 cpu 1.0\n", header, key7);
+    BAD("bad dtype", "%s%s cpu 1.25\n37 70 48 6 float64 fp32 8 cpu 1.0\n", header, key7);
+    BAD("extra field", "%s%s cpu 1.25 7\n", header, key7);
+    BAD("double space", "%s%s  cpu 1.25\n", header, key7);
+    for (int i = 0; i < nbad; ++i) {
+        CHECK(write_file(path, bad[i].text), "writing %s", path);
+        e = cached_on_new_context(&p, &ms);
+        CHECK(e == LGH_ENGINE_AUTO, "%s: the file was trusted (cached %s %g)", bad[i].what,
+              lgh_engine_name(e), (double)ms);
+        forward_ok(&p, bad[i].what);
+    }
+    /* Tuning over a stale file replaces it with a good one. */
+    CHECK(lgh_create(&ctx, LGH_DEVICE_CPU) == LGH_STATUS_SUCCESS, "lgh_create");
+    CHECK(lgh_tune(ctx, &p.a, NULL, NULL, NULL, NULL, NULL, 0, NULL) == LGH_STATUS_SUCCESS,
+          "lgh_tune over a stale file: %s", lgh_last_error(ctx));
+    lgh_destroy(ctx);
+    CHECK(cached_on_new_context(&p, NULL) == LGH_ENGINE_CPU, "file not rewritten after tuning");
+
+    /* 4. LGH_CACHE=0: nothing read, nothing written; the in-memory table still works. */
+    fresh_cache_home(home, sizeof home);
+    snprintf(dir, sizeof dir, "%s/lgh", home);
+    setenv("LGH_CACHE", "0", 1);
+    CHECK(lgh_create(&ctx, LGH_DEVICE_CPU) == LGH_STATUS_SUCCESS, "lgh_create");
+    CHECK(lgh_tune(ctx, &p.a, NULL, NULL, NULL, &chosen, NULL, 0, NULL) == LGH_STATUS_SUCCESS,
+          "lgh_tune with LGH_CACHE=0: %s", lgh_last_error(ctx));
+    CHECK(lgh_tune_cache_file(ctx, path, sizeof path) == LGH_STATUS_NOT_SUPPORTED && !path[0],
+          "LGH_CACHE=0 still names a cache file '%s'", path);
+    CHECK(lgh_tune_cached(ctx, &p.a, &e, NULL) == LGH_STATUS_SUCCESS && e == LGH_ENGINE_CPU,
+          "in-memory choice with LGH_CACHE=0: %s", lgh_engine_name(e));
+    lgh_destroy(ctx);
+    CHECK(count_entries(home) == 0, "LGH_CACHE=0 wrote %d entries in %s", count_entries(home), home);
+    CHECK(cached_on_new_context(&p, NULL) == LGH_ENGINE_AUTO, "LGH_CACHE=0: a new context found a choice");
+    unsetenv("LGH_CACHE");
+
+    /* 5. LGH_TUNE=1: the first AUTO lgh_forward tunes (and writes the file). */
+    fresh_cache_home(home, sizeof home);
+    setenv("LGH_TUNE", "1", 1);
+    CHECK(lgh_create(&ctx, LGH_DEVICE_CPU) == LGH_STATUS_SUCCESS, "lgh_create");
+    poison(&p);
+    s = lgh_forward(ctx, &p.a, NULL, 0, NULL);
+    CHECK(s == LGH_STATUS_SUCCESS, "lgh_forward with LGH_TUNE=1: %s", lgh_last_error(ctx));
+    check_output(&p, "lgh_forward with LGH_TUNE=1");
+    CHECK(lgh_tune_cached(ctx, &p.a, &e, NULL) == LGH_STATUS_SUCCESS && e == LGH_ENGINE_CPU,
+          "LGH_TUNE=1 left no choice: %s", lgh_engine_name(e));
+    lgh_destroy(ctx);
+    unsetenv("LGH_TUNE");
+    CHECK(cached_on_new_context(&p, NULL) == LGH_ENGINE_CPU, "LGH_TUNE=1 wrote no file");
+    /* Without LGH_TUNE, lgh_forward of an untuned problem tunes nothing. */
+    fresh_cache_home(home, sizeof home);
+    forward_ok(&p, "untuned, LGH_TUNE unset");
+    CHECK(count_entries(home) == 0, "lgh_forward without LGH_TUNE wrote a cache file");
+
+    prob_free(&p);
+    /* Clean up the temporary tree (files are ours, two levels deep). */
+    for (int i = 1; i <= case_no; ++i) {
+        char d[600];
+        snprintf(d, sizeof d, "%s/case%d/lgh", root, i);
+        DIR *dd = opendir(d);
+        if (dd) {
+            for (struct dirent *de; (de = readdir(dd));) {
+                if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
+                char f[1200];
+                snprintf(f, sizeof f, "%s/%s", d, de->d_name);
+                unlink(f);
+            }
+            closedir(dd);
+            rmdir(d);
+        }
+        snprintf(d, sizeof d, "%s/case%d", root, i);
+        rmdir(d);
+    }
+    rmdir(root);
+    tst_summary("test_tune", &tally);
+    return tally.failed ? 1 : 0;
+}
