@@ -9,7 +9,10 @@
  * Each case uses its own fresh XDG_CACHE_HOME under a temporary directory, so the
  * user's own cache is never read or written.
  *
- *   test_tune        (ctest: tune_cpu)
+ *   test_tune [--tier cpu]     (ctest: tune_cpu)
+ *   test_tune --tier gpu       lgh_tune on device 0 over every engine, each output checked
+ *                              (ctest: tune_gpu; exit 77 without a CUDA device)
+ *   test_tune --tier cpu-staged  the GPU tier's steps on the CPU (ctest: tune_cpu_staged)
  */
 #include <dirent.h>
 #include <math.h>
@@ -179,8 +182,135 @@ static int read_written(const char *path, char *header, size_t hlen, char *key7,
     return 1;
 }
 
-int main(void)
+/* ---- the device tier: lgh_tune over every engine of the device, outputs checked ---------- */
+
+/* One problem on `ctx` with buffers from tst_buf_* (device memory on a GPU, separate
+ * host copies in staged mode): lgh_tune's results consistent, y after tuning right, a
+ * new context running the choice through AUTO, its y right. */
+static void device_case(lgh_context_t ctx, int device, int on_gpu, lgh_dtype_t dt, lgh_math_t math)
 {
+    const int64_t m = 300, k = 256, n = 384, groups = 6;
+    const size_t eb = tst_elem_bytes(dt);
+    const int64_t counts[6] = {m * k, n * k, n, n, n, m * n};
+    const double lo[5] = {0.0, -0.06, -0.06, 0.5, -0.5}, hi[5] = {1.0, 0.06, 0.06, 1.5, 0.5};
+    char what[128], msg[256] = "";
+    snprintf(what, sizeof what, "%s %s", lgh_dtype_name(dt), lgh_math_name(math));
+    tst_buf_t b[6];
+    memset(b, 0, sizeof b);
+    double *ref = malloc(sizeof(double) * (size_t)(m * n));
+    int ok = ref != NULL;
+    tst_rng_t r = tst_rng_make(tst_base_seed(), 100 + (uint64_t)dt * 8 + (uint64_t)math);
+    for (int i = 0; ok && i < 6; ++i) {
+        ok = tst_buf_alloc(&b[i], (size_t)counts[i] * eb, on_gpu, msg, sizeof msg) == 0;
+        if (!ok) break;
+        const int64_t cols = i < 2 ? k : n, rows = counts[i] / cols;
+        if (i < 5)
+            tst_fill_matrix(dt, b[i].host, rows, cols, cols, counts[i], &r, lo[i], hi[i]);
+        else
+            tst_poison_matrix(dt, b[i].host, m, n, n, counts[i]);
+        ok = tst_buf_upload(&b[i], msg, sizeof msg) == 0;
+    }
+    CHECK(ok, "%s: buffers: %s", what, msg);
+    if (!ok) goto out;
+    lgh_args_t host, dev;
+    lgh_args_init(&host, m, k, n, groups);
+    host.dtype = dt, host.math = math;
+    dev = host;
+    host.x = b[0].host, host.w = b[1].host, host.bias = b[2].host, host.gamma = b[3].host;
+    host.beta = b[4].host, host.y = b[5].host;
+    dev.x = b[0].dev, dev.w = b[1].dev, dev.bias = b[2].dev, dev.gamma = b[3].dev;
+    dev.beta = b[4].dev, dev.y = b[5].dev;
+    CHECK(tst_reference(&host, ref, NULL, NULL) == 0, "%s: reference", what);
+    const double bound = tst_bound(dt, math == LGH_MATH_DEFAULT ? LGH_MATH_TF32 : math);
+
+    lgh_tune_result_t res[LGH_ENGINE_COUNT];
+    int count = 0;
+    lgh_engine_t chosen = LGH_ENGINE_AUTO;
+    lgh_status_t s = lgh_tune(ctx, &dev, NULL, NULL, NULL, &chosen, res, LGH_ENGINE_COUNT, &count);
+    CHECK(s == LGH_STATUS_SUCCESS, "%s: lgh_tune: %s", what, lgh_last_error(ctx));
+    if (s != LGH_STATUS_SUCCESS) goto out;
+    float best = -1.0f;
+    for (int i = 0; i < count && i < LGH_ENGINE_COUNT; ++i) {
+        printf("  %s: %-9s %s %.4f ms\n", what, lgh_engine_name(res[i].engine),
+               lgh_status_string(res[i].status), (double)res[i].ms);
+        CHECK(lgh_engine_available(ctx, res[i].engine), "%s: tried unavailable %s", what,
+              lgh_engine_name(res[i].engine));
+        if (res[i].status == LGH_STATUS_SUCCESS && (best < 0.0f || res[i].ms < best))
+            best = res[i].ms;
+        if (res[i].engine == chosen)
+            CHECK(res[i].status == LGH_STATUS_SUCCESS && res[i].ms > 0.0f, "%s: chosen %s failed",
+                  what, lgh_engine_name(chosen));
+    }
+    float cached_ms = 0.0f;
+    lgh_engine_t cached = LGH_ENGINE_AUTO;
+    CHECK(lgh_tune_cached(ctx, &dev, &cached, &cached_ms) == LGH_STATUS_SUCCESS &&
+              cached == chosen && cached_ms == best,
+          "%s: cached %s %g ms, chosen %s, fastest %g ms", what, lgh_engine_name(cached),
+          (double)cached_ms, lgh_engine_name(chosen), (double)best);
+    CHECK(tst_buf_download(&b[5], msg, sizeof msg) == 0, "%s: download: %s", what, msg);
+    tst_err_t e = tst_compare(dt, b[5].host, m, n, n, ref);
+    CHECK(e.nonfinite == 0 && e.rel <= bound, "%s: y after lgh_tune: rel err %.3g (bound %.0e)",
+          what, e.rel, bound);
+
+    /* A new context: AUTO runs the tuned engine, and its output is right. */
+    lgh_context_t ctx2 = NULL;
+    CHECK(lgh_create(&ctx2, device) == LGH_STATUS_SUCCESS, "%s: lgh_create", what);
+    if (!ctx2) goto out;
+    lgh_engine_t planned = LGH_ENGINE_AUTO;
+    CHECK(lgh_plan(ctx2, &dev, &planned, NULL) == LGH_STATUS_SUCCESS && planned == chosen,
+          "%s: new context plans %s, tuned %s", what, lgh_engine_name(planned),
+          lgh_engine_name(chosen));
+    tst_poison_matrix(dt, b[5].host, m, n, n, counts[5]);
+    CHECK(tst_buf_upload(&b[5], msg, sizeof msg) == 0, "%s: upload: %s", what, msg);
+    s = lgh_forward(ctx2, &dev, NULL, 0, NULL);
+    CHECK(s == LGH_STATUS_SUCCESS, "%s: lgh_forward: %s", what, lgh_last_error(ctx2));
+    if (on_gpu) CHECK(tst_dev_sync(msg, sizeof msg) == 0, "%s: sync: %s", what, msg);
+    CHECK(tst_buf_download(&b[5], msg, sizeof msg) == 0, "%s: download: %s", what, msg);
+    e = tst_compare(dt, b[5].host, m, n, n, ref);
+    CHECK(e.nonfinite == 0 && e.rel <= bound,
+          "%s: y of AUTO (%s) after tuning: rel err %.3g (bound %.0e)", what,
+          lgh_engine_name(chosen), e.rel, bound);
+    lgh_destroy(ctx2);
+out:
+    for (int i = 0; i < 6; ++i) tst_buf_free(&b[i]);
+    free(ref);
+}
+
+/* --tier gpu (device 0; exit 77 without one) or cpu-staged (the same on the CPU). */
+static int device_tier(int staged)
+{
+    const int device = staged ? LGH_DEVICE_CPU : 0;
+    if (staged) tst_set_staged_host(1);
+    lgh_context_t ctx = NULL;
+    if (lgh_create(&ctx, device) != LGH_STATUS_SUCCESS) {
+        printf("GPU tier: skipped (no CUDA device: %s)\n", lgh_last_error(NULL));
+        return TST_EXIT_SKIP;
+    }
+    if (!staged && !tst_have_cuda()) {
+        printf("GPU tier: skipped (the tests were built without the CUDA runtime)\n");
+        lgh_destroy(ctx);
+        return TST_EXIT_SKIP;
+    }
+    printf("%s tier: %s\n", staged ? "staged" : "GPU", lgh_device_description(ctx));
+    char home[512];
+    fresh_cache_home(home, sizeof home);
+    device_case(ctx, device, 1, LGH_DTYPE_FLOAT32, LGH_MATH_TF32);
+    device_case(ctx, device, 1, LGH_DTYPE_FLOAT32, LGH_MATH_3XTF32);
+    device_case(ctx, device, 1, LGH_DTYPE_BFLOAT16, LGH_MATH_DEFAULT);
+    lgh_destroy(ctx);
+    return 0;
+}
+
+static void remove_tree(void);
+
+int main(int argc, char **argv)
+{
+    const char *tier = "cpu";
+    if (argc == 3 && !strcmp(argv[1], "--tier")) tier = argv[2];
+    if (strcmp(tier, "cpu") && strcmp(tier, "gpu") && strcmp(tier, "cpu-staged")) {
+        printf("usage: test_tune [--tier cpu|gpu|cpu-staged]\n");
+        return 2;
+    }
     tst_print_seed("test_tune");
     unsetenv("LGH_ENGINE");
     unsetenv("LGH_TUNE");
@@ -189,6 +319,12 @@ int main(void)
     if (!mkdtemp(root)) {
         printf("test_tune: cannot make a temporary directory\n");
         return 1;
+    }
+    if (strcmp(tier, "cpu") != 0) {
+        const int rc = device_tier(!strcmp(tier, "cpu-staged"));
+        remove_tree();
+        tst_summary("test_tune", &tally);
+        return rc ? rc : tally.failed ? 1 : 0;
     }
     char home[512], dir[600], path[1024];
     prob_t p;
@@ -330,7 +466,14 @@ int main(void)
     CHECK(count_entries(home) == 0, "lgh_forward without LGH_TUNE wrote a cache file");
 
     prob_free(&p);
-    /* Clean up the temporary tree (files are ours, two levels deep). */
+    remove_tree();
+    tst_summary("test_tune", &tally);
+    return tally.failed ? 1 : 0;
+}
+
+/* Removes the temporary tree (files are ours, two levels deep). */
+static void remove_tree(void)
+{
     for (int i = 1; i <= case_no; ++i) {
         char d[600];
         snprintf(d, sizeof d, "%s/case%d/lgh", root, i);
@@ -349,6 +492,4 @@ int main(void)
         rmdir(d);
     }
     rmdir(root);
-    tst_summary("test_tune", &tally);
-    return tally.failed ? 1 : 0;
 }
