@@ -25,6 +25,14 @@ int cli_cmd_info(int argc, char **argv);    /* argv[0] is "info" */
 int cli_cmd_profile(int argc, char **argv); /* argv[0] is "profile" */
 int cli_cmd_tune(int argc, char **argv);    /* argv[0] is "tune" */
 
+/* ---- host inputs (fill.c) ------------------------------------------------------------ */
+
+/* count values uniform in [lo, hi) rounded to dt, from the splitmix64 stream *seed. */
+void cli_fill_uniform(lgh_dtype_t dt, void *buf, int64_t count, uint64_t *seed, double lo,
+                      double hi);
+/* count NaNs of dt (poison for outputs). */
+void cli_fill_nan(lgh_dtype_t dt, void *buf, int64_t count);
+
 /* ---- options shared by run and profile (options.c) ----------------------------------- */
 
 typedef struct run_opts {

@@ -46,35 +46,6 @@ static void print_help(void)
            "  lgh run --m 64 --k 64 --n 64 --groups 4 --device cpu\n");
 }
 
-/* x in [0, 1) etc., rounded to the dtype. */
-static uint64_t next(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-static void fill(lgh_dtype_t dt, void *buf, int64_t count, uint64_t *s, double lo, double hi)
-{
-    for (int64_t i = 0; i < count; ++i) {
-        const float v = (float)(lo + (hi - lo) * (double)(next(s) >> 11) * (1.0 / 9007199254740992.0));
-        if (dt == LGH_DTYPE_FLOAT32) ((float *)buf)[i] = v;
-        else if (dt == LGH_DTYPE_BFLOAT16) ((uint16_t *)buf)[i] = lgh_float_to_bf16(v);
-        else ((uint16_t *)buf)[i] = lgh_float_to_fp16(v);
-    }
-}
-
-static void fill_nan(lgh_dtype_t dt, void *buf, int64_t count)
-{
-    if (dt == LGH_DTYPE_FLOAT32) {
-        for (int64_t i = 0; i < count; ++i) ((float *)buf)[i] = NAN;
-    } else {
-        const uint16_t nan16 = dt == LGH_DTYPE_BFLOAT16 ? 0x7fc0 : 0x7e00;
-        for (int64_t i = 0; i < count; ++i) ((uint16_t *)buf)[i] = nan16;
-    }
-}
-
 static int cmp_float(const void *a, const void *b)
 {
     const float x = *(const float *)a, y = *(const float *)b;
@@ -199,12 +170,12 @@ static int run(const run_opts_t *o_in)
     }
     uint64_t seed = o.seed * 0x2545f4914f6cdd1dull + 1;
     const double wb = 1.0 / sqrt((double)o.k);
-    fill(o.dtype, r.host[0], counts[0], &seed, 0.0, 1.0);
-    fill(o.dtype, r.host[1], counts[1], &seed, -wb, wb);
-    fill(o.dtype, r.host[2], counts[2], &seed, -wb, wb);
-    fill(o.dtype, r.host[3], counts[3], &seed, 0.5, 1.5);
-    fill(o.dtype, r.host[4], counts[4], &seed, -0.5, 0.5);
-    fill_nan(o.dtype, r.host[5], counts[5]);
+    cli_fill_uniform(o.dtype, r.host[0], counts[0], &seed, 0.0, 1.0);
+    cli_fill_uniform(o.dtype, r.host[1], counts[1], &seed, -wb, wb);
+    cli_fill_uniform(o.dtype, r.host[2], counts[2], &seed, -wb, wb);
+    cli_fill_uniform(o.dtype, r.host[3], counts[3], &seed, 0.5, 1.5);
+    cli_fill_uniform(o.dtype, r.host[4], counts[4], &seed, -0.5, 0.5);
+    cli_fill_nan(o.dtype, r.host[5], counts[5]);
     void *ptr[6];
     for (int i = 0; i < 6; ++i) {
         ptr[i] = r.host[i];

@@ -43,24 +43,6 @@ static void print_help(void)
            "  lgh tune --m 1,16,128,1024,4096 --dtype bfloat16\n");
 }
 
-static uint64_t next(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-static void fill(lgh_dtype_t dt, void *buf, int64_t count, uint64_t *s, double lo, double hi)
-{
-    for (int64_t i = 0; i < count; ++i) {
-        const float v = (float)(lo + (hi - lo) * (double)(next(s) >> 11) * (1.0 / 9007199254740992.0));
-        if (dt == LGH_DTYPE_FLOAT32) ((float *)buf)[i] = v;
-        else if (dt == LGH_DTYPE_BFLOAT16) ((uint16_t *)buf)[i] = lgh_float_to_bf16(v);
-        else ((uint16_t *)buf)[i] = lgh_float_to_fp16(v);
-    }
-}
-
 static void progress(void *user, lgh_engine_t engine, int index, int total)
 {
     fprintf(stderr, "  %s: [%d/%d] timing %s...\n", (const char *)user, index, total,
@@ -116,7 +98,7 @@ static int tune_one(lgh_context_t ctx, const run_opts_t *o, int64_t m, void *str
                     counts[i] * (int64_t)eb);
             goto out;
         }
-        fill(o->dtype, b.host[i], counts[i], &seed, lo[i], hi[i]);
+        cli_fill_uniform(o->dtype, b.host[i], counts[i], &seed, lo[i], hi[i]);
         ptr[i] = b.host[i];
         if (!gpu) continue;
         if (cli_gpu_alloc(o->device, &b.dev[i], (size_t)counts[i] * eb, err, sizeof err) ||
