@@ -20,7 +20,6 @@
 #include <time.h>
 
 #include "cli.h"
-#include "cpu/convert.h"
 
 static void print_help(void)
 {

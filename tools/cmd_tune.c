@@ -14,7 +14,6 @@
 #include <string.h>
 
 #include "cli.h"
-#include "cpu/convert.h"
 
 #define TUNE_MAX_SHAPES 32
 
