@@ -29,9 +29,14 @@
 #include "ptx/cp_async.cuh"
 #include "ptx/mma_sm80.cuh"
 
-// One tile configuration. BM = WARPS_M * WM, BN = WARPS_N * WN.
-template <int BM_, int BN_, int WARPS_M_, int WARPS_N_, int KB_BYTES_, int STAGES_, int MIN_BLOCKS_>
+// One tile configuration. BM = WARPS_M * WM, BN = WARPS_N * WN. SM90_ONLY: a configuration
+// whose ring only fits Hopper's shared memory (228 KB per SM) at the occupancy it is meant
+// for; its kernels are compiled for sm_90 alone (empty elsewhere) and the engine runs them
+// only on compute capability 9.x.
+template <int BM_, int BN_, int WARPS_M_, int WARPS_N_, int KB_BYTES_, int STAGES_, int MIN_BLOCKS_,
+          bool SM90_ONLY_ = false>
 struct lgh_sm80_cfg {
+    static constexpr bool SM90_ONLY = SM90_ONLY_;
     static constexpr int BM = BM_, BN = BN_;
     static constexpr int WARPS_M = WARPS_M_, WARPS_N = WARPS_N_;
     static constexpr int WARPS = WARPS_M * WARPS_N;

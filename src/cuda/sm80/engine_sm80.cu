@@ -5,9 +5,10 @@
 // (epilogue/groupnorm_kernel.h), in place, with no workspace.
 //
 // Choosing (plan()): every configuration that can run the problem is scored by a wave
-// model — waves of resident CTAs times the work one SM does per wave, divided by the
-// configuration's relative speed, plus for pre-norm tiles the cost of one more pass over
-// y — and the cheapest wins. A kernel that spills (local memory) or cannot be resident on
+// model — the work of the busiest SM (its CTAs, in rounds of the resident count; a last
+// round with fewer CTAs than fit runs them faster, see below) divided by the
+// configuration's measured speed, plus for pre-norm tiles the cost of one more pass over
+// y and for wide groups the in-CTA fixup — and the cheapest wins. A kernel that spills (local memory) or cannot be resident on
 // the device is never chosen. Each kernel's facts (resident blocks per SM, spill bytes)
 // are read from the device once per context, on first use, with its shared-memory limit
 // raised; that is the per-context state, and a forward call after the first for a shape
@@ -18,6 +19,7 @@
 // LGH_SM80_MODE=fused forbids that pass whenever a fused mode exists; both are read when
 // the engine's state is made, at the context's first sm80 call.
 #include <cuda_runtime.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,21 +41,32 @@ const char *const kKindTag[KT_COUNT] = {"f32", "f32x3", "bf16", "f16"};
 // What the host needs of a configuration.
 struct cfg_info {
     int bm, bn, wn, threads, kb_bytes, stages, smem;
-    double speed; // relative throughput per SM (cfg0 = 1), a guess to be replaced by timing
+    bool sm90_only; // compiled for sm_90 alone: run on compute capability 9.x only
+    double speed;   // measured throughput per SM, relative to tf32 cfg1 on the H100
 };
 
 template <typename C>
 constexpr cfg_info info_of(double speed)
 {
-    return {C::BM, C::BN, C::WN, C::THREADS, C::KB_BYTES, C::STAGES, lgh_sm80_smem_size<C>::BYTES, speed};
+    return {C::BM,       C::BN,       C::WN, C::THREADS, C::KB_BYTES, C::STAGES, lgh_sm80_smem_size<C>::BYTES,
+            C::SM90_ONLY, speed};
 }
 
-// By kernel table (kTables): 3xtf32 has its own configurations (kernels.h).
+// By kernel table (kTables): 3xtf32 has its own configurations (kernels.h). Speeds:
+// multiply-adds per SM per unit time with every resident CTA busy, measured on the H100
+// (reference problem at M = 4096, pre-norm tiles, the norm pass subtracted; docs/PERF.md),
+// relative to tf32 cfg1 (about 0.70 G MAC per ms per SM). float16 has not been timed: it
+// takes bfloat16's (same mma.sync rate, same kernels). The 4090 has no timings yet; the
+// portable configurations keep the H100's order there.
 const cfg_info kCfgs[KT_COUNT][LGH_SM80_CONFIGS] = {
-    {info_of<lgh_sm80_cfg0>(1.0), info_of<lgh_sm80_cfg1>(0.9), info_of<lgh_sm80_cfg2>(0.75)},
-    {info_of<lgh_sm80_x3cfg0>(1.0), info_of<lgh_sm80_x3cfg1>(0.95), info_of<lgh_sm80_x3cfg2>(0.9)},
-    {info_of<lgh_sm80_cfg0>(1.0), info_of<lgh_sm80_cfg1>(0.9), info_of<lgh_sm80_cfg2>(0.75)},
-    {info_of<lgh_sm80_cfg0>(1.0), info_of<lgh_sm80_cfg1>(0.9), info_of<lgh_sm80_cfg2>(0.75)},
+    {info_of<lgh_sm80_cfg0>(0.83), info_of<lgh_sm80_cfg1>(1.0), info_of<lgh_sm80_cfg2>(0.74),
+     info_of<lgh_sm80_cfg3>(1.03)},
+    {info_of<lgh_sm80_x3cfg0>(0.40), info_of<lgh_sm80_x3cfg1>(0.44), info_of<lgh_sm80_x3cfg2>(0.44),
+     info_of<lgh_sm80_x3cfg3>(0.48)},
+    {info_of<lgh_sm80_cfg0>(1.69), info_of<lgh_sm80_cfg1>(2.15), info_of<lgh_sm80_cfg2>(1.49),
+     info_of<lgh_sm80_cfg3>(2.16)},
+    {info_of<lgh_sm80_cfg0>(1.69), info_of<lgh_sm80_cfg1>(2.15), info_of<lgh_sm80_cfg2>(1.49),
+     info_of<lgh_sm80_cfg3>(2.16)},
 };
 
 // Every configuration has 64-column warp slices (kernels.h): one table of group widths.
@@ -63,10 +76,17 @@ const int kWarpN = 64;
 // math (rows x pairs) and the serial subtile chain stop making sense.
 const int64_t kMaxWideGroup = 65536;
 
-// Multiply-adds the GPU does in the time it moves one byte to or from memory (H100: about
-// 165 T tf32 mma.sync MAC/s over 3 TB/s; RTX 4090: 41 T over 1 TB/s): weighs the extra
-// pass over y of pre-norm tiles against the product.
-const double kMacPerByte = 50.0;
+// Multiply-adds the GPU does at speed 1 in the time it moves one byte to or from memory
+// (H100: 132 SMs x 0.70 G MAC per ms over 3 TB/s): weighs the extra pass over y of
+// pre-norm tiles against the product.
+const double kMacPerByte = 30.0;
+
+// Wide groups cost this many passes over y on top of the product: the CTA stores its
+// earlier subtiles pre-norm and normalises them itself after the last one, at the end of
+// its work where nothing overlaps it. Measured on the H100 (reference problem, G = 16):
+// the wide mode is slower than pre-norm tiles plus the norm pass by about two passes'
+// time, at M = 1024 and 4096 and in every configuration with a 512-channel group.
+const double kWidePasses = 3.0;
 
 enum mode { MODE_FUSED, MODE_WIDE, MODE_PRE };
 
@@ -283,6 +303,7 @@ lgh_status_t plan(struct lgh_context *ctx, sm80_state *st, const lgh_problem_t *
             if (st->forced_cfg >= 0 && cfg != st->forced_cfg) continue;
             const cfg_info &c = kCfgs[kind][cfg];
             if (d->smem_per_block_optin < (size_t)c.smem) continue;
+            if (c.sm90_only && d->cc_major != 9) continue;
             for (int m = MODE_FUSED; m <= MODE_PRE; ++m) {
                 const mode md = (mode)m;
                 if (st->forced_mode == MODE_PRE && md != MODE_PRE) continue;
@@ -293,10 +314,16 @@ lgh_status_t plan(struct lgh_context *ctx, sm80_state *st, const lgh_problem_t *
                 const kernel_facts &f = facts_of(st, kind, cfg, gi);
                 if (f.blocks < 1) continue;
                 const int64_t tiles = (int64_t)prm.m_blocks * prm.n_tiles;
-                const int64_t slots = (int64_t)sms * f.blocks;
-                const double waves = (double)ceil_div(tiles, slots);
-                double cost = waves * f.blocks * (double)c.bm * c.bn * prm.nsub * (double)a->k / c.speed;
+                // The busiest SM's CTAs, in rounds of f.blocks; each CTA of a full round
+                // runs at 1/f.blocks of the SM's speed, and `rest` CTAs of a last partial
+                // round at sqrt(rest/f.blocks) of it together (one of two CTAs alone: 0.71;
+                // measured 0.64 for tf32 cfg1), so that round costs sqrt(rest * f.blocks).
+                const int64_t per_sm = ceil_div(tiles, sms);
+                const int64_t full = per_sm / f.blocks, rest = per_sm % f.blocks;
+                const double rounds = (double)(full * f.blocks) + sqrt((double)(rest * f.blocks));
+                double cost = rounds * (double)c.bm * c.bn * prm.nsub * (double)a->k / c.speed;
                 if (md == MODE_PRE) cost += norm_pass;
+                if (md == MODE_WIDE) cost += kWidePasses * norm_pass;
                 if (!found || cost < best) {
                     found = true;
                     best = cost;
@@ -416,8 +443,8 @@ int kernel_info(struct lgh_context *ctx, lgh_kernel_info_t *out, int capacity)
                 char gs[8];
                 if (g == 0) snprintf(gs, sizeof gs, "pre");
                 else snprintf(gs, sizeof gs, "gs%d", 1 << (g - 1));
-                snprintf(o->name, sizeof o->name, "lgh_sm80_kernel<%s,%dx%dx%d,s%d,%s>", kKindTag[k], ci.bm, ci.bn,
-                         ci.kb_bytes / elem, ci.stages, gs);
+                snprintf(o->name, sizeof o->name, "lgh_sm80_kernel<%s,%dx%dx%d,s%d,%s%s>", kKindTag[k], ci.bm,
+                         ci.bn, ci.kb_bytes / elem, ci.stages, gs, ci.sm90_only ? ",sm90" : "");
                 o->engine = LGH_ENGINE_SM80;
                 o->threads_per_block = ci.threads;
                 o->shared_bytes = ci.smem;

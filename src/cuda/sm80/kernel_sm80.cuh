@@ -149,7 +149,7 @@ __device__ __forceinline__ void lgh_sm80_wide_fixup(const lgh_sm80_params &p, co
 // GS: the group's channels inside one warp's WN-wide fragment (a power of two <= WN; WN
 // for groups of WN channels or more), or 0 for pre-norm tiles. SPLIT3: 3xtf32 (float).
 template <typename T, typename C, int GS, bool SPLIT3>
-__global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS) lgh_sm80_kernel(const lgh_sm80_params p)
+__device__ __forceinline__ void lgh_sm80_cta(const lgh_sm80_params &p)
 {
     constexpr int BM = C::BM, BN = C::BN, WN = C::WN, MI = C::MI, NI = C::NI;
     constexpr int PARAM_PASSES = (BN + C::THREADS - 1) / C::THREADS; // columns of bias, γ, β per thread
@@ -306,4 +306,16 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS) lgh_sm80_kernel(con
             }
         }
     }
+}
+
+// The kernel. Configurations marked SM90_ONLY compile to an empty kernel below sm_90 (the
+// engine never launches them there).
+template <typename T, typename C, int GS, bool SPLIT3>
+__global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS) lgh_sm80_kernel(const lgh_sm80_params p)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
+    if constexpr (!C::SM90_ONLY) lgh_sm80_cta<T, C, GS, SPLIT3>(p);
+#else
+    lgh_sm80_cta<T, C, GS, SPLIT3>(p);
+#endif
 }
