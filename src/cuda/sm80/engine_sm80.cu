@@ -55,18 +55,20 @@ constexpr cfg_info info_of(double speed)
 // By kernel table (kTables): 3xtf32 has its own configurations (kernels.h). Speeds:
 // multiply-adds per SM per unit time with every resident CTA busy, measured on the H100
 // (reference problem at M = 4096, pre-norm tiles, the norm pass subtracted; docs/PERF.md),
-// relative to tf32 cfg1 (about 0.70 G MAC per ms per SM). float16 has not been timed: it
+// relative to tf32 cfg1 (about 0.70 G MAC per ms per SM); cfg4's from a second run,
+// against cfg3 in that run (tf32 at M = 1024 and 4096, bf16 and 3xtf32 at M = 1024). float16 has not been timed: it
 // takes bfloat16's (same mma.sync rate, same kernels). The 4090 has no timings yet; the
-// portable configurations keep the H100's order there.
+// portable configurations keep the H100's order there. Speed 0: not timed, planned only
+// when LGH_SM80_CONFIG names it.
 const cfg_info kCfgs[KT_COUNT][LGH_SM80_CONFIGS] = {
     {info_of<lgh_sm80_cfg0>(0.83), info_of<lgh_sm80_cfg1>(1.0), info_of<lgh_sm80_cfg2>(0.74),
-     info_of<lgh_sm80_cfg3>(1.03)},
-    {info_of<lgh_sm80_x3cfg0>(0.40), info_of<lgh_sm80_x3cfg1>(0.44), info_of<lgh_sm80_x3cfg2>(0.44),
-     info_of<lgh_sm80_x3cfg3>(0.48)},
+     info_of<lgh_sm80_cfg3>(1.03), info_of<lgh_sm80_cfg4>(1.05)},
+    {info_of<lgh_sm80_x3cfg0>(0.40), info_of<lgh_sm80_x3cfg1>(0.435), info_of<lgh_sm80_x3cfg2>(0.44),
+     info_of<lgh_sm80_x3cfg3>(0.48), info_of<lgh_sm80_x3cfg4>(0.51)},
     {info_of<lgh_sm80_cfg0>(1.69), info_of<lgh_sm80_cfg1>(2.15), info_of<lgh_sm80_cfg2>(1.49),
-     info_of<lgh_sm80_cfg3>(2.16)},
+     info_of<lgh_sm80_cfg3>(2.16), info_of<lgh_sm80_cfg4>(2.26)},
     {info_of<lgh_sm80_cfg0>(1.69), info_of<lgh_sm80_cfg1>(2.15), info_of<lgh_sm80_cfg2>(1.49),
-     info_of<lgh_sm80_cfg3>(2.16)},
+     info_of<lgh_sm80_cfg3>(2.16), info_of<lgh_sm80_cfg4>(2.26)},
 };
 
 // Every configuration has 64-column warp slices (kernels.h): one table of group widths.
@@ -304,6 +306,7 @@ lgh_status_t plan(struct lgh_context *ctx, sm80_state *st, const lgh_problem_t *
             const cfg_info &c = kCfgs[kind][cfg];
             if (d->smem_per_block_optin < (size_t)c.smem) continue;
             if (c.sm90_only && d->cc_major != 9) continue;
+            if (c.speed <= 0.0 && st->forced_cfg != cfg) continue;
             for (int m = MODE_FUSED; m <= MODE_PRE; ++m) {
                 const mode md = (mode)m;
                 if (st->forced_mode == MODE_PRE && md != MODE_PRE) continue;

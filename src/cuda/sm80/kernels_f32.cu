@@ -15,4 +15,5 @@ const void *const lgh_sm80_kernels_f32[LGH_SM80_CONFIGS][LGH_SM80_GS_COUNT] = {
     LGH_SM80_ROW(lgh_sm80_cfg1),
     LGH_SM80_ROW(lgh_sm80_cfg2),
     LGH_SM80_ROW(lgh_sm80_cfg3),
+    LGH_SM80_ROW(lgh_sm80_cfg4),
 };

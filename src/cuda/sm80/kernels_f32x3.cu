@@ -15,4 +15,5 @@ const void *const lgh_sm80_kernels_f32x3[LGH_SM80_CONFIGS][LGH_SM80_GS_COUNT] = 
     LGH_SM80_ROW(lgh_sm80_x3cfg1),
     LGH_SM80_ROW(lgh_sm80_x3cfg2),
     LGH_SM80_ROW(lgh_sm80_x3cfg3),
+    LGH_SM80_ROW(lgh_sm80_x3cfg4),
 };
