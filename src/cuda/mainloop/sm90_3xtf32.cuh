@@ -92,11 +92,11 @@ struct lgh_sm90_cyc {
 };
 
 // One thread; call lgh_mbar_fence_init and a CTA or cluster barrier after.
-__device__ __forceinline__ void lgh_sm90_ring3_init(lgh_sm90_ring3 *r, uint32_t mc)
+__device__ __forceinline__ void lgh_sm90_ring3_init(lgh_sm90_ring3 *r, uint32_t release)
 {
     for (int s = 0; s < LGH_SM90_X3_STAGES; ++s) {
         lgh_mbar_init(&r->full[s], 1);
-        lgh_mbar_init(&r->empty[s], LGH_SM90_CONSUMER_WARPS * mc);
+        lgh_mbar_init(&r->empty[s], LGH_SM90_CONSUMER_WARPS * release);
     }
     for (int j = 0; j < LGH_SM90_X3_LO_BUFS; ++j) {
         lgh_mbar_init(&r->lo_full[j], LGH_SM90_X3_SPLITTERS);
@@ -104,7 +104,10 @@ __device__ __forceinline__ void lgh_sm90_ring3_init(lgh_sm90_ring3 *r, uint32_t 
     }
 }
 
-// Producer (one thread): as lgh_sm90_produce_tile, on the 3-stage ring.
+// Producer (one thread): as lgh_sm90_produce_tile, on the 3-stage ring, with x multicast
+// over the mc CTAs of the cluster (one cluster row: the 3xtf32 instances have no W
+// multicast). Kept apart from lgh_sm90_load_kblock: this producer runs in 24 registers, and
+// the general slice logic spilled there.
 __device__ __forceinline__ void lgh_sm90_x3_produce_tile(lgh_sm90_ring3 *r, lgh_sm90_cyc<LGH_SM90_X3_STAGES> &pos,
                                                          const void *map_x, const void *map_w, int m0, int n0,
                                                          int k_blocks, uint32_t mc, uint32_t rank)
@@ -166,18 +169,13 @@ __device__ __forceinline__ void lgh_sm90_x3_split_tile(lgh_sm90_ring3 *r, lgh_sm
     }
 }
 
-// Hands a consumed ring slot back (to every CTA that multicasts into it: lane q arrives on
-// CTA q's barrier) and the W_lo buffer to the splitters. After the slot's wgmmas completed.
-__device__ __forceinline__ void lgh_sm90_x3_release(lgh_sm90_ring3 *r, int slot, int lslot, uint32_t mc)
+// Hands a consumed ring slot back (lgh_sm90_release_slot) and the W_lo buffer to the
+// splitters. After the slot's wgmmas completed.
+__device__ __forceinline__ void lgh_sm90_x3_release(lgh_sm90_ring3 *r, int slot, int lslot, uint32_t release)
 {
     __syncwarp();
-    const uint32_t lane = threadIdx.x & 31;
-    if (lane == 0) lgh_mbar_arrive(&r->lo_empty[lslot]);
-    if (mc == 1) {
-        if (lane == 0) lgh_mbar_arrive(&r->empty[slot]);
-    } else if (lane < mc) {
-        lgh_mbar_arrive_cluster(lgh_cluster_map(lgh_smem_addr(&r->empty[slot]), lane));
-    }
+    if ((threadIdx.x & 31) == 0) lgh_mbar_arrive(&r->lo_empty[lslot]);
+    lgh_sm90_release_slot(&r->empty[slot], release);
 }
 
 // The thread's A fragments of one K-block (4 k-steps of 8): for k-step s, registers
@@ -225,7 +223,7 @@ template <> struct lgh_sm90_x3_part<64> {
 // been released.
 __device__ __forceinline__ void lgh_sm90_x3_consume_tile(lgh_sm90_ring3 *r, lgh_sm90_cyc<LGH_SM90_X3_STAGES> &pos,
                                                          lgh_sm90_cyc<LGH_SM90_X3_LO_BUFS> &lpos, float (&acc)[128],
-                                                         int wg, int k_blocks, uint32_t mc)
+                                                         int wg, int k_blocks, uint32_t release)
 {
     constexpr int STEP_BYTES = 8 * 4; // one k-step of 8 floats inside the 128-byte row
     const int warp = (threadIdx.x / 32) & 3;
@@ -292,7 +290,7 @@ __device__ __forceinline__ void lgh_sm90_x3_consume_tile(lgh_sm90_ring3 *r, lgh_
             for (int i = 0; i < PREGS; ++i) acc[PREGS * q + i] += t[i];
         }
 #endif
-        lgh_sm90_x3_release(r, pos.slot, lpos.slot, mc);
+        lgh_sm90_x3_release(r, pos.slot, lpos.slot, release);
         pos.advance();
         lpos.advance();
     }

@@ -9,13 +9,15 @@
 // while the next slot fills. The ring position (slot, parity) runs on across tiles, so the
 // producer prefetches the next tile while the consumers run the epilogue.
 //
-// In a cluster of C CTAs along N (same x rows, different W rows), the x tile can be shared
-// (mc = C; mc = 1 turns it off): each CTA loads 128/C of its rows and multicasts them to
-// all C CTAs, cutting the L2 -> SM
-// traffic per CTA from 48 KB to (16/C + 32) KB per K-block. A slot is then written by
-// every CTA of the cluster, so a producer may refill it only when the consumers of all C
-// CTAs have released it: each consumer warp arrives on the `empty` barrier of every CTA of
-// the cluster, and `empty` expects 8 * C arrivals.
+// Clusters share operand tiles by TMA multicast. A cluster is CN x CM CTAs: CN along N
+// (same x rows, different W rows) and CM along M (same W rows, different x rows). The CN
+// CTAs of a cluster row each load 128/CN rows of the x tile and multicast them to the
+// row; the CM CTAs of a cluster column each load 256/CM rows of the W tile and multicast
+// them to the column. That cuts the L2 -> SM traffic per CTA and K-block from 48 KB
+// (float32) to 16/CN + 32/CM KB. A slot is then written by several CTAs, so a producer may
+// refill it only when the consumers of every CTA it writes into have released it: each
+// consumer warp arrives on the `empty` barrier of every CTA of the cluster (lane q on CTA
+// q's), and `empty` expects 8 x (cluster size) arrivals.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -88,58 +90,117 @@ struct lgh_sm90_ring_pos {
     }
 };
 
-// One thread: initialises the barriers for x multicast over mc CTAs (call
-// lgh_mbar_fence_init and a CTA or cluster barrier after).
-__device__ __forceinline__ void lgh_sm90_ring_init(lgh_sm90_ring *r, uint32_t mc)
+// Where this CTA sits in its cluster and whom it multicasts to (see the top of this file).
+// Cluster rank r = rm * cn + rn.
+struct lgh_sm90_cluster_pos {
+    int cn, cm;       // CTAs along N and along M
+    int rn, rm;       // this CTA's place
+    bool x_mc, w_mc;  // x shared over the cluster row, W over the cluster column
+    uint16_t x_mask;  // the CTAs of this CTA's cluster row
+    uint16_t w_mask;  // the CTAs of this CTA's cluster column
+    uint32_t release; // CTAs whose `empty` barriers a consumer warp arrives on (1: its own)
+
+    __device__ static lgh_sm90_cluster_pos make(int cn, int cm, bool x_mc, uint32_t rank)
+    {
+        lgh_sm90_cluster_pos c;
+        c.cn = cn;
+        c.cm = cm;
+        c.rn = (int)rank % cn;
+        c.rm = (int)rank / cn;
+        c.x_mc = x_mc && cn > 1;
+        c.w_mc = cm > 1;
+        c.x_mask = (uint16_t)(((1u << cn) - 1u) << (c.rm * cn));
+        c.w_mask = 0;
+        for (int i = 0; i < cm; ++i) c.w_mask |= (uint16_t)(1u << (i * cn + c.rn));
+        c.release = c.x_mc || c.w_mc ? (uint32_t)(cn * cm) : 1u;
+        return c;
+    }
+};
+
+// What the producer needs of lgh_sm90_cluster_pos, packed into one register (the 3xtf32
+// producer runs in 24): bits 0-3 the x multicast mask, 4-7 the W mask (0: no multicast),
+// 8-15 and 16-23 the first row of this CTA's slice of the x and W tiles, 24-25 rn, 26 rm.
+struct lgh_sm90_slices {
+    uint32_t bits;
+
+    __device__ static lgh_sm90_slices of(const lgh_sm90_cluster_pos &c)
+    {
+        const uint32_t xm = c.x_mc ? (uint32_t)c.x_mask : 0u, wm = c.w_mc ? (uint32_t)c.w_mask : 0u;
+        const uint32_t xr = c.x_mc ? (uint32_t)(c.rn * (LGH_SM90_BM / c.cn)) : 0u;
+        const uint32_t wr = c.w_mc ? (uint32_t)(c.rm * (LGH_SM90_BN / c.cm)) : 0u;
+        return {xm | wm << 4 | xr << 8 | wr << 16 | (uint32_t)c.rn << 24 | (uint32_t)c.rm << 26};
+    }
+    __device__ uint16_t x_mask() const { return (uint16_t)(bits & 15u); }
+    __device__ uint16_t w_mask() const { return (uint16_t)((bits >> 4) & 15u); }
+    __device__ int x_row() const { return (int)((bits >> 8) & 255u); }
+    __device__ int w_row() const { return (int)((bits >> 16) & 255u); }
+    __device__ int rn() const { return (int)((bits >> 24) & 3u); }
+    __device__ int rm() const { return (int)((bits >> 26) & 1u); }
+};
+
+// One thread: initialises the barriers (call lgh_mbar_fence_init and a CTA or cluster
+// barrier after).
+__device__ __forceinline__ void lgh_sm90_ring_init(lgh_sm90_ring *r, uint32_t release)
 {
     for (int s = 0; s < LGH_SM90_STAGES; ++s) {
         lgh_mbar_init(&r->full[s], 1);
-        lgh_mbar_init(&r->empty[s], LGH_SM90_CONSUMER_WARPS * mc);
+        lgh_mbar_init(&r->empty[s], LGH_SM90_CONSUMER_WARPS * release);
     }
 }
 
-// Producer (one thread): issues the K-blocks of one tile. With multicast (mc > 1) the x
-// map's box is 128/mc rows: this CTA's slice of the x tile, sent to the mc CTAs.
+// Producer (one thread): the TMA loads of one K-block (column k0) of the x tile at row m0
+// and the W tile at row n0 into slot (a, b), completing on `full`. With multicast, the x
+// map's box is 128/cn rows and the W map's 256/cm: this CTA's slices, sent to its cluster
+// row and column.
+__device__ __forceinline__ void lgh_sm90_load_kblock(uint8_t *a, uint8_t *b, uint64_t *full, const void *map_x,
+                                                     const void *map_w, int k0, int m0, int n0,
+                                                     const lgh_sm90_slices &c)
+{
+    lgh_mbar_arrive_expect_tx(full, LGH_SM90_A_BYTES + LGH_SM90_B_BYTES);
+    if (c.x_mask() != 0) {
+        lgh_tma_load_2d_multicast(a + c.x_row() * 128, map_x, full, k0, m0 + c.x_row(), c.x_mask());
+    } else {
+        lgh_tma_load_2d(a, map_x, full, k0, m0);
+    }
+    if (c.w_mask() != 0) {
+        lgh_tma_load_2d_multicast(b + c.w_row() * 128, map_w, full, k0, n0 + c.w_row(), c.w_mask());
+    } else {
+        lgh_tma_load_2d(b, map_w, full, k0, n0);
+    }
+}
+
+// Producer (one thread): issues the K-blocks of one tile.
 template <typename T>
 __device__ __forceinline__ void lgh_sm90_produce_tile(lgh_sm90_ring *r, lgh_sm90_ring_pos &pos,
                                                       const void *map_x, const void *map_w, int m0,
-                                                      int n0, int k_blocks, uint32_t mc, uint32_t rank)
+                                                      int n0, int k_blocks, const lgh_sm90_slices &c)
 {
     constexpr int BK = lgh_sm90_mma<T>::BK;
-    const int slice_rows = LGH_SM90_BM / (int)mc;
-    const uint16_t all = (uint16_t)((1u << mc) - 1u);
     for (int kb = 0; kb < k_blocks; ++kb) {
         lgh_mbar_wait(&r->empty[pos.slot], pos.parity ^ 1u);
-        lgh_mbar_arrive_expect_tx(&r->full[pos.slot], LGH_SM90_A_BYTES + LGH_SM90_B_BYTES);
-        if (mc == 1) {
-            lgh_tma_load_2d(r->a[pos.slot], map_x, &r->full[pos.slot], kb * BK, m0);
-        } else {
-            lgh_tma_load_2d_multicast(r->a[pos.slot] + rank * slice_rows * 128, map_x, &r->full[pos.slot],
-                                      kb * BK, m0 + (int)rank * slice_rows, all);
-        }
-        lgh_tma_load_2d(r->b[pos.slot], map_w, &r->full[pos.slot], kb * BK, n0);
+        lgh_sm90_load_kblock(r->a[pos.slot], r->b[pos.slot], &r->full[pos.slot], map_x, map_w, kb * BK, m0, n0, c);
         pos.advance();
+    }
+}
+
+// A consumer warp hands a slot back to every CTA that may write into it (lane q arrives
+// on CTA q's barrier), after the slot's wgmmas completed.
+__device__ __forceinline__ void lgh_sm90_release_slot(uint64_t *empty, uint32_t release)
+{
+    __syncwarp();
+    const uint32_t lane = threadIdx.x & 31;
+    if (release == 1) {
+        if (lane == 0) lgh_mbar_arrive(empty);
+    } else if (lane < release) {
+        lgh_mbar_arrive_cluster(lgh_cluster_map(lgh_smem_addr(empty), lane));
     }
 }
 
 // Consumer warpgroup `wg` (0 or 1): acc = its 64 rows of the tile times W's 256 rows.
 // On return every wgmma has completed and every slot it read has been released.
-// Each warp releases a slot on every CTA that multicasts into it (see the top of this
-// file): lane q arrives on CTA q's barrier.
-__device__ __forceinline__ void lgh_sm90_release_slot(lgh_sm90_ring *r, int slot, uint32_t mc)
-{
-    __syncwarp();
-    const uint32_t lane = threadIdx.x & 31;
-    if (mc == 1) {
-        if (lane == 0) lgh_mbar_arrive(&r->empty[slot]);
-    } else if (lane < mc) {
-        lgh_mbar_arrive_cluster(lgh_cluster_map(lgh_smem_addr(&r->empty[slot]), lane));
-    }
-}
-
 template <typename T>
 __device__ __forceinline__ void lgh_sm90_consume_tile(lgh_sm90_ring *r, lgh_sm90_ring_pos &pos,
-                                                      float (&acc)[128], int wg, int k_blocks, uint32_t mc)
+                                                      float (&acc)[128], int wg, int k_blocks, uint32_t release)
 {
     constexpr int K_STEPS = lgh_sm90_mma<T>::BK / lgh_sm90_mma<T>::K_STEP;
     constexpr int STEP_BYTES = lgh_sm90_mma<T>::K_STEP * (int)sizeof(T); // 32
@@ -160,11 +221,11 @@ __device__ __forceinline__ void lgh_sm90_consume_tile(lgh_sm90_ring *r, lgh_sm90
         // The previous K-block's multiplies are done once at most this one is in flight:
         // its slot can be refilled.
         lgh_wgmma_wait<1>();
-        if (prev_slot >= 0) lgh_sm90_release_slot(r, prev_slot, mc);
+        if (prev_slot >= 0) lgh_sm90_release_slot(&r->empty[prev_slot], release);
         prev_slot = pos.slot;
         pos.advance();
     }
     lgh_wgmma_wait<0>();
     lgh_wgmma_pin(acc);
-    if (prev_slot >= 0) lgh_sm90_release_slot(r, prev_slot, mc);
+    if (prev_slot >= 0) lgh_sm90_release_slot(&r->empty[prev_slot], release);
 }

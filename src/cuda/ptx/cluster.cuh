@@ -15,6 +15,21 @@ __device__ __forceinline__ uint32_t lgh_cluster_rank()
     return r;
 }
 
+// Index of this CTA's cluster in the grid (x), and the number of clusters (x): blockIdx and
+// gridDim counted in clusters (equal to them when the launch has no cluster).
+__device__ __forceinline__ uint32_t lgh_cluster_id_x()
+{
+    uint32_t r;
+    asm volatile("mov.u32 %0, %%clusterid.x;\n" : "=r"(r));
+    return r;
+}
+__device__ __forceinline__ uint32_t lgh_cluster_count_x()
+{
+    uint32_t r;
+    asm volatile("mov.u32 %0, %%nclusterid.x;\n" : "=r"(r));
+    return r;
+}
+
 __device__ __forceinline__ uint32_t lgh_cluster_size()
 {
     uint32_t n;

@@ -7,6 +7,7 @@
 #include <cuda_runtime.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "core/engine.h"
 #include "sm90/kernel_sm90.cuh"
@@ -17,6 +18,17 @@
 // is formed for that alone when the group fits one tile). 0 builds the variant without.
 #ifndef LGH_SM90_MULTICAST
 #define LGH_SM90_MULTICAST 1
+#endif
+// Clusters formed for multicast alone (not for a group's statistics): CTAs along N sharing
+// x, along M sharing W. Measured on the H100 (docs/PERF.md, v3): plain CTAs ran faster than
+// either, so both default to 1. LGH_SM90_CLUSTER_N / LGH_SM90_CLUSTER_M = 1|2 override them,
+// and LGH_SM90_WIDE = unit|cluster the way groups wider than a tile are done, for measuring
+// (read once, at the context's first sm90 call).
+#ifndef LGH_SM90_CLUSTER_N_DEFAULT
+#define LGH_SM90_CLUSTER_N_DEFAULT 1
+#endif
+#ifndef LGH_SM90_CLUSTER_M_DEFAULT
+#define LGH_SM90_CLUSTER_M_DEFAULT 1
 #endif
 
 namespace {
@@ -30,7 +42,15 @@ struct sm90_state {
     void *encoder;                                    // cuTensorMapEncodeTiled
     bool smem_raised[FAMILIES][LGH_SM90_GS_COUNT];    // cudaFuncSetAttribute done
     int max_clusters[2][LGH_SM90_MAX_CLUSTER + 1];    // by X3, cluster size; 0 = not asked yet
+    int cluster_m;                                    // CTAs along M wanted (1 or 2)
+    int cluster_n;                                    // CTAs along N wanted for x multicast (1 or 2)
+    int wide;                                         // WIDE_AUTO, WIDE_UNIT or WIDE_CLUSTER
+    bool x_multicast;                                 // share x over a cluster row when there is one
 };
+
+// Groups wider than the CTA tile: one CTA does the group's tiles in turn (unit mode), or a
+// cluster of CTAs along N does them at once and exchanges statistics.
+enum { WIDE_AUTO, WIDE_UNIT, WIDE_CLUSTER };
 
 int family_of(const lgh_args_t *a)
 {
@@ -58,21 +78,64 @@ int log2_int(int64_t v)
 
 bool is_pow2(int64_t v) { return v > 0 && (v & (v - 1)) == 0; }
 
-// The group's channels inside one CTA tile, the CTAs a group spans, and the cluster size:
-// the group's span, or 2 when N has two tiles or more, so that the x tile is multicast.
-// x multicast over the whole cluster: box rows 128 / mc.
-void group_layout(const lgh_problem_t *p, int *gs_tile, int *group_ctas, int *cluster)
+// How a problem maps onto the kernel: the group's channels inside one CTA tile, how a
+// group wider than the tile is done, and the cluster's shape.
+struct layout {
+    int gs_tile;    // a group's channels inside one tile (the group size, or 256)
+    int subtiles;   // tiles one CTA does in turn for one group (unit mode), else 1
+    int group_ctas; // CTAs of a cluster row sharing one group's statistics (cluster mode), else 1
+    int cn;         // CTAs along N: group_ctas, or 2 for x multicast alone
+    int cm;         // CTAs along M: 2 for W multicast (box rows 256 / 2)
+    bool x_mc;      // x multicast over the cluster row (box rows 128 / cn)
+};
+
+// Groups wider than the tile: unit mode only where a cluster cannot take the group (more
+// than 4 tiles, or a span that is not a power of two) or when asked for. Measured (v3,
+// docs/PERF.md): for groups of 512 it ran 2.5% slower than the cluster, whose CTAs work in
+// parallel, while one CTA stores its first tile pre-norm and reads it back.
+bool use_units(int span, int wide, bool x3)
 {
+    const bool cluster_can = span <= LGH_SM90_MAX_CLUSTER && (span & (span - 1)) == 0;
+    if (x3) return false; // the 3xtf32 instances have no unit mode (can_implement)
+    return !cluster_can || wide == WIDE_UNIT;
+}
+
+layout layout_of(const lgh_problem_t *p, const sm90_state *st)
+{
+    layout l;
     const int64_t gs = p->group_size;
-    *gs_tile = gs < LGH_SM90_BN ? (int)gs : LGH_SM90_BN;
-    *group_ctas = gs > LGH_SM90_BN ? (int)(gs / LGH_SM90_BN) : 1;
-    *cluster = *group_ctas > 1 ? *group_ctas : (LGH_SM90_MULTICAST && p->a.n > LGH_SM90_BN ? 2 : 1);
+    const int span = gs > LGH_SM90_BN ? (int)(gs / LGH_SM90_BN) : 1;
+    l.gs_tile = gs < LGH_SM90_BN ? (int)gs : LGH_SM90_BN;
+    const bool units = span > 1 && use_units(span, st->wide, family_of(&p->a) == FAMILY_F32X3);
+    l.subtiles = units ? span : 1;
+    l.group_ctas = units ? 1 : span;
+    l.x_mc = LGH_SM90_MULTICAST && st->x_multicast;
+    l.cn = l.group_ctas > 1 ? l.group_ctas
+                            : (LGH_SM90_MULTICAST && st->cluster_n > 1 && p->a.n > (int64_t)LGH_SM90_BN * span ? 2 : 1);
+    // (The 3xtf32 producer has W multicast compiled out.)
+    l.cm = st->cluster_m > 1 && family_of(&p->a) != FAMILY_F32X3 && p->a.m > LGH_SM90_BM && l.cn * 2 <= LGH_SM90_MAX_CLUSTER ? 2 : 1;
+    return l;
 }
 
 sm90_state *get_state(struct lgh_context *ctx)
 {
     void **slot = lgh_engine_state(ctx, LGH_ENGINE_SM90);
-    if (*slot == nullptr) *slot = calloc(1, sizeof(sm90_state));
+    if (*slot == nullptr) {
+        sm90_state *st = static_cast<sm90_state *>(calloc(1, sizeof(sm90_state)));
+        if (st == nullptr) return nullptr;
+        const char *env = getenv("LGH_SM90_CLUSTER_M");
+        st->cluster_m = env != nullptr && (env[0] == '1' || env[0] == '2') ? env[0] - '0' : LGH_SM90_CLUSTER_M_DEFAULT;
+        env = getenv("LGH_SM90_CLUSTER_N");
+        st->cluster_n = env != nullptr && (env[0] == '1' || env[0] == '2') ? env[0] - '0' : LGH_SM90_CLUSTER_N_DEFAULT;
+        env = getenv("LGH_SM90_XMC");
+        st->x_multicast = env == nullptr || env[0] != '0';
+        env = getenv("LGH_SM90_WIDE");
+        st->wide = env == nullptr ? WIDE_AUTO
+                   : strcmp(env, "unit") == 0    ? WIDE_UNIT
+                   : strcmp(env, "cluster") == 0 ? WIDE_CLUSTER
+                                                 : WIDE_AUTO;
+        *slot = st;
+    }
     return static_cast<sm90_state *>(*slot);
 }
 
@@ -103,10 +166,16 @@ lgh_status_t can_implement(struct lgh_context *ctx, const lgh_problem_t *p, char
         return LGH_STATUS_NOT_SUPPORTED;
     }
     const int64_t gs = p->group_size;
-    if (!(is_pow2(gs) && gs <= (int64_t)LGH_SM90_BN * LGH_SM90_MAX_CLUSTER)) {
+    if (!(gs <= LGH_SM90_BN ? is_pow2(gs) : gs % LGH_SM90_BN == 0)) {
         return refuse(why, len,
                       "group size %lld does not tile the %lld-channel CTA tile evenly (the kernel "
-                      "takes powers of two up to 256, and 512 or 1024 with a cluster)",
+                      "takes powers of two up to 256 and multiples of 256)",
+                      (long long)gs, (long long)LGH_SM90_BN);
+    }
+    if (family_of(a) == FAMILY_F32X3 && gs > LGH_SM90_BN && !(is_pow2(gs) && gs <= (int64_t)LGH_SM90_BN * LGH_SM90_MAX_CLUSTER)) {
+        return refuse(why, len,
+                      "group size %lld: in 3xtf32 the kernel takes groups wider than %lld channels only "
+                      "as 512 or 1024 (a cluster of CTAs)",
                       (long long)gs, (long long)LGH_SM90_BN);
     }
     const int64_t limit = INT32_MAX - 2 * LGH_SM90_BN;
@@ -162,23 +231,24 @@ lgh_status_t run(struct lgh_context *ctx, const lgh_problem_t *p, void *, size_t
         if (st->encoder == nullptr) return lgh_set_error(ctx, LGH_STATUS_CUDA_ERROR, "sm90: %s", why);
     }
 
-    int gs_tile, group_ctas, cluster;
-    group_layout(p, &gs_tile, &group_ctas, &cluster);
-    const int mc = LGH_SM90_MULTICAST ? cluster : 1;
+    const layout l = layout_of(p, st);
+    const int cluster = l.cn * l.cm;
+    const int x_mc = l.x_mc ? l.cn : 1;
     const int bk = a->dtype == LGH_DTYPE_FLOAT32 ? lgh_sm90_mma<float>::BK : lgh_sm90_mma<__half>::BK;
     CUtensorMap map_x, map_w;
-    // x boxes are each CTA's slice of the x tile (multicast to the cluster).
+    // The boxes are each CTA's slices of the x and W tiles (multicast over the cluster's
+    // row and column).
     if (lgh_sm90_tensor_map_encode(st->encoder, &map_x, a->dtype, a->x, a->m, a->k, a->ldx,
-                                   LGH_SM90_BM / mc, bk, why, sizeof why) != 0 ||
-        lgh_sm90_tensor_map_encode(st->encoder, &map_w, a->dtype, a->w, a->n, a->k, a->ldw, LGH_SM90_BN, bk,
-                                   why, sizeof why) != 0) {
+                                   LGH_SM90_BM / x_mc, bk, why, sizeof why) != 0 ||
+        lgh_sm90_tensor_map_encode(st->encoder, &map_w, a->dtype, a->w, a->n, a->k, a->ldw, LGH_SM90_BN / l.cm,
+                                   bk, why, sizeof why) != 0) {
         return lgh_set_error(ctx, LGH_STATUS_CUDA_ERROR, "sm90: %s", why);
     }
 
     const int f = family_of(a);
     const int x3 = f == FAMILY_F32X3;
     const int smem = smem_bytes(f);
-    const int gi = log2_int(gs_tile);
+    const int gi = log2_int(l.gs_tile);
     const void *kernel = kernel_table(f)[gi];
     cudaError_t e;
     if (!st->smem_raised[f][gi]) {
@@ -203,11 +273,18 @@ lgh_status_t run(struct lgh_context *ctx, const lgh_problem_t *p, void *, size_t
     prm.lo = a->lo;
     prm.hi = a->hi;
     prm.k_blocks = (int)((a->k + bk - 1) / bk);
-    prm.m_blocks = (int)((a->m + LGH_SM90_BM - 1) / LGH_SM90_BM);
-    prm.n_tiles = (int)((a->n + (int64_t)LGH_SM90_BN * cluster - 1) / ((int64_t)LGH_SM90_BN * cluster));
-    prm.group_ctas = group_ctas;
-    prm.multicast = mc > 1;
-    const int64_t tiles = (int64_t)prm.m_blocks * prm.n_tiles;
+    prm.m_tiles = (int)((a->m + (int64_t)LGH_SM90_BM * l.cm - 1) / ((int64_t)LGH_SM90_BM * l.cm));
+    const int64_t unit_n = (int64_t)LGH_SM90_BN * l.subtiles * l.cn; // columns of a cluster's unit
+    prm.n_tiles = (int)((a->n + unit_n - 1) / unit_n);
+    prm.subtiles = l.subtiles;
+    prm.cluster_n = l.cn;
+    prm.cluster_m = l.cm;
+    prm.group_ctas = l.group_ctas;
+    prm.multicast = x_mc > 1;
+    prm.release = x_mc > 1 || l.cm > 1 ? cluster : 1;
+    const int64_t tiles = (int64_t)prm.m_tiles * prm.n_tiles;
+    prm.tiles = (int)tiles;
+    prm.band = LGH_SM90_BAND / l.cm;
 
     cudaLaunchConfig_t cfg = {};
     cudaLaunchAttribute attr[1];

@@ -10,11 +10,13 @@
 // stores y once. A row of the tile lives in one quad of one warp, so statistics of a
 // group inside the tile need only quad shuffles.
 //
-// The CTAs of a cluster along N share the x tile (multicast, see the main loop). Groups
-// wider than the tile (GS = 256 here and group size 512 or 1024) span the cluster's 2 or 4
-// CTAs: each CTA sends its rows' partial (mean, M2) over 256 channels into every other
-// CTA's shared memory and arrives on that CTA's mbarrier; each then combines the C
-// partials in rank order (Chan), so all CTAs normalise with the same statistics. The exchange buffers and barriers alternate between two sets by tile parity;
+// A cluster is CN CTAs along N times CM along M; the CTAs of a cluster row share the x
+// tile and those of a cluster column the W tile (multicast, see the main loop). Groups
+// wider than the tile (GS = 256 here and group size 512 or 1024) span the CN = 2 or 4 CTAs
+// of a cluster row: each CTA sends its rows' partial (mean, M2) over 256 channels into
+// the shared memory of every other CTA of its row and arrives on that CTA's mbarrier; each
+// then combines the CN partials in order (Chan), so all CTAs normalise with the same
+// statistics. The exchange buffers and barriers alternate between two sets by tile parity;
 // a CTA can only reuse a set after every peer has arrived on the other one, which they do
 // after reading it.
 //
@@ -68,17 +70,23 @@ struct lgh_sm90_params {
     float *mean, *rstd;
     int m, n, groups, group_size;
     float eps, lo, hi;
-    int k_blocks; // ceil(K / BK)
-    int m_blocks; // ceil(M / BM)
-    int n_tiles;  // cluster tiles along N: ceil(N / (BN * cluster size))
-    int group_ctas; // CTAs a group spans (1, 2 or 4; then equal to the cluster size)
-    int multicast;  // x tile multicast over the cluster (the x map's box is 128/cluster rows)
+    int k_blocks;   // ceil(K / BK)
+    int m_tiles;    // cluster tiles along M: ceil(M / (BM * cluster_m))
+    int n_tiles;    // cluster tiles along N: ceil(N / (BN * cluster_n))
+    int cluster_n;  // CTAs of a cluster along N (1, 2 or 4)
+    int cluster_m;  // CTAs of a cluster along M (1 or 2; 2: W multicast, box 256/2 rows)
+    int group_ctas; // CTAs a group spans (1, or cluster_n): statistics exchanged in the cluster
+    int subtiles;   // N-tiles of one unit of work (> 1: a wide group done by one CTA, unit mode)
+    int multicast;  // x tile multicast over a cluster row (the x map's box is 128/cluster_n rows)
+    int release;    // CTAs a consumer warp releases each slot to (cluster size with multicast, else 1)
+    int tiles;      // m_tiles * n_tiles
+    int band;       // cluster tiles along M per band of the tile order (LGH_SM90_BAND M-blocks)
 };
 
 // Partial statistics exchanged inside a cluster, double-buffered by tile parity.
 struct lgh_sm90_exchange {
     uint64_t bar[2];
-    float2 part[2][LGH_SM90_MAX_CLUSTER][LGH_SM90_BM]; // (mean, M2) per source rank, row
+    float2 part[2][LGH_SM90_MAX_CLUSTER][LGH_SM90_BM]; // (mean, M2) per source (rn), row
 };
 
 struct lgh_sm90_smem {
@@ -100,40 +108,43 @@ template <> struct lgh_sm90_smem_of<true> { using type = lgh_sm90_smem_x3; };
 #define LGH_SM90_SMEM_BYTES ((int)sizeof(lgh_sm90_smem) + 1024)
 #define LGH_SM90_SMEM_BYTES_X3 ((int)sizeof(lgh_sm90_smem_x3) + 1024)
 
-// Cluster tile ct -> (M-block, cluster tile along N), in bands of LGH_SM90_BAND M-blocks.
-__device__ __forceinline__ void lgh_sm90_tile_coords(int ct, int m_blocks, int n_tiles, int *mb, int *nt)
+// Cluster tile ct -> (cluster tile along M, along N), in bands of `band` cluster tiles
+// along M (LGH_SM90_BAND M-blocks).
+__device__ __forceinline__ void lgh_sm90_tile_coords(int ct, int m_tiles, int n_tiles, int band, int *mt, int *nt)
 {
-    const int band_tiles = LGH_SM90_BAND * n_tiles;
-    const int band = ct / band_tiles;
-    const int first = band * LGH_SM90_BAND;
-    const int rows = min(LGH_SM90_BAND, m_blocks - first);
-    const int in = ct - band * band_tiles;
-    *mb = first + in % rows;
+    const int band_tiles = band * n_tiles;
+    const int b = ct / band_tiles;
+    const int first = b * band;
+    const int rows = min(band, m_tiles - first);
+    const int in = ct - b * band_tiles;
+    *mt = first + in % rows;
     *nt = in / rows;
 }
 
 // Cluster step of the epilogue: replaces the quad's partial statistics of its two rows
-// (over this CTA's 256 channels) by the statistics over the cluster's channels.
+// (over this CTA's 256 channels) by the statistics over the channels of its cluster row.
 __device__ __forceinline__ void lgh_sm90_exchange_stats(lgh_sm90_exchange *x, lgh_stats &s0, lgh_stats &s1,
-                                                        int row, int iter, uint32_t csize, uint32_t rank)
+                                                        int row, int iter, const lgh_sm90_cluster_pos &c)
 {
     const int par = iter & 1;
+    const int me = c.rn;
     if ((threadIdx.x & 3) == 0) {
-        const uint32_t p0 = lgh_smem_addr(&x->part[par][rank][row]);
-        const uint32_t p1 = lgh_smem_addr(&x->part[par][rank][row + 8]);
+        const uint32_t p0 = lgh_smem_addr(&x->part[par][me][row]);
+        const uint32_t p1 = lgh_smem_addr(&x->part[par][me][row + 8]);
         const uint32_t bar = lgh_smem_addr(&x->bar[par]);
-        for (uint32_t q = 0; q < csize; ++q) {
-            if (q == rank) continue;
-            lgh_cluster_store_f32x2(lgh_cluster_map(p0, q), s0.mean, s0.m2);
-            lgh_cluster_store_f32x2(lgh_cluster_map(p1, q), s1.mean, s1.m2);
-            lgh_mbar_arrive_remote_release(lgh_cluster_map(bar, q));
+        for (int q = 0; q < c.cn; ++q) {
+            if (q == me) continue;
+            const uint32_t peer = (uint32_t)(c.rm * c.cn + q);
+            lgh_cluster_store_f32x2(lgh_cluster_map(p0, peer), s0.mean, s0.m2);
+            lgh_cluster_store_f32x2(lgh_cluster_map(p1, peer), s1.mean, s1.m2);
+            lgh_mbar_arrive_remote_release(lgh_cluster_map(bar, peer));
         }
     }
     lgh_mbar_wait_cluster(&x->bar[par], (uint32_t)(iter >> 1) & 1u);
     lgh_stats t0 = lgh_stats_empty(), t1 = lgh_stats_empty();
-    for (uint32_t q = 0; q < csize; ++q) {
+    for (int q = 0; q < c.cn; ++q) {
         lgh_stats r0 = s0, r1 = s1;
-        if (q != rank) {
+        if (q != me) {
             const float2 a = x->part[par][q][row];
             const float2 b = x->part[par][q][row + 8];
             r0.mean = a.x;
@@ -160,18 +171,18 @@ __global__ void __launch_bounds__(LGH_SM90_THREADS, 1)
     const uint32_t raw = lgh_smem_addr(lgh_sm90_dyn_smem);
     smem_t *sm = reinterpret_cast<smem_t *>(lgh_sm90_dyn_smem + ((1024u - (raw & 1023u)) & 1023u));
 
+    // Each role works out its place in the cluster after the register split
+    // (lgh_sm90_cluster_pos): values live across setmaxnreg were spilled.
     const uint32_t csize = lgh_cluster_size();
-    const uint32_t rank = lgh_cluster_rank();
     const int wg = threadIdx.x / 128;
-    const uint32_t mc = p.multicast ? csize : 1u; // CTAs sharing each x tile
 
     if (threadIdx.x == 0) {
-        if constexpr (X3) lgh_sm90_ring3_init(&sm->ring, mc);
-        else lgh_sm90_ring_init(&sm->ring, mc);
+        if constexpr (X3) lgh_sm90_ring3_init(&sm->ring, (uint32_t)p.release);
+        else lgh_sm90_ring_init(&sm->ring, (uint32_t)p.release);
         if (p.group_ctas > 1) {
-            // One arrival per quad leader (64 per CTA) from each peer.
-            lgh_mbar_init(&sm->xchg.bar[0], 64 * (csize - 1));
-            lgh_mbar_init(&sm->xchg.bar[1], 64 * (csize - 1));
+            // One arrival per quad leader (64 per CTA) from each peer of the cluster row.
+            lgh_mbar_init(&sm->xchg.bar[0], 64 * (p.cluster_n - 1));
+            lgh_mbar_init(&sm->xchg.bar[1], 64 * (p.cluster_n - 1));
         }
         lgh_mbar_fence_init();
         lgh_tma_prefetch_map(&map_x);
@@ -182,9 +193,10 @@ __global__ void __launch_bounds__(LGH_SM90_THREADS, 1)
     if (csize > 1) lgh_cluster_sync();
     else __syncthreads();
 
-    const int cluster_id = blockIdx.x / csize;
-    const int clusters = gridDim.x / csize;
-    const int tiles = p.m_blocks * p.n_tiles;
+    const int tiles = p.tiles;
+    // Unit mode is not compiled into the 3xtf32 instances (their consumers have no registers
+    // to spare for the running statistics; the engine never asks it of them).
+    const int subtiles = X3 ? 1 : p.subtiles;
     lgh_sm90_ring_pos pos = {0, 0u};
     lgh_sm90_cyc<LGH_SM90_X3_STAGES> pos3 = {0, 0u};
     lgh_sm90_cyc<LGH_SM90_X3_LO_BUFS> lpos = {0, 0u};
@@ -192,20 +204,34 @@ __global__ void __launch_bounds__(LGH_SM90_THREADS, 1)
     if (wg == 0) {
         lgh_regs_release<X3 ? LGH_SM90_X3_PRODUCER_REGS : LGH_SM90_PRODUCER_REGS>();
         if (threadIdx.x == 0) {
-            for (int ct = cluster_id; ct < tiles; ct += clusters) {
-                int mb, nt;
-                lgh_sm90_tile_coords(ct, p.m_blocks, p.n_tiles, &mb, &nt);
-                const int m0 = mb * LGH_SM90_BM, n0 = (nt * (int)csize + (int)rank) * LGH_SM90_BN;
-                if constexpr (X3) {
-                    lgh_sm90_x3_produce_tile(&sm->ring, pos3, &map_x, &map_w, m0, n0, p.k_blocks, mc, rank);
-                } else {
-                    lgh_sm90_produce_tile<T>(&sm->ring, pos, &map_x, &map_w, m0, n0, p.k_blocks, mc, rank);
+            if constexpr (X3) {
+                // A cluster here is one row of 1, 2 or 4 CTAs (cluster_m = 1).
+                const uint32_t rank = lgh_cluster_rank();
+                const uint32_t mc = p.multicast ? csize : 1u;
+                for (int ct = (int)lgh_cluster_id_x(); ct < tiles; ct += (int)lgh_cluster_count_x()) {
+                    int mt, nt;
+                    lgh_sm90_tile_coords(ct, p.m_tiles, p.n_tiles, p.band, &mt, &nt);
+                    lgh_sm90_x3_produce_tile(&sm->ring, pos3, &map_x, &map_w, mt * LGH_SM90_BM,
+                                             (nt * (int)csize + (int)rank) * LGH_SM90_BN, p.k_blocks, mc, rank);
+                }
+            } else {
+                const lgh_sm90_slices sl = lgh_sm90_slices::of(
+                    lgh_sm90_cluster_pos::make(p.cluster_n, p.cluster_m, p.multicast != 0, lgh_cluster_rank()));
+                for (int ct = (int)lgh_cluster_id_x(); ct < tiles; ct += (int)lgh_cluster_count_x()) {
+                    int mt, nt;
+                    lgh_sm90_tile_coords(ct, p.m_tiles, p.n_tiles, p.band, &mt, &nt);
+                    const int m0 = (mt * p.cluster_m + sl.rm()) * LGH_SM90_BM;
+                    for (int j = 0; j < subtiles; ++j) {
+                        const int n0 = ((nt * p.cluster_n + sl.rn()) * subtiles + j) * LGH_SM90_BN;
+                        lgh_sm90_produce_tile<T>(&sm->ring, pos, &map_x, &map_w, m0, n0, p.k_blocks, sl);
+                    }
                 }
             }
         } else if (X3 && threadIdx.x >= 32) {
             if constexpr (X3) {
-                for (int ct = cluster_id; ct < tiles; ct += clusters)
-                    lgh_sm90_x3_split_tile(&sm->ring, pos3, lpos, p.k_blocks, threadIdx.x - 32);
+                for (int ct = (int)lgh_cluster_id_x(); ct < tiles; ct += (int)lgh_cluster_count_x())
+                    for (int j = 0; j < subtiles; ++j)
+                        lgh_sm90_x3_split_tile(&sm->ring, pos3, lpos, p.k_blocks, threadIdx.x - 32);
             }
         }
         __syncwarp();
@@ -221,58 +247,99 @@ __global__ void __launch_bounds__(LGH_SM90_THREADS, 1)
         const int consumer_thread = threadIdx.x - 128; // 0 .. 255: one column each
 
         float acc[128];
-        int iter = 0;
-        for (int ct = cluster_id; ct < tiles; ct += clusters, ++iter) {
-            int mb, nt;
-            lgh_sm90_tile_coords(ct, p.m_blocks, p.n_tiles, &mb, &nt);
-            const int m0 = mb * LGH_SM90_BM;
-            const int n0 = (nt * (int)csize + (int)rank) * LGH_SM90_BN;
-            // The tile's bias, γ, β: loads issued now, their latency hidden by the main loop
-            // (after it for X3, whose main loop needs those registers).
-            lgh_epi_param_loader<T> ld;
-            if constexpr (!X3) ld.load(bias, gamma, beta, n0 + consumer_thread, p.n);
-
-            if constexpr (X3) lgh_sm90_x3_consume_tile(&sm->ring, pos3, lpos, acc, cw, p.k_blocks, mc);
-            else lgh_sm90_consume_tile<T>(&sm->ring, pos, acc, cw, p.k_blocks, mc);
-            if constexpr (X3) ld.load(bias, gamma, beta, n0 + consumer_thread, p.n);
-
-            lgh_epi_tile_params<LGH_SM90_BN> *tp = &sm->params[iter & 1];
-            ld.store(tp, consumer_thread);
-            // Both consumer warpgroups; the copy of tile t-2 (same buffer) is no longer read,
-            // since every consumer thread has passed this barrier for tile t-1 since.
-            lgh_named_barrier_sync(1, 256);
-
-            // Read from the parameter bank here, not kept in registers across the main loop.
-            lgh_epi_args<T> a;
-            a.y = static_cast<T *>(p.y);
-            a.ldy = p.ldy;
-            a.mean = p.mean;
-            a.rstd = p.rstd;
-            a.m = p.m;
-            a.n = p.n;
-            a.groups = p.groups;
-            a.group_size = p.group_size;
-            a.eps = p.eps;
-            a.lo = p.lo;
-            a.hi = p.hi;
-
-            const int row = m0 + tile_row;
-            lgh_epi_add_bias<32>(acc, tp);
-            if constexpr (GS == LGH_SM90_BN) {
-                lgh_stats s0 = lgh_epi_group_stats<32, GS>(acc, 0, 0);
-                lgh_stats s1 = lgh_epi_group_stats<32, GS>(acc, 0, 1);
-                if (p.group_ctas > 1) lgh_sm90_exchange_stats(&sm->xchg, s0, s1, tile_row, iter, csize, rank);
-                // A group spanning the cluster: its statistics are written by rank 0 alone.
-                lgh_epi_group_normalize<32, GS>(acc, 0, s0, s1, tp, a, row, n0, p.group_ctas == 1 || rank == 0);
-            } else {
-#pragma unroll
-                for (int u = 0; u < lgh_epi_shape<32, GS>::GROUPS; ++u) {
-                    const lgh_stats s0 = lgh_epi_group_stats<32, GS>(acc, u, 0);
-                    const lgh_stats s1 = lgh_epi_group_stats<32, GS>(acc, u, 1);
-                    lgh_epi_group_normalize<32, GS>(acc, u, s0, s1, tp, a, row, n0, true);
+        int iter = 0; // sub-tiles done by this CTA
+        // Where tile (ct, sub-tile j) lies. Recomputed after the main loop rather than kept
+        // live across it (the X3 consumers have no registers to spare). With CM = 2, the
+        // second CTA's rows can lie past M (TMA reads zeros there and the epilogue writes
+        // nothing): it still multicasts its half of W.
+        auto tile_origin = [&](int ct, int j, int *m0, int *unit_n0, lgh_sm90_cluster_pos *c) {
+            *c = lgh_sm90_cluster_pos::make(p.cluster_n, p.cluster_m, p.multicast != 0, lgh_cluster_rank());
+            int mt, nt;
+            lgh_sm90_tile_coords(ct, p.m_tiles, p.n_tiles, p.band, &mt, &nt);
+            *m0 = (mt * c->cm + c->rm) * LGH_SM90_BM;
+            *unit_n0 = (nt * c->cn + c->rn) * subtiles * LGH_SM90_BN;
+        };
+        for (int ct = (int)lgh_cluster_id_x(); ct < tiles; ct += (int)lgh_cluster_count_x()) {
+            // Unit mode: the group's statistics so far, over its finished sub-tiles.
+            lgh_stats run0 = lgh_stats_empty(), run1 = lgh_stats_empty();
+            for (int j = 0; j < subtiles; ++j, ++iter) {
+                int m0, unit_n0;
+                lgh_sm90_cluster_pos c;
+                // The tile's bias, γ, β: loads issued now, their latency hidden by the main loop
+                // (after it for X3, whose main loop needs those registers).
+                lgh_epi_param_loader<T> ld;
+                if constexpr (!X3) {
+                    tile_origin(ct, j, &m0, &unit_n0, &c);
+                    ld.load(bias, gamma, beta, unit_n0 + j * LGH_SM90_BN + consumer_thread, p.n);
                 }
+
+                if constexpr (X3) lgh_sm90_x3_consume_tile(&sm->ring, pos3, lpos, acc, cw, p.k_blocks, p.release);
+                else lgh_sm90_consume_tile<T>(&sm->ring, pos, acc, cw, p.k_blocks, p.release);
+                if constexpr (X3) {
+                    tile_origin(ct, j, &m0, &unit_n0, &c);
+                    ld.load(bias, gamma, beta, unit_n0 + j * LGH_SM90_BN + consumer_thread, p.n);
+                }
+                const int row = m0 + tile_row;
+                const int n0 = unit_n0 + j * LGH_SM90_BN;
+
+                lgh_epi_tile_params<LGH_SM90_BN> *tp = &sm->params[iter & 1];
+                ld.store(tp, consumer_thread);
+                // Both consumer warpgroups; the copy of tile t-2 (same buffer) is no longer read,
+                // since every consumer thread has passed this barrier for tile t-1 since.
+                lgh_named_barrier_sync(1, 256);
+
+                // Read from the parameter bank here, not kept in registers across the main loop.
+                lgh_epi_args<T> a;
+                a.y = static_cast<T *>(p.y);
+                a.ldy = p.ldy;
+                a.mean = p.mean;
+                a.rstd = p.rstd;
+                a.m = p.m;
+                a.n = p.n;
+                a.groups = p.groups;
+                a.group_size = p.group_size;
+                a.eps = p.eps;
+                a.lo = p.lo;
+                a.hi = p.hi;
+
+                lgh_epi_add_bias<32>(acc, tp);
+                if constexpr (GS == LGH_SM90_BN) {
+                    lgh_stats s0 = lgh_epi_group_stats<32, GS>(acc, 0, 0);
+                    lgh_stats s1 = lgh_epi_group_stats<32, GS>(acc, 0, 1);
+                    if (p.group_ctas > 1) lgh_sm90_exchange_stats(&sm->xchg, s0, s1, tile_row, iter, c);
+                    if (subtiles > 1) {
+                        run0 = lgh_stats_combine(run0, s0);
+                        run1 = lgh_stats_combine(run1, s1);
+                        if (j + 1 < subtiles) { // not the group's last sub-tile: store it pre-norm
+                            lgh_epi_store<32>(acc, a, row, n0);
+                            continue;
+                        }
+                        s0 = run0;
+                        s1 = run1;
+                    }
+                    // A group spanning the cluster row: its statistics are written by its first CTA.
+                    lgh_epi_group_normalize<32, GS>(acc, 0, s0, s1, tp, a, row, n0,
+                                                    (p.group_ctas == 1 || c.rn == 0) && subtiles == 1);
+                    if (subtiles > 1) {
+                        lgh_epi_store<32>(acc, a, row, n0);
+                        // The earlier sub-tiles, stored pre-norm: the first one holds the group's
+                        // first column and writes its statistics.
+                        for (int jj = 0; jj + 1 < subtiles; ++jj) {
+                            lgh_epi_renormalize_stored<32>(a, gamma, beta, s0, s1, row,
+                                                           unit_n0 + jj * LGH_SM90_BN, jj == 0);
+                        }
+                        continue;
+                    }
+                } else {
+#pragma unroll
+                    for (int u = 0; u < lgh_epi_shape<32, GS>::GROUPS; ++u) {
+                        const lgh_stats s0 = lgh_epi_group_stats<32, GS>(acc, u, 0);
+                        const lgh_stats s1 = lgh_epi_group_stats<32, GS>(acc, u, 1);
+                        lgh_epi_group_normalize<32, GS>(acc, u, s0, s1, tp, a, row, n0, true);
+                    }
+                }
+                lgh_epi_store<32>(acc, a, row, n0);
             }
-            lgh_epi_store<32>(acc, a, row, n0);
         }
     }
     // No CTA may leave while a peer can still write into its shared memory or arrive on
