@@ -6,7 +6,7 @@
 # Build on the development machine first (`make`), then, with the device tool:
 #   run  command: bench/gpu.sh [preset | step...]   carry: [build, .seed]
 # .seed/ (git-ignored) holds a copy of the seed's seed_modelnew.py for the benchmark.
-# Steps:   facts ctest forced sanitize pytest kernelbench bench profile sm80
+# Steps:   facts ctest forced sanitize pytest kernelbench bench msweep profile sm80
 # Presets: tests = facts ctest pytest     quick = tests bench
 #          final = facts ctest forced sanitize kernelbench bench profile
 set -u -o pipefail
@@ -17,7 +17,7 @@ for a in "$@"; do
     tests) steps+=(facts ctest pytest) ;;
     quick) steps+=(facts ctest pytest bench) ;;
     final) steps+=(facts ctest bench forced sm80 profile sanitize) ;;
-    facts | ctest | forced | sanitize | pytest | kernelbench | bench | profile | sm80) steps+=("$a") ;;
+    facts | ctest | forced | sanitize | pytest | kernelbench | bench | msweep | profile | sm80) steps+=("$a") ;;
     *) echo "gpu.sh: unknown step '$a'" >&2; exit 2 ;;
     esac
 done
@@ -51,10 +51,16 @@ step_ctest() {
     timeout 120 ctest --test-dir build --output-on-failure -j 1 > "$OUT/ctest.log" 2>&1
     note "ctest: $(grep -E 'tests passed|tests failed' "$OUT/ctest.log" | tail -n 1)"
 }
-step_forced() { # issue 3: the whole matrix with the engine forced through LGH_ENGINE
+step_forced() { # issue 3: the whole matrix with the engine forced through LGH_ENGINE, and
+    # the sm90 paths its default choice does not take (unit mode for wide groups, no x multicast)
     echo "== LGH_ENGINE=sm90 test_matrix --engine auto" >> "$checks"
     LGH_ENGINE=sm90 timeout 40 build/tests/test_matrix --engine auto >> "$checks" 2>&1
     note "forced sm90 (exit $?): $(tail -n 1 "$checks")"
+    for v in LGH_SM90_WIDE=unit LGH_SM90_XMC=0 LGH_SM90_CLUSTER_N=2 LGH_SM90_CLUSTER_M=2; do
+        echo "== $v test_matrix --engine sm90" >> "$checks"
+        env "$v" timeout 40 build/tests/test_matrix --engine sm90 >> "$checks" 2>&1
+        note "sm90 $v (exit $?): $(tail -n 1 "$checks")"
+    done
 }
 step_sanitize() {
     local tools=${SANITIZE_TOOLS:-memcheck racecheck synccheck} engines=${SANITIZE_ENGINES:-sm90 sm80}
@@ -82,6 +88,15 @@ step_bench() {
         > "$OUT/bench.log" 2>&1
     note "bench: exit $? $(ls "$OUT"/*.json 2>/dev/null | head -n 1)"
 }
+step_msweep() { # issue 7's M sweep (K = N = 8192, G = 16), tf32 and bf16, GEMM baselines and lgh
+    # Its json alone comes back (the device returns at most 8 files): report.py remakes the rest.
+    mkdir -p "$OUT/ms"
+    timeout 200 python3 bench/bench.py --shapes m-sweep --modes tf32,bf16 --impls addmm,lgh \
+        --engines auto,sm90,cublaslt --no-compile --name msweep --out "$OUT/ms" > "$OUT/ms/msweep.log" 2>&1
+    note "msweep: exit $?"
+    tail -n 40 "$OUT/ms/msweep.log" >> "$checks"
+    find "$OUT/ms" -type f ! -name '*.json' -delete
+}
 step_profile() {
     echo "== lgh profile (reference problem)" >> "$checks"
     timeout 60 build/lgh profile >> "$checks" 2>&1
@@ -103,4 +118,5 @@ grep -E "sm90|sm80" "$OUT/facts.txt" | grep -E "HGMMA|HMMA" | head -n 4
 echo "== failures"
 grep -hE "^FAIL|Failed|\*\*\*Failed|failed|ERROR SUMMARY: [1-9]" "$OUT/ctest.log" "$OUT/pytest.log" "$checks" 2>/dev/null | head -n 20
 if [ -f "$OUT/bench.log" ]; then echo "== bench"; tail -n 32 "$OUT/bench.log"; fi
+if [ -d "$OUT/ms" ]; then echo "== msweep"; tail -n 24 "$checks"; fi
 echo "== summary"; printf '%s\n' "${summary[@]}"

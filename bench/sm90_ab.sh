@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# A/B timing of sm90 variants selected by environment (e.g. LGH_SM90_CLUSTER_M=1 vs 2)
+# next to cublaslt, interleaved in rounds on one warm GPU, then the correctness matrix of
+# each variant. Prints one line per (variant, shape, mode): median of the rounds' medians.
+#   bench/sm90_ab.sh "LGH_SM90_CLUSTER_M=1" "LGH_SM90_CLUSTER_M=2"
+set -u
+variants=("$@")
+[ ${#variants[@]} -gt 0 ] || variants=("")
+rounds=${ROUNDS:-3}
+shapes=${SHAPES:-"1024 4096"}
+modes=${MODES:-"float32:tf32 bfloat16:default float32:3xtf32"}
+lgh=build/lgh
+log=${OUT:-/tmp}/ab.log
+: > "$log"
+for r in $(seq "$rounds"); do
+    for m in $shapes; do for md in $modes; do
+        dt=${md%%:*} math=${md##*:}
+        t=$($lgh run --engine cublaslt --m "$m" --groups "${NGROUPS:-16}" --dtype "$dt" --math "$math" --iters 100 --check-rows 0 2>&1 |
+            awk '/median/ {print $3}')
+        echo "cublaslt m=$m $dt/$math $t" >> "$log"
+        for v in "${variants[@]}"; do
+            t=$(env $v $lgh run --engine sm90 --m "$m" --groups "${NGROUPS:-16}" --dtype "$dt" --math "$math" --iters 100 \
+                --check-rows $([ "$r" = 1 ] && echo 64 || echo 0) 2>&1 | tee -a "$log.raw" | awk '/median/ {print $3}')
+            echo "sm90[${v// /,}] m=$m $dt/$math $t" >> "$log"
+        done
+    done; done
+done
+echo "== median over $rounds rounds (ms); ratio to cublaslt"
+awk '{k=$1" "$2" "$3; v[k]=v[k]" "$4} END {for (k in v) print k, v[k]}' "$log" | sort -k2,3 |
+    while read -r impl m mode vals; do
+        med=$(echo $vals | tr ' ' '\n' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+        echo "$m $mode $impl $med"
+    done | awk '{ if ($3=="cublaslt") base[$1" "$2]=$4; line[NR]=$0; key[NR]=$1" "$2; t[NR]=$4 }
+        END { for (i=1;i<=NR;i++) printf "%-60s %s\n", line[i], (base[key[i]]>0 ? sprintf("%.3f", t[i]/base[key[i]]) : "") }'
+grep -E "error|FAIL|bound" "$log.raw" | sort | uniq -c | head -20
