@@ -180,9 +180,8 @@ __device__ __forceinline__ void lgh_sm90_x3_release(lgh_sm90_ring3 *r, int slot,
 
 // The thread's A fragments of one K-block (4 k-steps of 8): for k-step s, registers
 // 4s .. 4s+3 hold x[r][8s+q], x[r+8][8s+q], x[r][8s+q+4], x[r+8][8s+q+4] (r = 16 warp + lane/4
-// inside the warpgroup's 64 rows, q = lane % 4), as tf32 hi and lo bits. In the 128B-swizzled
-// slot, row r's 16-byte chunk c sits at chunk c ^ (r % 8); r % 8 = lane / 4 for both rows.
-// A warp's 32 loads of one chunk hit 32 different banks.
+// inside the warpgroup's 64 rows, q = lane % 4), as tf32 hi and lo bits (addresses:
+// lgh_sm90_a_frag_addr).
 template <bool WANT_HI>
 __device__ __forceinline__ void lgh_sm90_x3_load_a(uint32_t row_addr, uint32_t sw, uint32_t (&hi)[16],
                                                    uint32_t (&lo)[16])
@@ -191,10 +190,8 @@ __device__ __forceinline__ void lgh_sm90_x3_load_a(uint32_t row_addr, uint32_t s
     for (int s = 0; s < 4; ++s) {
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
-            const uint32_t chunk = (uint32_t)(2 * s + (e >> 1));
-            const uint32_t addr = row_addr + (e & 1) * 1024u + ((chunk ^ sw) << 4);
             float v;
-            asm volatile("ld.shared.f32 %0, [%1];\n" : "=f"(v) : "r"(addr));
+            asm volatile("ld.shared.f32 %0, [%1];\n" : "=f"(v) : "r"(lgh_sm90_a_frag_addr(row_addr, sw, s, e)));
             if (WANT_HI) hi[4 * s + e] = __float_as_uint(v) & 0xffffe000u;
             lo[4 * s + e] = lgh_tf32_lo_bits(v);
         }

@@ -229,3 +229,70 @@ __device__ __forceinline__ void lgh_sm90_consume_tile(lgh_sm90_ring *r, lgh_sm90
     lgh_wgmma_pin(acc);
     if (prev_slot >= 0) lgh_sm90_release_slot(&r->empty[prev_slot], release);
 }
+
+// Address of element e (0..3) of k-step s (0..3) of a thread's tf32 A fragment in a
+// 128B-swizzled x slot (the register order wgmma's "_rs" forms take: A[r][q], A[r+8][q],
+// A[r][q+4], A[r+8][q+4] of k-step s, with r = 16 warp + lane/4 and q = lane % 4).
+// row_addr: the slot + row r's offset + 4 q bytes; sw = lane / 4 = r % 8 for both rows,
+// since row r's 16-byte chunk c sits at chunk c ^ (r % 8). A warp's 32 loads of one
+// element hit 32 different banks.
+__device__ __forceinline__ uint32_t lgh_sm90_a_frag_addr(uint32_t row_addr, uint32_t sw, int s, int e)
+{
+    const uint32_t chunk = (uint32_t)(2 * s + (e >> 1));
+    return row_addr + (uint32_t)(e & 1) * 1024u + ((chunk ^ sw) << 4);
+}
+
+// The float32 consumer with A rounded: as lgh_sm90_consume_tile<float>, but x comes from
+// shared memory into registers, rounded to nearest tf32 (cvt.rna), and the multiply takes A
+// from registers. The tensor core truncates a float32 operand read from shared memory; the
+// rounded x halves that error's bias (W still truncates). A register fragment must stay
+// untouched until its wgmmas complete, and one K-block stays in flight, so the fragments
+// alternate between two register sets (the loop runs two K-blocks per turn).
+__device__ __forceinline__ void lgh_sm90_consume_tile_tf32_rna(lgh_sm90_ring *r, lgh_sm90_ring_pos &pos,
+                                                               float (&acc)[128], int wg, int k_blocks,
+                                                               uint32_t release)
+{
+    constexpr int STEP_BYTES = 8 * 4; // one k-step of 8 floats inside the 128-byte row
+    const int warp = (threadIdx.x / 32) & 3;
+    const int lane = threadIdx.x & 31;
+    const uint32_t sw = (uint32_t)lane >> 2;
+    const uint32_t a_off = (uint32_t)(wg * 64 * 128 + (16 * warp + (lane >> 2)) * 128 + 4 * (lane & 3));
+    const uint32_t a_base = lgh_smem_addr(r->a[0]) + a_off;
+    const uint32_t b_base = lgh_smem_addr(r->b[0]);
+    int prev_slot = -1;
+    uint32_t a0[16], a1[16];
+    auto step = [&](int kb, uint32_t (&a)[16]) {
+        lgh_mbar_wait(&r->full[pos.slot], pos.parity);
+        const uint32_t row_addr = a_base + pos.slot * LGH_SM90_A_BYTES;
+#pragma unroll
+        for (int s = 0; s < 4; ++s) {
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+                float v;
+                asm volatile("ld.shared.f32 %0, [%1];\n" : "=f"(v) : "r"(lgh_sm90_a_frag_addr(row_addr, sw, s, e)));
+                a[4 * s + e] = lgh_cvt_rna_tf32(v);
+            }
+        }
+        const uint32_t b_addr = b_base + pos.slot * LGH_SM90_B_BYTES;
+        lgh_wgmma_fence();
+#pragma unroll
+        for (int s = 0; s < 4; ++s) {
+            lgh_wgmma_m64n256k8_tf32_rs(acc, a[4 * s], a[4 * s + 1], a[4 * s + 2], a[4 * s + 3],
+                                        lgh_wgmma_desc_k128b(b_addr + s * STEP_BYTES), (kb | s) != 0);
+        }
+        lgh_wgmma_commit();
+        lgh_wgmma_wait<1>(); // the previous K-block (the other register set) is done
+        if (prev_slot >= 0) lgh_sm90_release_slot(&r->empty[prev_slot], release);
+        prev_slot = pos.slot;
+        pos.advance();
+    };
+    int kb = 0;
+    for (; kb + 1 < k_blocks; kb += 2) {
+        step(kb, a0);
+        step(kb + 1, a1);
+    }
+    if (kb < k_blocks) step(kb, a0);
+    lgh_wgmma_wait<0>();
+    lgh_wgmma_pin(acc);
+    if (prev_slot >= 0) lgh_sm90_release_slot(&r->empty[prev_slot], release);
+}

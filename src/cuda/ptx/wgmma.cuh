@@ -167,6 +167,15 @@ __device__ __forceinline__ void lgh_wgmma_m64n256k16_f16(float (&d)[128], uint64
 // and q = l % 4: a0 = A[r][q], a1 = A[r+8][q], a2 = A[r][q+4], a3 = A[r+8][q+4] (tf32 bits in
 // .b32 registers; tf32 A from registers must be K-major, as it is here).
 
+// float32 -> tf32 bits, rounded to nearest (ties away), for an A operand passed in registers:
+// the tensor core itself would truncate the low 13 bits of a float32 operand.
+__device__ __forceinline__ uint32_t lgh_cvt_rna_tf32(float v)
+{
+    uint32_t r;
+    asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(r) : "f"(v));
+    return r;
+}
+
 // D[64x256] (+)= A[64x8] * B[256x8]^T, tf32; A from registers, B K-major in shared memory.
 __device__ __forceinline__ void lgh_wgmma_m64n256k8_tf32_rs(float (&d)[128], uint32_t a0, uint32_t a1, uint32_t a2,
                                                             uint32_t a3, uint64_t desc_b, int accumulate)

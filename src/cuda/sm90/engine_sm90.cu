@@ -34,9 +34,12 @@
 namespace {
 
 // Kernel families: float32 data in tf32, bf16, f16 (indexed by lgh_dtype_t), then float32
-// data in 3xtf32.
-const int FAMILIES = 4;
+// data in 3xtf32, then float32 data in tf32 with x rounded to nearest (the tf32 default;
+// LGH_SM90_TF32_RNA=0 in the environment selects family 0, x truncated by the tensor core,
+// for measuring).
+const int FAMILIES = 5;
 const int FAMILY_F32X3 = 3;
+const int FAMILY_F32_RNA = 4;
 
 struct sm90_state {
     void *encoder;                                    // cuTensorMapEncodeTiled
@@ -46,6 +49,7 @@ struct sm90_state {
     int cluster_n;                                    // CTAs along N wanted for x multicast (1 or 2)
     int wide;                                         // WIDE_AUTO, WIDE_UNIT or WIDE_CLUSTER
     bool x_multicast;                                 // share x over a cluster row when there is one
+    bool tf32_rna;                                    // tf32: x rounded to nearest (FAMILY_F32_RNA)
 };
 
 // Groups wider than the CTA tile: one CTA does the group's tiles in turn (unit mode), or a
@@ -62,12 +66,16 @@ const void *const *kernel_table(int f)
     return f == LGH_DTYPE_FLOAT32    ? lgh_sm90_kernels_f32
            : f == LGH_DTYPE_BFLOAT16 ? lgh_sm90_kernels_bf16
            : f == LGH_DTYPE_FLOAT16  ? lgh_sm90_kernels_f16
-                                     : lgh_sm90_kernels_f32x3;
+           : f == FAMILY_F32X3       ? lgh_sm90_kernels_f32x3
+                                     : lgh_sm90_kernels_f32_rna;
 }
 
 int smem_bytes(int f) { return f == FAMILY_F32X3 ? LGH_SM90_SMEM_BYTES_X3 : LGH_SM90_SMEM_BYTES; }
 
-const char *family_tag(int f) { return f == 0 ? "f32" : f == 1 ? "bf16" : f == 2 ? "f16" : "f32 3xtf32"; }
+const char *family_tag(int f)
+{
+    return f == 0 ? "f32 tf32 (x truncated)" : f == 1 ? "bf16" : f == 2 ? "f16" : f == 3 ? "f32 3xtf32" : "f32 tf32";
+}
 
 int log2_int(int64_t v)
 {
@@ -127,6 +135,8 @@ sm90_state *get_state(struct lgh_context *ctx)
         st->cluster_m = env != nullptr && (env[0] == '1' || env[0] == '2') ? env[0] - '0' : LGH_SM90_CLUSTER_M_DEFAULT;
         env = getenv("LGH_SM90_CLUSTER_N");
         st->cluster_n = env != nullptr && (env[0] == '1' || env[0] == '2') ? env[0] - '0' : LGH_SM90_CLUSTER_N_DEFAULT;
+        env = getenv("LGH_SM90_TF32_RNA");
+        st->tf32_rna = env == nullptr || env[0] != '0';
         env = getenv("LGH_SM90_XMC");
         st->x_multicast = env == nullptr || env[0] != '0';
         env = getenv("LGH_SM90_WIDE");
@@ -245,7 +255,7 @@ lgh_status_t run(struct lgh_context *ctx, const lgh_problem_t *p, void *, size_t
         return lgh_set_error(ctx, LGH_STATUS_CUDA_ERROR, "sm90: %s", why);
     }
 
-    const int f = family_of(a);
+    const int f = family_of(a) == LGH_DTYPE_FLOAT32 && st->tf32_rna ? FAMILY_F32_RNA : family_of(a);
     const int x3 = f == FAMILY_F32X3;
     const int smem = smem_bytes(f);
     const int gi = log2_int(l.gs_tile);

@@ -161,7 +161,9 @@ __device__ __forceinline__ void lgh_sm90_exchange_stats(lgh_sm90_exchange *x, lg
 
 // GS: channels of a group inside one CTA tile (the group size, or 256 for wider groups).
 // X3: 3xtf32 main loop (T = float only).
-template <typename T, int GS, bool X3 = false>
+// RNA: float data in tf32 with x rounded to nearest tf32 in registers
+// (lgh_sm90_consume_tile_tf32_rna; T = float only).
+template <typename T, int GS, bool X3 = false, bool RNA = false>
 __global__ void __launch_bounds__(LGH_SM90_THREADS, 1)
     lgh_sm90_kernel(const __grid_constant__ CUtensorMap map_x, const __grid_constant__ CUtensorMap map_w,
                     const lgh_sm90_params p)
@@ -274,6 +276,7 @@ __global__ void __launch_bounds__(LGH_SM90_THREADS, 1)
                 }
 
                 if constexpr (X3) lgh_sm90_x3_consume_tile(&sm->ring, pos3, lpos, acc, cw, p.k_blocks, p.release);
+                else if constexpr (RNA) lgh_sm90_consume_tile_tf32_rna(&sm->ring, pos, acc, cw, p.k_blocks, p.release);
                 else lgh_sm90_consume_tile<T>(&sm->ring, pos, acc, cw, p.k_blocks, p.release);
                 if constexpr (X3) {
                     tile_origin(ct, j, &m0, &unit_n0, &c);
