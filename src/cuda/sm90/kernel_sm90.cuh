@@ -18,15 +18,26 @@
 // then combines the CN partials in order (Chan), so all CTAs normalise with the same
 // statistics. The exchange buffers and barriers alternate between two sets by tile parity;
 // a CTA can only reuse a set after every peer has arrived on the other one, which they do
-// after reading it.
+// after reading it. Which clusters the engine forms, and why most shapes run without one:
+// docs/PERF.md, sm90 v3.
+//
+// Unit mode (subtiles > 1): a group wider than the cluster can take (more than 4 tiles, or
+// a span that is not a power of two) is done by one CTA, tile after tile: its running
+// statistics stay in registers, every tile but the last is stored pre-norm, and once the
+// last tile completes the statistics, the CTA normalises it in registers and reads the
+// earlier ones back (lgh_epi_renormalize_stored).
+//
+// RNA (float data, tf32): x rounded to nearest tf32 in registers instead of truncated by
+// the tensor core (lgh_sm90_consume_tile_tf32_rna).
 //
 // Persistent schedule: grid = as many CTAs (clusters) as fit at once, each looping over
 // cluster tiles. Tiles run in bands of 8 M-blocks, M fastest, so the CTAs running at the
 // same time share W tiles and x rows through L2.
 //
 // X3 (float data, math 3xtf32): the main loop of src/cuda/mainloop/sm90_3xtf32.cuh, with
-// a 3-stage ring and two W_lo buffers; warps 1-3 of the producer warpgroup split W.
-// Everything else (schedule, cluster, epilogue) is the same.
+// a 3-stage ring and two W_lo buffers; warps 1-3 of the producer warpgroup split W. No W
+// multicast and no unit mode (the engine never asks them); everything else (schedule,
+// cluster, epilogue) is the same.
 #pragma once
 
 #include <cuda.h>
