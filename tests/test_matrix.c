@@ -6,7 +6,7 @@
  *               [--verbose]
  *
  * Shapes: M in {1, 7, 128, 1000} x K in {8, 100, 1024} x group size in {1, 8, 48, 64,
- * 512, 2048} x G in {1, 3} (N = group size * G; G = 1 only for 2048). Each shape cycles
+ * 512, 768, 1024, 2048} x G in {1, 3} (N = group size * G; G = 1 only above 512). Each shape cycles
  * through packed, odd-padded and aligned-padded leading dimensions, with or without the
  * mean / rstd outputs, with or without a caller workspace, several clamps and eps, and
  * (float32, some shapes) a large bias offset that defeats E[x^2] - E[x]^2. Every shape
@@ -50,12 +50,13 @@
 
 static const int64_t kMs[] = {1, 7, 128, 1000};
 static const int64_t kKs[] = {8, 100, 1024};
-static const int64_t kGroupSizes[] = {1, 8, 48, 64, 512, 2048};
+static const int64_t kGroupSizes[] = {1, 8, 48, 64, 512, 768, 1024, 2048};
 static const int64_t kGroupCounts[] = {1, 3};
 #define COUNT(a) ((int)(sizeof(a) / sizeof((a)[0])))
-/* Groups of 2048 (wider than any tile or cluster: the fused engines' fallback) only with
- * G = 1, so N stays moderate and the reference cheap. */
-#define WIDE_GROUP 2048
+/* Groups wider than 512 only with G = 1, so N stays moderate and the reference cheap. They
+ * are the fused engines' wide paths: sm90 takes 1024 with a cluster of 4 CTAs, 768 (three
+ * tiles) and 2048 with one CTA going tile after tile; sm80 its wide mode. */
+#define WIDE_GROUP 512
 
 static const lgh_dtype_t kDtypes[] = {LGH_DTYPE_FLOAT32, LGH_DTYPE_BFLOAT16, LGH_DTYPE_FLOAT16};
 #define N_DTYPES COUNT(kDtypes)
@@ -76,7 +77,7 @@ static void list_shapes(void)
         for (int ki = 0; ki < COUNT(kKs); ++ki)
             for (int si = 0; si < COUNT(kGroupSizes); ++si)
                 for (int gi = 0; gi < COUNT(kGroupCounts); ++gi) {
-                    if (kGroupSizes[si] == WIDE_GROUP && kGroupCounts[gi] != 1) continue;
+                    if (kGroupSizes[si] > WIDE_GROUP && kGroupCounts[gi] != 1) continue;
                     g_dims[g_n_shapes++] =
                         (dims_t){kMs[mi], kKs[ki], kGroupSizes[si], kGroupCounts[gi]};
                 }
