@@ -151,6 +151,37 @@ lgh_status_t lgh_destroy(lgh_context_t ctx)
     return LGH_STATUS_SUCCESS;
 }
 
+lgh_status_t lgh_device_enter(struct lgh_context *ctx, lgh_device_scope_t *scope)
+{
+    scope->previous = 0;
+    scope->switched = 0;
+#ifdef LGH_HAVE_CUDA
+    if (ctx->props.ordinal == LGH_DEVICE_CPU) return LGH_STATUS_SUCCESS;
+    cudaError_t e = cudaGetDevice(&scope->previous);
+    if (e == cudaSuccess && scope->previous != ctx->props.ordinal) {
+        e = cudaSetDevice(ctx->props.ordinal);
+        scope->switched = e == cudaSuccess;
+    }
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        return lgh_set_error(ctx, LGH_STATUS_CUDA_ERROR, "cannot make device %d current: %s",
+                             ctx->props.ordinal, cudaGetErrorString(e));
+    }
+#else
+    (void)ctx;
+#endif
+    return LGH_STATUS_SUCCESS;
+}
+
+void lgh_device_leave(const lgh_device_scope_t *scope)
+{
+#ifdef LGH_HAVE_CUDA
+    if (scope->switched) cudaSetDevice(scope->previous);
+#else
+    (void)scope;
+#endif
+}
+
 lgh_status_t lgh_context_workspace(struct lgh_context *ctx, size_t bytes, void **ws)
 {
     *ws = NULL;

@@ -112,13 +112,51 @@ lgh_status_t lgh_plan(lgh_context_t ctx, const lgh_args_t *args, lgh_engine_t *e
     lgh_problem_t p;
     lgh_status_t s = lgh_check_args(ctx, args, &p);
     if (s != LGH_STATUS_SUCCESS) return s;
+    /* Engines answer can_implement from facts of the current device (occupancy). */
+    lgh_device_scope_t scope;
+    s = lgh_device_enter(ctx, &scope);
+    if (s != LGH_STATUS_SUCCESS) return s;
     const lgh_engine_ops_t *e = NULL;
     s = choose_engine(ctx, &p, &e);
+    if (s == LGH_STATUS_SUCCESS) {
+        if (engine) *engine = e->id;
+        if (workspace_bytes) *workspace_bytes = e->workspace_size(ctx, &p);
+        ctx->message[0] = '\0';
+    }
+    lgh_device_leave(&scope);
+    return s;
+}
+
+/* After the checks: the engine choice, the workspace and the run, with the context's
+ * device current (context.h: lgh_device_enter). */
+static lgh_status_t forward_on_device(struct lgh_context *ctx, const lgh_problem_t *p, void *workspace,
+                                      size_t workspace_bytes, void *stream)
+{
+    lgh_status_t s;
+    /* LGH_TUNE=1: the first AUTO call of an untuned problem measures the engines first. */
+    const lgh_engine_t want = p->a.engine != LGH_ENGINE_AUTO ? p->a.engine : ctx->env_engine;
+    if (want == LGH_ENGINE_AUTO && lgh_tune_on_forward(ctx) &&
+        lgh_tune_lookup(ctx, p) == LGH_ENGINE_AUTO) {
+        s = lgh_tune_problem(ctx, p, stream, NULL, NULL, NULL, NULL, 0, NULL);
+        if (s != LGH_STATUS_SUCCESS) return s;
+    }
+    const lgh_engine_ops_t *e = NULL;
+    s = choose_engine(ctx, p, &e);
     if (s != LGH_STATUS_SUCCESS) return s;
-    if (engine) *engine = e->id;
-    if (workspace_bytes) *workspace_bytes = e->workspace_size(ctx, &p);
-    ctx->message[0] = '\0';
-    return LGH_STATUS_SUCCESS;
+
+    size_t need = e->workspace_size(ctx, p);
+    void *ws = workspace;
+    if (workspace == NULL) {
+        s = lgh_context_workspace(ctx, need, &ws);
+        if (s != LGH_STATUS_SUCCESS) return s;
+    } else if (workspace_bytes < need) {
+        return lgh_set_error(ctx, LGH_STATUS_WORKSPACE_TOO_SMALL,
+                             "workspace of %zu bytes given, engine %s needs %zu", workspace_bytes,
+                             e->name, need);
+    }
+    s = e->run(ctx, p, ws, need, stream);
+    if (s == LGH_STATUS_SUCCESS) ctx->message[0] = '\0';
+    return s;
 }
 
 lgh_status_t lgh_forward(lgh_context_t ctx, const lgh_args_t *args, void *workspace,
@@ -129,29 +167,11 @@ lgh_status_t lgh_forward(lgh_context_t ctx, const lgh_args_t *args, void *worksp
     if (s != LGH_STATUS_SUCCESS) return s;
     s = lgh_check_memory(ctx, &p);
     if (s != LGH_STATUS_SUCCESS) return s;
-    /* LGH_TUNE=1: the first AUTO call of an untuned problem measures the engines first. */
-    const lgh_engine_t want = p.a.engine != LGH_ENGINE_AUTO ? p.a.engine : ctx->env_engine;
-    if (want == LGH_ENGINE_AUTO && lgh_tune_on_forward(ctx) &&
-        lgh_tune_lookup(ctx, &p) == LGH_ENGINE_AUTO) {
-        s = lgh_tune_problem(ctx, &p, stream, NULL, NULL, NULL, NULL, 0, NULL);
-        if (s != LGH_STATUS_SUCCESS) return s;
-    }
-    const lgh_engine_ops_t *e = NULL;
-    s = choose_engine(ctx, &p, &e);
+    lgh_device_scope_t scope;
+    s = lgh_device_enter(ctx, &scope);
     if (s != LGH_STATUS_SUCCESS) return s;
-
-    size_t need = e->workspace_size(ctx, &p);
-    void *ws = workspace;
-    if (workspace == NULL) {
-        s = lgh_context_workspace(ctx, need, &ws);
-        if (s != LGH_STATUS_SUCCESS) return s;
-    } else if (workspace_bytes < need) {
-        return lgh_set_error(ctx, LGH_STATUS_WORKSPACE_TOO_SMALL,
-                             "workspace of %zu bytes given, engine %s needs %zu", workspace_bytes,
-                             e->name, need);
-    }
-    s = e->run(ctx, &p, ws, need, stream);
-    if (s == LGH_STATUS_SUCCESS) ctx->message[0] = '\0';
+    s = forward_on_device(ctx, &p, workspace, workspace_bytes, stream);
+    lgh_device_leave(&scope);
     return s;
 }
 
@@ -159,6 +179,9 @@ lgh_status_t lgh_kernel_info(lgh_context_t ctx, lgh_kernel_info_t *out, int capa
 {
     if (!ctx || !count) return LGH_STATUS_NULL_POINTER;
     if (capacity > 0 && !out) return lgh_set_error(ctx, LGH_STATUS_NULL_POINTER, "out is NULL");
+    lgh_device_scope_t scope;
+    lgh_status_t s = lgh_device_enter(ctx, &scope);
+    if (s != LGH_STATUS_SUCCESS) return s;
     int total = 0;
     for (int i = 0; i < ENGINE_COUNT; ++i) {
         const lgh_engine_ops_t *e = engine_table[i];
@@ -166,6 +189,7 @@ lgh_status_t lgh_kernel_info(lgh_context_t ctx, lgh_kernel_info_t *out, int capa
         int room = capacity > total ? capacity - total : 0;
         total += e->kernel_info(ctx, room ? out + total : NULL, room);
     }
+    lgh_device_leave(&scope);
     *count = total;
     return LGH_STATUS_SUCCESS;
 }

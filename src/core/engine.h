@@ -50,7 +50,9 @@ typedef struct lgh_engine_ops {
     size_t (*workspace_size)(struct lgh_context *ctx, const lgh_problem_t *p);
 
     /* Runs p. ws has at least workspace_size() bytes (or is NULL when that is 0).
-     * stream is a cudaStream_t for GPU engines. On failure call lgh_set_error() and
+     * stream is a cudaStream_t for GPU engines, which are called with the context's
+     * device current (the entry points wrap run and kernel_info in lgh_device_enter,
+     * context.h). On failure call lgh_set_error() and
      * return its status. No host synchronisation; no allocation after the first call
      * for a shape (engine state lives in lgh_engine_state()). */
     lgh_status_t (*run)(struct lgh_context *ctx, const lgh_problem_t *p, void *ws, size_t ws_bytes,

@@ -385,14 +385,8 @@ static lgh_status_t time_gpu(struct lgh_context *ctx, const lgh_engine_ops_t *e,
                              const lgh_problem_t *p, void *ws, size_t ws_bytes, void *stream,
                              float *ms)
 {
-    const int dev = ctx->props.ordinal;
     cudaStream_t st = (cudaStream_t)stream;
-    int prev = 0;
-    cudaError_t ce = cudaGetDevice(&prev);
-    if (ce != cudaSuccess) return cuda_failed(ctx, "cudaGetDevice", ce);
-    if (prev != dev && (ce = cudaSetDevice(dev)) != cudaSuccess)
-        return cuda_failed(ctx, "cudaSetDevice", ce);
-
+    cudaError_t ce;
     lgh_status_t s = LGH_STATUS_SUCCESS;
     cudaEvent_t ev[TUNE_GPU_CALLS + 1];
     int made = 0;
@@ -418,7 +412,6 @@ static lgh_status_t time_gpu(struct lgh_context *ctx, const lgh_engine_ops_t *e,
         if ((ce = cudaEventElapsedTime(&t[i], ev[i], ev[i + 1])) != cudaSuccess)
             s = cuda_failed(ctx, "cudaEventElapsedTime", ce);
     for (int i = 0; i < made; ++i) cudaEventDestroy(ev[i]);
-    if (prev != dev) cudaSetDevice(prev);
     if (s == LGH_STATUS_SUCCESS) *ms = median(t, TUNE_GPU_CALLS);
     return s;
 }
@@ -429,12 +422,21 @@ static lgh_status_t time_engine(struct lgh_context *ctx, const lgh_engine_ops_t 
 {
     const size_t need = e->workspace_size(ctx, p);
     void *ws = NULL;
-    lgh_status_t s = lgh_context_workspace(ctx, need, &ws);
+    /* The workspace, the events and the engine's launches on the context's device. */
+    lgh_device_scope_t scope;
+    lgh_status_t s = lgh_device_enter(ctx, &scope);
     if (s != LGH_STATUS_SUCCESS) return s;
+    s = lgh_context_workspace(ctx, need, &ws);
 #ifdef LGH_HAVE_CUDA
-    if (e->on_gpu) return time_gpu(ctx, e, p, ws, need, stream, ms);
+    if (s == LGH_STATUS_SUCCESS && e->on_gpu) {
+        s = time_gpu(ctx, e, p, ws, need, stream, ms);
+        lgh_device_leave(&scope);
+        return s;
+    }
 #endif
-    return time_cpu(ctx, e, p, ws, need, ms);
+    if (s == LGH_STATUS_SUCCESS) s = time_cpu(ctx, e, p, ws, need, ms);
+    lgh_device_leave(&scope);
+    return s;
 }
 
 /* ---- the core's entry points -------------------------------------------------------------- */
@@ -529,7 +531,12 @@ lgh_status_t lgh_tune(lgh_context_t ctx, const lgh_args_t *args, void *stream,
     if (s != LGH_STATUS_SUCCESS) return s;
     s = lgh_check_memory(ctx, &p);
     if (s != LGH_STATUS_SUCCESS) return s;
-    return lgh_tune_problem(ctx, &p, stream, progress, user, chosen, results, capacity, count);
+    lgh_device_scope_t scope; /* can_implement reads facts of the current device */
+    s = lgh_device_enter(ctx, &scope);
+    if (s != LGH_STATUS_SUCCESS) return s;
+    s = lgh_tune_problem(ctx, &p, stream, progress, user, chosen, results, capacity, count);
+    lgh_device_leave(&scope);
+    return s;
 }
 
 lgh_status_t lgh_tune_cached(lgh_context_t ctx, const lgh_args_t *args, lgh_engine_t *engine,

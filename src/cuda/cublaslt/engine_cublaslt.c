@@ -60,31 +60,6 @@ static size_t workspace_size(struct lgh_context *ctx, const lgh_problem_t *p)
     return (WS_ALIGN - 1) + bias_slot_bytes(p) + LGH_LT_VENDOR_WORKSPACE;
 }
 
-/* Makes ctx's device current for the duration of an engine call. */
-typedef struct device_guard {
-    int previous, switched;
-} device_guard_t;
-
-static lgh_status_t device_enter(struct lgh_context *ctx, device_guard_t *g)
-{
-    g->switched = 0;
-    cudaError_t e = cudaGetDevice(&g->previous);
-    if (e == cudaSuccess && g->previous != ctx->props.ordinal) {
-        e = cudaSetDevice(ctx->props.ordinal);
-        g->switched = e == cudaSuccess;
-    }
-    if (e != cudaSuccess) {
-        return lgh_set_error(ctx, LGH_STATUS_CUDA_ERROR, "cublaslt: cannot make device %d current: %s",
-                             ctx->props.ordinal, cudaGetErrorString(e));
-    }
-    return LGH_STATUS_SUCCESS;
-}
-
-static void device_leave(const device_guard_t *g)
-{
-    if (g->switched) cudaSetDevice(g->previous);
-}
-
 static lgh_status_t get_cache(struct lgh_context *ctx, lgh_lt_cache_t **cache)
 {
     void **slot = lgh_engine_state(ctx, LGH_ENGINE_CUBLASLT);
@@ -165,22 +140,17 @@ static lgh_status_t run_here(struct lgh_context *ctx, const lgh_problem_t *p, vo
     return LGH_STATUS_SUCCESS;
 }
 
+/* Called with the context's device current (lgh_device_enter in the entry points). */
 static lgh_status_t run(struct lgh_context *ctx, const lgh_problem_t *p, void *ws, size_t ws_bytes,
                         void *stream)
 {
-    device_guard_t g;
-    lgh_status_t st = device_enter(ctx, &g);
-    if (st != LGH_STATUS_SUCCESS) return st;
-    st = run_here(ctx, p, ws, ws_bytes, (cudaStream_t)stream);
-    device_leave(&g);
-    return st;
+    return run_here(ctx, p, ws, ws_bytes, (cudaStream_t)stream);
 }
 
 static int kernel_info(struct lgh_context *ctx, lgh_kernel_info_t *out, int capacity)
 {
+    (void)ctx;
     const int count = lgh_groupnorm_kernel_count();
-    device_guard_t g;
-    if (device_enter(ctx, &g) != LGH_STATUS_SUCCESS) return 0;
     for (int i = 0; i < count && i < capacity; ++i) {
         memset(&out[i], 0, sizeof out[i]);
         if (lgh_groupnorm_kernel_info(i, &out[i]) != cudaSuccess) {
@@ -189,7 +159,6 @@ static int kernel_info(struct lgh_context *ctx, lgh_kernel_info_t *out, int capa
         }
         out[i].engine = LGH_ENGINE_CUBLASLT;
     }
-    device_leave(&g);
     return count;
 }
 

@@ -395,36 +395,10 @@ lgh_status_t run_here(struct lgh_context *ctx, const lgh_problem_t *p, cudaStrea
 }
 
 // Makes the context's device current for the duration of an engine call.
-struct device_guard {
-    int previous;
-    bool switched;
-};
-
-cudaError_t enter_device(struct lgh_context *ctx, device_guard *g)
-{
-    const int dev = lgh_device_props(ctx)->ordinal;
-    g->switched = false;
-    cudaError_t e = cudaGetDevice(&g->previous);
-    if (e == cudaSuccess && g->previous != dev) {
-        e = cudaSetDevice(dev);
-        g->switched = e == cudaSuccess;
-    }
-    return e;
-}
-
-void leave_device(const device_guard *g)
-{
-    if (g->switched) cudaSetDevice(g->previous);
-}
-
+// Called with the context's device current (lgh_device_enter in the entry points).
 lgh_status_t run(struct lgh_context *ctx, const lgh_problem_t *p, void *, size_t, void *stream)
 {
-    device_guard g;
-    const cudaError_t e = enter_device(ctx, &g);
-    if (e != cudaSuccess) return cuda_fail(ctx, "making the context's device current", e);
-    const lgh_status_t s = run_here(ctx, p, static_cast<cudaStream_t>(stream));
-    leave_device(&g);
-    return s;
+    return run_here(ctx, p, static_cast<cudaStream_t>(stream));
 }
 
 int kernel_info(struct lgh_context *ctx, lgh_kernel_info_t *out, int capacity)
@@ -432,8 +406,6 @@ int kernel_info(struct lgh_context *ctx, lgh_kernel_info_t *out, int capacity)
     sm80_state *st = get_state(ctx);
     const int total = KT_COUNT * LGH_SM80_CONFIGS * LGH_SM80_GS_COUNT;
     if (capacity <= 0) return total;
-    device_guard guard;
-    if (enter_device(ctx, &guard) != cudaSuccess) cudaGetLastError(); // then ask the current device
     int i = 0;
     for (int k = 0; k < KT_COUNT; ++k)
         for (int c = 0; c < LGH_SM80_CONFIGS; ++c)
@@ -469,7 +441,6 @@ int kernel_info(struct lgh_context *ctx, lgh_kernel_info_t *out, int capacity)
                 }
                 o->blocks_per_sm = blocks;
             }
-    leave_device(&guard);
     return total;
 }
 
