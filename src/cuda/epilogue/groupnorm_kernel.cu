@@ -23,6 +23,7 @@
 #include <stdio.h>
 
 #include "epilogue/norm_reduce.cuh"
+#include "kernel_facts.h"
 
 namespace {
 
@@ -327,25 +328,6 @@ extern "C" cudaError_t lgh_groupnorm_kernel_info(int index, lgh_kernel_info_t *o
     const int dtype = index / (TIER_COUNT * 2);
     snprintf(out->name, sizeof out->name, "lgh_norm_%s<%s,%s>", kTierNames[tier],
              kDtypeNames[dtype], vec ? "vec16" : "scalar");
-    const void *fn = variant_fn(index);
-    cudaFuncAttributes attr;
-    cudaError_t e = cudaFuncGetAttributes(&attr, fn);
-    if (e != cudaSuccess) {
-        cudaGetLastError();
-        return e;
-    }
-    out->registers = attr.numRegs;
-    out->shared_bytes = (int)attr.sharedSizeBytes; // no dynamic shared memory
-    out->local_bytes = (int)attr.localSizeBytes;
-    out->threads_per_block = tier == TIER_WARP    ? kWarpThreads
-                             : tier == TIER_BLOCK ? kBlockMaxThreads
-                                                  : kMaxThreads;
-    int blocks = 0;
-    e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, fn, out->threads_per_block, 0);
-    if (e != cudaSuccess) {
-        cudaGetLastError();
-        return e;
-    }
-    out->blocks_per_sm = blocks;
-    return cudaSuccess;
+    const int threads = tier == TIER_WARP ? kWarpThreads : tier == TIER_BLOCK ? kBlockMaxThreads : kMaxThreads;
+    return lgh_kernel_facts(variant_fn(index), threads, 0, out); // no dynamic shared memory
 }

@@ -27,6 +27,7 @@
 #include "core/engine.h"
 #include "epilogue/groupnorm_kernel.h"
 #include "sm80/kernel_sm80.cuh"
+#include "kernel_facts.h"
 #include "sm80/kernels.h"
 
 namespace {
@@ -421,25 +422,11 @@ int kernel_info(struct lgh_context *ctx, lgh_kernel_info_t *out, int capacity)
                 snprintf(o->name, sizeof o->name, "lgh_sm80_kernel<%s,%dx%dx%d,s%d,%s%s>", kKindTag[k], ci.bm,
                          ci.bn, ci.kb_bytes / elem, ci.stages, gs, ci.sm90_only ? ",sm90" : "");
                 o->engine = LGH_ENGINE_SM80;
-                o->threads_per_block = ci.threads;
                 o->shared_bytes = ci.smem;
-                cudaFuncAttributes fa;
-                if (cudaFuncGetAttributes(&fa, kTables[k][c][g]) != cudaSuccess) {
-                    cudaGetLastError();
-                    continue;
-                }
-                o->registers = fa.numRegs;
-                o->shared_bytes = (int)fa.sharedSizeBytes + ci.smem;
-                o->local_bytes = (int)fa.localSizeBytes;
                 // Occupancy as launched (after the shared-memory limit is raised); a
                 // spilling kernel reports its occupancy too, though plan() never runs it.
                 if (st != nullptr) facts_of(st, k, c, g);
-                int blocks = 0;
-                if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, kTables[k][c][g], ci.threads,
-                                                                  (size_t)ci.smem) != cudaSuccess) {
-                    cudaGetLastError();
-                }
-                o->blocks_per_sm = blocks;
+                lgh_kernel_facts(kTables[k][c][g], ci.threads, (size_t)ci.smem, o);
             }
     return total;
 }

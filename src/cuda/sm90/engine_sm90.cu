@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "core/engine.h"
+#include "kernel_facts.h"
 #include "sm90/kernel_sm90.cuh"
 #include "sm90/kernels.h"
 #include "sm90/tensor_map.h"
@@ -348,26 +349,13 @@ int kernel_info(struct lgh_context *ctx, lgh_kernel_info_t *out, int capacity)
             snprintf(o->name, sizeof o->name, "sm90 %s, 128x256 tile, group width %d in tile",
                      family_tag(d), 1 << g);
             o->engine = LGH_ENGINE_SM90;
-            o->threads_per_block = LGH_SM90_THREADS;
-            cudaFuncAttributes fa;
-            if (cudaFuncGetAttributes(&fa, k) != cudaSuccess) {
-                cudaGetLastError();
-                continue;
-            }
-            o->registers = fa.numRegs;
-            o->shared_bytes = (int)fa.sharedSizeBytes + smem;
-            o->local_bytes = (int)fa.localSizeBytes;
             if (st != nullptr && !st->smem_raised[d][g] &&
                 cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, smem) ==
                     cudaSuccess) {
                 st->smem_raised[d][g] = true;
             }
-            int blocks = 0;
-            if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, k, LGH_SM90_THREADS, smem) !=
-                cudaSuccess) {
-                cudaGetLastError();
-            }
-            o->blocks_per_sm = blocks;
+            cudaGetLastError();
+            lgh_kernel_facts(k, LGH_SM90_THREADS, (size_t)smem, o);
         }
     }
     return total;
