@@ -68,6 +68,26 @@ struct lgh_epi_args {
     float eps, lo, hi;
 };
 
+// The epilogue's arguments from a kernel's parameters (the fused kernels' parameter structs
+// name these fields alike).
+template <typename T, typename Params>
+__device__ __forceinline__ lgh_epi_args<T> lgh_epi_args_of(const Params &p)
+{
+    lgh_epi_args<T> a;
+    a.y = static_cast<T *>(p.y);
+    a.ldy = p.ldy;
+    a.mean = p.mean;
+    a.rstd = p.rstd;
+    a.m = p.m;
+    a.n = p.n;
+    a.groups = p.groups;
+    a.group_size = p.group_size;
+    a.eps = p.eps;
+    a.lo = p.lo;
+    a.hi = p.hi;
+    return a;
+}
+
 // bias, γ, β of one tile's WIDTH columns as float, in shared memory.
 template <int WIDTH>
 struct lgh_epi_tile_params {

@@ -178,18 +178,7 @@ __device__ __forceinline__ void lgh_sm80_cta(const lgh_sm80_params &p)
     const T *gamma = static_cast<const T *>(p.gamma);
     const T *beta = static_cast<const T *>(p.beta);
 
-    lgh_epi_args<T> a;
-    a.y = static_cast<T *>(p.y);
-    a.ldy = p.ldy;
-    a.mean = p.mean;
-    a.rstd = p.rstd;
-    a.m = p.m;
-    a.n = p.n;
-    a.groups = p.groups;
-    a.group_size = p.group_size;
-    a.eps = p.eps;
-    a.lo = p.lo;
-    a.hi = p.hi;
+    const lgh_epi_args<T> a = lgh_epi_args_of<T>(p);
 
     for (int sub = 0; sub < p.nsub; ++sub) {
         const int n0 = tile_n0 + sub * BN;

@@ -303,18 +303,7 @@ __global__ void __launch_bounds__(LGH_SM90_THREADS, 1)
                 lgh_named_barrier_sync(1, 256);
 
                 // Read from the parameter bank here, not kept in registers across the main loop.
-                lgh_epi_args<T> a;
-                a.y = static_cast<T *>(p.y);
-                a.ldy = p.ldy;
-                a.mean = p.mean;
-                a.rstd = p.rstd;
-                a.m = p.m;
-                a.n = p.n;
-                a.groups = p.groups;
-                a.group_size = p.group_size;
-                a.eps = p.eps;
-                a.lo = p.lo;
-                a.hi = p.hi;
+                const lgh_epi_args<T> a = lgh_epi_args_of<T>(p);
 
                 lgh_epi_add_bias<32>(acc, tp);
                 if constexpr (GS == LGH_SM90_BN) {
