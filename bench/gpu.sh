@@ -56,7 +56,7 @@ step_forced() { # issue 3: the whole matrix with the engine forced through LGH_E
     echo "== LGH_ENGINE=sm90 test_matrix --engine auto" >> "$checks"
     LGH_ENGINE=sm90 timeout 40 build/tests/test_matrix --engine auto >> "$checks" 2>&1
     note "forced sm90 (exit $?): $(tail -n 1 "$checks")"
-    for v in LGH_SM90_WIDE=unit LGH_SM90_XMC=0 LGH_SM90_CLUSTER_N=2 LGH_SM90_CLUSTER_M=2; do
+    for v in LGH_SM90_WIDE=unit LGH_SM90_WIDE=global LGH_SM90_XMC=0 LGH_SM90_CLUSTER_N=2 LGH_SM90_CLUSTER_M=2 LGH_SM90_TF32_RNA=0; do
         echo "== $v test_matrix --engine sm90" >> "$checks"
         env "$v" timeout 40 build/tests/test_matrix --engine sm90 >> "$checks" 2>&1
         note "sm90 $v (exit $?): $(tail -n 1 "$checks")"

@@ -48,14 +48,17 @@ struct sm90_state {
     int max_clusters[2][LGH_SM90_MAX_CLUSTER + 1];    // by X3, cluster size; 0 = not asked yet
     int cluster_m;                                    // CTAs along M wanted (1 or 2)
     int cluster_n;                                    // CTAs along N wanted for x multicast (1 or 2)
-    int wide;                                         // WIDE_AUTO, WIDE_UNIT or WIDE_CLUSTER
+    int wide;                                         // WIDE_AUTO, _UNIT, _CLUSTER or _GLOBAL
     bool x_multicast;                                 // share x over a cluster row when there is one
     bool tf32_rna;                                    // tf32: x rounded to nearest (FAMILY_F32_RNA)
 };
 
 // Groups wider than the CTA tile: one CTA does the group's tiles in turn (unit mode), or a
-// cluster of CTAs along N does them at once and exchanges statistics.
-enum { WIDE_AUTO, WIDE_UNIT, WIDE_CLUSTER };
+// cluster of CTAs along N does them at once and exchanges statistics, through distributed
+// shared memory (a hardware cluster) or through global memory between CTAs of a
+// cooperative launch (software cluster: no cluster launch, which v3 measured costs 4-9%;
+// opt-in with LGH_SM90_WIDE=global until measured).
+enum { WIDE_AUTO, WIDE_UNIT, WIDE_CLUSTER, WIDE_GLOBAL };
 
 int family_of(const lgh_args_t *a)
 {
@@ -96,6 +99,7 @@ struct layout {
     int cn;         // CTAs along N: group_ctas, or 2 for x multicast alone
     int cm;         // CTAs along M: 2 for W multicast (box rows 256 / 2)
     bool x_mc;      // x multicast over the cluster row (box rows 128 / cn)
+    bool global;    // the cluster row is a software cluster (statistics through global memory)
 };
 
 // Groups wider than the tile: unit mode only where a cluster cannot take the group (more
@@ -118,11 +122,15 @@ layout layout_of(const lgh_problem_t *p, const sm90_state *st)
     const bool units = span > 1 && use_units(span, st->wide, family_of(&p->a) == FAMILY_F32X3);
     l.subtiles = units ? span : 1;
     l.group_ctas = units ? 1 : span;
-    l.x_mc = LGH_SM90_MULTICAST && st->x_multicast;
+    l.global = l.group_ctas > 1 && st->wide == WIDE_GLOBAL && family_of(&p->a) != FAMILY_F32X3;
+    l.x_mc = LGH_SM90_MULTICAST && st->x_multicast && !l.global;
     l.cn = l.group_ctas > 1 ? l.group_ctas
                             : (LGH_SM90_MULTICAST && st->cluster_n > 1 && p->a.n > (int64_t)LGH_SM90_BN * span ? 2 : 1);
     // (The 3xtf32 producer has W multicast compiled out.)
-    l.cm = st->cluster_m > 1 && family_of(&p->a) != FAMILY_F32X3 && p->a.m > LGH_SM90_BM && l.cn * 2 <= LGH_SM90_MAX_CLUSTER ? 2 : 1;
+    l.cm = st->cluster_m > 1 && !l.global && family_of(&p->a) != FAMILY_F32X3 && p->a.m > LGH_SM90_BM &&
+                   l.cn * 2 <= LGH_SM90_MAX_CLUSTER
+               ? 2
+               : 1;
     return l;
 }
 
@@ -144,6 +152,7 @@ sm90_state *get_state(struct lgh_context *ctx)
         st->wide = env == nullptr ? WIDE_AUTO
                    : strcmp(env, "unit") == 0    ? WIDE_UNIT
                    : strcmp(env, "cluster") == 0 ? WIDE_CLUSTER
+                   : strcmp(env, "global") == 0  ? WIDE_GLOBAL
                                                  : WIDE_AUTO;
         *slot = st;
     }
@@ -224,14 +233,24 @@ lgh_status_t can_implement(struct lgh_context *ctx, const lgh_problem_t *p, char
     return LGH_STATUS_SUCCESS;
 }
 
-size_t workspace_size(struct lgh_context *, const lgh_problem_t *) { return 0; }
+// Software clusters' exchange area (workspace): one counter per CTA, then the partials,
+// [cluster][tile parity][rank][BM rows] float2; at most one CTA per SM.
+size_t flags_bytes(int sms) { return ((size_t)sms * sizeof(unsigned) + 255) & ~(size_t)255; }
+size_t exchange_bytes(int sms) { return flags_bytes(sms) + (size_t)sms * 2 * LGH_SM90_BM * sizeof(float2); }
+
+size_t workspace_size(struct lgh_context *ctx, const lgh_problem_t *p)
+{
+    sm90_state *st = get_state(ctx);
+    if (st == nullptr || !layout_of(p, st).global) return 0;
+    return 255 + exchange_bytes(lgh_device_props(ctx)->sm_count);
+}
 
 lgh_status_t cuda_fail(struct lgh_context *ctx, const char *what, cudaError_t e)
 {
     return lgh_set_error(ctx, LGH_STATUS_CUDA_ERROR, "sm90: %s: %s", what, cudaGetErrorString(e));
 }
 
-lgh_status_t run(struct lgh_context *ctx, const lgh_problem_t *p, void *, size_t, void *stream)
+lgh_status_t run(struct lgh_context *ctx, const lgh_problem_t *p, void *ws, size_t, void *stream)
 {
     const lgh_args_t *a = &p->a;
     sm90_state *st = get_state(ctx);
@@ -243,7 +262,7 @@ lgh_status_t run(struct lgh_context *ctx, const lgh_problem_t *p, void *, size_t
     }
 
     const layout l = layout_of(p, st);
-    const int cluster = l.cn * l.cm;
+    const int cluster = l.global ? 1 : l.cn * l.cm; // CTAs of a hardware cluster
     const int x_mc = l.x_mc ? l.cn : 1;
     const int bk = a->dtype == LGH_DTYPE_FLOAT32 ? lgh_sm90_mma<float>::BK : lgh_sm90_mma<__half>::BK;
     CUtensorMap map_x, map_w;
@@ -296,9 +315,21 @@ lgh_status_t run(struct lgh_context *ctx, const lgh_problem_t *p, void *, size_t
     const int64_t tiles = (int64_t)prm.m_tiles * prm.n_tiles;
     prm.tiles = (int)tiles;
     prm.band = LGH_SM90_BAND / l.cm;
+    prm.vcluster = l.global ? l.cn : 0;
+    prm.xchg = nullptr;
+    prm.xchg_flags = nullptr;
+    const int sms = lgh_device_props(ctx)->sm_count;
+    if (l.global) {
+        uint8_t *base = reinterpret_cast<uint8_t *>(((uintptr_t)ws + 255) & ~(uintptr_t)255);
+        prm.xchg_flags = reinterpret_cast<unsigned *>(base);
+        prm.xchg = reinterpret_cast<float2 *>(base + flags_bytes(sms));
+        e = cudaMemsetAsync(prm.xchg_flags, 0, (size_t)sms * sizeof(unsigned), static_cast<cudaStream_t>(stream));
+        if (e != cudaSuccess) return cuda_fail(ctx, "clearing the exchange counters", e);
+    }
 
     cudaLaunchConfig_t cfg = {};
     cudaLaunchAttribute attr[1];
+    // Software clusters wait on each other: the launch must make every CTA resident.
     cfg.blockDim = dim3(LGH_SM90_THREADS, 1, 1);
     cfg.dynamicSmemBytes = smem;
     cfg.stream = static_cast<cudaStream_t>(stream);
@@ -308,6 +339,11 @@ lgh_status_t run(struct lgh_context *ctx, const lgh_problem_t *p, void *, size_t
     attr[0].val.clusterDim.z = 1;
     cfg.attrs = attr;
     cfg.numAttrs = cluster > 1 ? 1 : 0;
+    if (l.global) {
+        attr[0].id = cudaLaunchAttributeCooperative;
+        attr[0].val.cooperative = 1;
+        cfg.numAttrs = 1;
+    }
 
     // Persistent grid: as many clusters as can be resident at once, never more than tiles.
     int *max_clusters = &st->max_clusters[x3][cluster];
@@ -325,8 +361,10 @@ lgh_status_t run(struct lgh_context *ctx, const lgh_problem_t *p, void *, size_t
         }
         *max_clusters = n;
     }
-    const int64_t clusters = tiles < *max_clusters ? tiles : *max_clusters;
-    cfg.gridDim = dim3((unsigned)(clusters * cluster), 1, 1);
+    // A software cluster's CTAs are each alone on an SM (one CTA per SM fits).
+    const int64_t fit = l.global ? sms / l.cn : *max_clusters;
+    const int64_t clusters = tiles < fit ? tiles : fit;
+    cfg.gridDim = dim3((unsigned)(clusters * (l.global ? l.cn : cluster)), 1, 1);
 
     void *args[] = {&map_x, &map_w, &prm};
     e = cudaLaunchKernelExC(&cfg, kernel, args);

@@ -92,6 +92,14 @@ struct lgh_sm90_params {
     int release;    // CTAs a consumer warp releases each slot to (cluster size with multicast, else 1)
     int tiles;      // m_tiles * n_tiles
     int band;       // cluster tiles along M per band of the tile order (LGH_SM90_BAND M-blocks)
+    // Software clusters (exchange through global memory; opt-in, see engine_sm90.cu): with
+    // vcluster > 1 the launch has no hardware cluster and CTAs 2q .. 2q + vcluster - 1 act
+    // as one cluster row of vcluster CTAs, exchanging statistics through xchg (float2
+    // partials, [cluster][tile parity][rank][BM rows]) and xchg_flags (one counter per CTA,
+    // zeroed before the launch). The launch is cooperative, so all CTAs are resident.
+    int vcluster;
+    float2 *xchg;
+    unsigned *xchg_flags;
 };
 
 // Partial statistics exchanged inside a cluster, double-buffered by tile parity.
@@ -130,6 +138,70 @@ __device__ __forceinline__ void lgh_sm90_tile_coords(int ct, int m_tiles, int n_
     const int in = ct - b * band_tiles;
     *mt = first + in % rows;
     *nt = in / rows;
+}
+
+// The CTA's cluster (index, count, rank in it): the hardware cluster, or a software one of
+// p.vcluster consecutive CTAs.
+__device__ __forceinline__ int lgh_sm90_cluster_index(const lgh_sm90_params &p)
+{
+    return p.vcluster > 1 ? (int)blockIdx.x / p.vcluster : (int)lgh_cluster_id_x();
+}
+__device__ __forceinline__ int lgh_sm90_cluster_count(const lgh_sm90_params &p)
+{
+    return p.vcluster > 1 ? (int)gridDim.x / p.vcluster : (int)lgh_cluster_count_x();
+}
+__device__ __forceinline__ uint32_t lgh_sm90_cluster_rank(const lgh_sm90_params &p)
+{
+    return p.vcluster > 1 ? blockIdx.x % (uint32_t)p.vcluster : lgh_cluster_rank();
+}
+
+// The exchange of lgh_sm90_exchange_stats for software clusters, through global memory:
+// every quad leader writes its two rows' partials and fences; after a barrier of the
+// consumer threads, one thread publishes this CTA's counter (iter + 1) and waits until
+// every peer's counter reached it; after a second barrier all read the peers' partials
+// from L2. A CTA writes parity buffer p again two tiles later, after it saw every peer's
+// counter pass the tile in between, i.e. after every peer read it.
+__device__ __forceinline__ void lgh_sm90_exchange_stats_global(const lgh_sm90_params &p, lgh_stats &s0,
+                                                               lgh_stats &s1, int row, int iter,
+                                                               const lgh_sm90_cluster_pos &c, int cluster)
+{
+    const int cn = c.cn, me = c.rn;
+    float2 *buf = p.xchg + ((int64_t)(cluster * 2 + (iter & 1)) * cn) * LGH_SM90_BM;
+    if ((threadIdx.x & 3) == 0) {
+        buf[me * LGH_SM90_BM + row] = make_float2(s0.mean, s0.m2);
+        buf[me * LGH_SM90_BM + row + 8] = make_float2(s1.mean, s1.m2);
+        __threadfence();
+    }
+    lgh_named_barrier_sync(2, 256);
+    if (threadIdx.x == 128) { // the first consumer thread
+        unsigned *flags = p.xchg_flags + cluster * cn;
+        const unsigned want = (unsigned)iter + 1u;
+        asm volatile("st.release.gpu.global.u32 [%0], %1;\n" ::"l"(flags + me), "r"(want) : "memory");
+        for (int q = 0; q < cn; ++q) {
+            if (q == me) continue;
+            unsigned seen;
+            do {
+                asm volatile("ld.acquire.gpu.global.u32 %0, [%1];\n" : "=r"(seen) : "l"(flags + q) : "memory");
+            } while ((int)(seen - want) < 0);
+        }
+    }
+    lgh_named_barrier_sync(2, 256);
+    lgh_stats t0 = lgh_stats_empty(), t1 = lgh_stats_empty();
+    for (int q = 0; q < cn; ++q) {
+        lgh_stats r0 = s0, r1 = s1;
+        if (q != me) {
+            const float2 a = __ldcg(&buf[q * LGH_SM90_BM + row]);
+            const float2 b = __ldcg(&buf[q * LGH_SM90_BM + row + 8]);
+            r0.mean = a.x;
+            r0.m2 = a.y;
+            r1.mean = b.x;
+            r1.m2 = b.y;
+        }
+        t0 = lgh_stats_combine(t0, r0);
+        t1 = lgh_stats_combine(t1, r1);
+    }
+    s0 = t0;
+    s1 = t1;
 }
 
 // Cluster step of the epilogue: replaces the quad's partial statistics of its two rows
@@ -192,7 +264,7 @@ __global__ void __launch_bounds__(LGH_SM90_THREADS, 1)
     if (threadIdx.x == 0) {
         if constexpr (X3) lgh_sm90_ring3_init(&sm->ring, (uint32_t)p.release);
         else lgh_sm90_ring_init(&sm->ring, (uint32_t)p.release);
-        if (p.group_ctas > 1) {
+        if (p.group_ctas > 1 && p.vcluster <= 1) {
             // One arrival per quad leader (64 per CTA) from each peer of the cluster row.
             lgh_mbar_init(&sm->xchg.bar[0], 64 * (p.cluster_n - 1));
             lgh_mbar_init(&sm->xchg.bar[1], 64 * (p.cluster_n - 1));
@@ -229,8 +301,8 @@ __global__ void __launch_bounds__(LGH_SM90_THREADS, 1)
                 }
             } else {
                 const lgh_sm90_slices sl = lgh_sm90_slices::of(
-                    lgh_sm90_cluster_pos::make(p.cluster_n, p.cluster_m, p.multicast != 0, lgh_cluster_rank()));
-                for (int ct = (int)lgh_cluster_id_x(); ct < tiles; ct += (int)lgh_cluster_count_x()) {
+                    lgh_sm90_cluster_pos::make(p.cluster_n, p.cluster_m, p.multicast != 0, lgh_sm90_cluster_rank(p)));
+                for (int ct = lgh_sm90_cluster_index(p); ct < tiles; ct += lgh_sm90_cluster_count(p)) {
                     int mt, nt;
                     lgh_sm90_tile_coords(ct, p.m_tiles, p.n_tiles, p.band, &mt, &nt);
                     const int m0 = (mt * p.cluster_m + sl.rm()) * LGH_SM90_BM;
@@ -266,13 +338,13 @@ __global__ void __launch_bounds__(LGH_SM90_THREADS, 1)
         // second CTA's rows can lie past M (TMA reads zeros there and the epilogue writes
         // nothing): it still multicasts its half of W.
         auto tile_origin = [&](int ct, int j, int *m0, int *unit_n0, lgh_sm90_cluster_pos *c) {
-            *c = lgh_sm90_cluster_pos::make(p.cluster_n, p.cluster_m, p.multicast != 0, lgh_cluster_rank());
+            *c = lgh_sm90_cluster_pos::make(p.cluster_n, p.cluster_m, p.multicast != 0, lgh_sm90_cluster_rank(p));
             int mt, nt;
             lgh_sm90_tile_coords(ct, p.m_tiles, p.n_tiles, p.band, &mt, &nt);
             *m0 = (mt * c->cm + c->rm) * LGH_SM90_BM;
             *unit_n0 = (nt * c->cn + c->rn) * subtiles * LGH_SM90_BN;
         };
-        for (int ct = (int)lgh_cluster_id_x(); ct < tiles; ct += (int)lgh_cluster_count_x()) {
+        for (int ct = lgh_sm90_cluster_index(p); ct < tiles; ct += lgh_sm90_cluster_count(p)) {
             // Unit mode: the group's statistics so far, over its finished sub-tiles.
             lgh_stats run0 = lgh_stats_empty(), run1 = lgh_stats_empty();
             for (int j = 0; j < subtiles; ++j, ++iter) {
@@ -309,7 +381,11 @@ __global__ void __launch_bounds__(LGH_SM90_THREADS, 1)
                 if constexpr (GS == LGH_SM90_BN) {
                     lgh_stats s0 = lgh_epi_group_stats<32, GS>(acc, 0, 0);
                     lgh_stats s1 = lgh_epi_group_stats<32, GS>(acc, 0, 1);
-                    if (p.group_ctas > 1) lgh_sm90_exchange_stats(&sm->xchg, s0, s1, tile_row, iter, c);
+                    if (p.group_ctas > 1) {
+                        if (!X3 && p.vcluster > 1)
+                            lgh_sm90_exchange_stats_global(p, s0, s1, tile_row, iter, c, lgh_sm90_cluster_index(p));
+                        else lgh_sm90_exchange_stats(&sm->xchg, s0, s1, tile_row, iter, c);
+                    }
                     if (subtiles > 1) {
                         run0 = lgh_stats_combine(run0, s0);
                         run1 = lgh_stats_combine(run1, s1);
