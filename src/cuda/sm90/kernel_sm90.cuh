@@ -155,6 +155,30 @@ __device__ __forceinline__ uint32_t lgh_sm90_cluster_rank(const lgh_sm90_params 
     return p.vcluster > 1 ? blockIdx.x % (uint32_t)p.vcluster : lgh_cluster_rank();
 }
 
+// The end of a statistics exchange: (s0, s1), this CTA's partials of its two rows, become
+// the combination of all cn CTAs' partials in rank order (Chan), the same on every CTA;
+// load(q, a, b) fetches CTA q's (mean, M2) of the two rows.
+template <typename Load>
+__device__ __forceinline__ void lgh_sm90_combine_rows(lgh_stats &s0, lgh_stats &s1, int me, int cn, Load load)
+{
+    lgh_stats t0 = lgh_stats_empty(), t1 = lgh_stats_empty();
+    for (int q = 0; q < cn; ++q) {
+        lgh_stats r0 = s0, r1 = s1;
+        if (q != me) {
+            float2 a, b;
+            load(q, a, b);
+            r0.mean = a.x;
+            r0.m2 = a.y;
+            r1.mean = b.x;
+            r1.m2 = b.y;
+        }
+        t0 = lgh_stats_combine(t0, r0);
+        t1 = lgh_stats_combine(t1, r1);
+    }
+    s0 = t0;
+    s1 = t1;
+}
+
 // The exchange of lgh_sm90_exchange_stats for software clusters, through global memory:
 // every quad leader writes its two rows' partials and fences; after a barrier of the
 // consumer threads, one thread publishes this CTA's counter (iter + 1) and waits until
@@ -186,22 +210,10 @@ __device__ __forceinline__ void lgh_sm90_exchange_stats_global(const lgh_sm90_pa
         }
     }
     lgh_named_barrier_sync(2, 256);
-    lgh_stats t0 = lgh_stats_empty(), t1 = lgh_stats_empty();
-    for (int q = 0; q < cn; ++q) {
-        lgh_stats r0 = s0, r1 = s1;
-        if (q != me) {
-            const float2 a = __ldcg(&buf[q * LGH_SM90_BM + row]);
-            const float2 b = __ldcg(&buf[q * LGH_SM90_BM + row + 8]);
-            r0.mean = a.x;
-            r0.m2 = a.y;
-            r1.mean = b.x;
-            r1.m2 = b.y;
-        }
-        t0 = lgh_stats_combine(t0, r0);
-        t1 = lgh_stats_combine(t1, r1);
-    }
-    s0 = t0;
-    s1 = t1;
+    lgh_sm90_combine_rows(s0, s1, me, cn, [&](int q, float2 &a, float2 &b) {
+        a = __ldcg(&buf[q * LGH_SM90_BM + row]);
+        b = __ldcg(&buf[q * LGH_SM90_BM + row + 8]);
+    });
 }
 
 // Cluster step of the epilogue: replaces the quad's partial statistics of its two rows
@@ -224,22 +236,10 @@ __device__ __forceinline__ void lgh_sm90_exchange_stats(lgh_sm90_exchange *x, lg
         }
     }
     lgh_mbar_wait_cluster(&x->bar[par], (uint32_t)(iter >> 1) & 1u);
-    lgh_stats t0 = lgh_stats_empty(), t1 = lgh_stats_empty();
-    for (int q = 0; q < c.cn; ++q) {
-        lgh_stats r0 = s0, r1 = s1;
-        if (q != me) {
-            const float2 a = x->part[par][q][row];
-            const float2 b = x->part[par][q][row + 8];
-            r0.mean = a.x;
-            r0.m2 = a.y;
-            r1.mean = b.x;
-            r1.m2 = b.y;
-        }
-        t0 = lgh_stats_combine(t0, r0);
-        t1 = lgh_stats_combine(t1, r1);
-    }
-    s0 = t0;
-    s1 = t1;
+    lgh_sm90_combine_rows(s0, s1, me, c.cn, [&](int q, float2 &a, float2 &b) {
+        a = x->part[par][q][row];
+        b = x->part[par][q][row + 8];
+    });
 }
 
 // GS: channels of a group inside one CTA tile (the group size, or 256 for wider groups).
