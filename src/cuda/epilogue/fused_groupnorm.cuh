@@ -222,48 +222,39 @@ __device__ __forceinline__ void lgh_epi_store(const float (&v)[4 * NB], const lg
     }
 }
 
-// Wide groups done by one CTA in sub-tiles (the sm90 engine's unit mode): a sub-tile that is
-// not the group's last is stored pre-norm (bias added) by lgh_epi_store; once the group's
-// statistics are complete, the same thread reads those values back (its own stores, so
-// program order suffices), normalises them with the group's statistics (s0: row row0, s1:
-// row row0 + 8), applies γ/β (read from global memory: the tile copy in shared memory is
-// long gone) and the clamp, and stores them again. The thread holding the group's first
-// column writes mean / rstd when asked (write_stats: col0 is the group's first sub-tile).
-template <int NB, typename T>
-__device__ __forceinline__ void lgh_epi_renormalize_stored(const lgh_epi_args<T> &a, const T *gamma,
-                                                           const T *beta, lgh_stats s0, lgh_stats s1,
-                                                           int row0, int col0, bool write_stats)
+// Wide groups done by one CTA tile after tile (the sm80 engine's wide mode, the sm90
+// engine's unit mode): every tile of the group but the last was stored pre-norm (bias
+// added); once the last tile completed the statistics, this normalises, in place, those
+// earlier `cols` columns from c0 of the CTA's rows [m0, m0 + rows_max), with the final
+// fin[r] = (mean, M2) over the group's channels, and writes mean / rstd when asked (group:
+// the group's index). Threads tid = 0 .. nthreads-1 share the work; they must see every
+// earlier store and fin first (a barrier of those threads). Same arithmetic as
+// lgh_epi_group_normalize. γ and β come from global memory: the tile copies are gone.
+template <typename T>
+__device__ __forceinline__ void lgh_epi_wide_fixup(const lgh_epi_args<T> &a, const T *gamma, const T *beta,
+                                                   const float2 *fin, int m0, int rows_max, int c0, int cols,
+                                                   int group, int tid, int nthreads)
 {
-    const float rstd[2] = {rsqrtf(s0.m2 / s0.n + a.eps), rsqrtf(s1.m2 / s1.n + a.eps)};
-    const float mean[2] = {s0.mean, s1.mean};
-    const int c = col0 + 2 * (threadIdx.x & 3);
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-        const int row = row0 + 8 * h;
-        if (row >= a.m) continue;
-        T *yrow = a.y + (int64_t)row * a.ldy;
-#pragma unroll 4
-        for (int j = 0; j < NB; ++j) {
-            const int col = c + 8 * j;
-            if (col >= a.n) continue;
-            if (col + 1 < a.n) { // y pairs are 2-element aligned (col even, ldy even); γ, β need not be
-                const float2 v = lgh_epi_load2(yrow + col);
-                const float g0 = lgh_epi_to_float(gamma[col]), b0 = lgh_epi_to_float(beta[col]);
-                const float g1 = lgh_epi_to_float(gamma[col + 1]), b1 = lgh_epi_to_float(beta[col + 1]);
-                const float y0 = fminf(fmaxf(fmaf((v.x - mean[h]) * rstd[h], g0, b0), a.lo), a.hi);
-                const float y1 = fminf(fmaxf(fmaf((v.y - mean[h]) * rstd[h], g1, b1), a.lo), a.hi);
-                lgh_epi_store2(yrow + col, y0, y1);
-            } else {
-                const float v = lgh_epi_to_float(yrow[col]);
-                const float g = lgh_epi_to_float(gamma[col]), b = lgh_epi_to_float(beta[col]);
-                lgh_epi_store1(yrow + col, fminf(fmaxf(fmaf((v - mean[h]) * rstd[h], g, b), a.lo), a.hi));
-            }
-        }
-        if (a.mean != nullptr && write_stats && (threadIdx.x & 3) == 0 && col0 % a.group_size == 0 &&
-            col0 < a.n) {
-            const int g = col0 / a.group_size;
-            a.mean[(int64_t)row * a.groups + g] = mean[h];
-            a.rstd[(int64_t)row * a.groups + g] = rstd[h];
+    const int rows = min(rows_max, a.m - m0);
+    const int pairs = cols / 2;
+    const float n = (float)a.group_size;
+    for (int idx = tid; idx < rows * pairs; idx += nthreads) {
+        const int r = idx / pairs;
+        const int col = c0 + 2 * (idx - r * pairs);
+        const float2 st = fin[r];
+        const float rstd = rsqrtf(st.y / n + a.eps);
+        T *py = a.y + (int64_t)(m0 + r) * a.ldy + col;
+        const float2 v = lgh_epi_load2(py); // y pairs are 2-element aligned (col even, ldy even)
+        const float y0 = fmaf((v.x - st.x) * rstd, lgh_epi_to_float(gamma[col]), lgh_epi_to_float(beta[col]));
+        const float y1 =
+            fmaf((v.y - st.x) * rstd, lgh_epi_to_float(gamma[col + 1]), lgh_epi_to_float(beta[col + 1]));
+        lgh_epi_store2(py, fminf(fmaxf(y0, a.lo), a.hi), fminf(fmaxf(y1, a.lo), a.hi));
+    }
+    if (a.mean != nullptr) {
+        for (int r = tid; r < rows; r += nthreads) {
+            const float2 st = fin[r];
+            a.mean[(int64_t)(m0 + r) * a.groups + group] = st.x;
+            a.rstd[(int64_t)(m0 + r) * a.groups + group] = rsqrtf(st.y / n + a.eps);
         }
     }
 }

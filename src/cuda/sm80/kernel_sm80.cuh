@@ -73,25 +73,6 @@ __device__ __forceinline__ void lgh_sm80_tile_coords(int t, int m_blocks, int n_
     *nt = in / rows;
 }
 
-__device__ __forceinline__ void lgh_sm80_load2(const float *p, float &a, float &b)
-{
-    const float2 v = *reinterpret_cast<const float2 *>(p);
-    a = v.x;
-    b = v.y;
-}
-__device__ __forceinline__ void lgh_sm80_load2(const __nv_bfloat16 *p, float &a, float &b)
-{
-    const float2 v = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(p));
-    a = v.x;
-    b = v.y;
-}
-__device__ __forceinline__ void lgh_sm80_load2(const __half *p, float &a, float &b)
-{
-    const float2 v = __half22float2(*reinterpret_cast<const __half2 *>(p));
-    a = v.x;
-    b = v.y;
-}
-
 // Statistics of tile row r over `count` warp pieces starting at `first` (WN channels
 // each), after the `prev_n` channels of earlier subtiles folded into run[r] when prev_n > 0.
 template <typename C>
@@ -108,42 +89,6 @@ __device__ __forceinline__ lgh_stats lgh_sm80_row_stats(const float2 *xchg, cons
         t = lgh_stats_combine(t, lgh_stats{float(C::WN), q.x, q.y});
     }
     return t;
-}
-
-// Wide groups: normalises, in place, the subtiles before the last of the CTA's rows
-// [m0, m0 + BM) of the group starting at column c0, with the final statistics fin[r] =
-// (mean, M2) over the group's channels; writes mean / rstd when asked. Same arithmetic as
-// lgh_epi_group_normalize.
-template <typename T, typename C>
-__device__ __forceinline__ void lgh_sm80_wide_fixup(const lgh_sm80_params &p, const float2 *fin, int m0, int c0,
-                                                    int group)
-{
-    const int rows = min(C::BM, p.m - m0);
-    const int pairs = (p.nsub - 1) * C::BN / 2;
-    const float n = (float)p.group_size;
-    T *y = static_cast<T *>(p.y);
-    const T *gamma = static_cast<const T *>(p.gamma);
-    const T *beta = static_cast<const T *>(p.beta);
-    for (int idx = threadIdx.x; idx < rows * pairs; idx += C::THREADS) {
-        const int r = idx / pairs;
-        const int col = c0 + 2 * (idx - r * pairs);
-        const float2 st = fin[r];
-        const float rstd = rsqrtf(st.y / n + p.eps);
-        T *py = y + (int64_t)(m0 + r) * p.ldy + col;
-        float v0, v1;
-        lgh_sm80_load2(py, v0, v1);
-        const float y0 = fmaf((v0 - st.x) * rstd, lgh_epi_to_float(gamma[col]), lgh_epi_to_float(beta[col]));
-        const float y1 =
-            fmaf((v1 - st.x) * rstd, lgh_epi_to_float(gamma[col + 1]), lgh_epi_to_float(beta[col + 1]));
-        lgh_epi_store2(py, fminf(fmaxf(y0, p.lo), p.hi), fminf(fmaxf(y1, p.lo), p.hi));
-    }
-    if (p.mean != nullptr) {
-        for (int r = threadIdx.x; r < rows; r += C::THREADS) {
-            const float2 st = fin[r];
-            p.mean[(int64_t)(m0 + r) * p.groups + group] = st.x;
-            p.rstd[(int64_t)(m0 + r) * p.groups + group] = rsqrtf(st.y / n + p.eps);
-        }
-    }
 }
 
 // GS: the group's channels inside one warp's WN-wide fragment (a power of two <= WN; WN
@@ -291,7 +236,8 @@ __device__ __forceinline__ void lgh_sm80_cta(const lgh_sm80_params &p)
                         }
                 }
                 __syncthreads();
-                lgh_sm80_wide_fixup<T, C>(p, run, m0, tile_n0, nt);
+                lgh_epi_wide_fixup<T>(a, gamma, beta, run, m0, BM, tile_n0, (p.nsub - 1) * BN, nt, threadIdx.x,
+                                      C::THREADS);
             }
         }
     }

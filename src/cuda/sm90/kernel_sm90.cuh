@@ -24,8 +24,8 @@
 // Unit mode (subtiles > 1): a group wider than the cluster can take (more than 4 tiles, or
 // a span that is not a power of two) is done by one CTA, tile after tile: its running
 // statistics stay in registers, every tile but the last is stored pre-norm, and once the
-// last tile completes the statistics, the CTA normalises it in registers and reads the
-// earlier ones back (lgh_epi_renormalize_stored).
+// last tile completes the statistics, the CTA normalises it in registers and the earlier
+// ones in place (lgh_epi_wide_fixup, shared with the sm80 engine's wide mode).
 //
 // RNA (float data, tf32): x rounded to nearest tf32 in registers instead of truncated by
 // the tensor core (lgh_sm90_consume_tile_tf32_rna).
@@ -112,6 +112,7 @@ struct lgh_sm90_smem {
     lgh_sm90_ring ring;
     lgh_sm90_exchange xchg;
     lgh_epi_tile_params<LGH_SM90_BN> params[2]; // bias, γ, β of the tile, by tile parity
+    float2 fin[LGH_SM90_BM];                    // unit mode: a group's final (mean, M2) per row
 };
 
 struct lgh_sm90_smem_x3 {
@@ -399,15 +400,22 @@ __global__ void __launch_bounds__(LGH_SM90_THREADS, 1)
                     // A group spanning the cluster row: its statistics are written by its first CTA.
                     lgh_epi_group_normalize<32, GS>(acc, 0, s0, s1, tp, a, row, n0,
                                                     (p.group_ctas == 1 || c.rn == 0) && subtiles == 1);
-                    if (subtiles > 1) {
-                        lgh_epi_store<32>(acc, a, row, n0);
-                        // The earlier sub-tiles, stored pre-norm: the first one holds the group's
-                        // first column and writes its statistics.
-                        for (int jj = 0; jj + 1 < subtiles; ++jj) {
-                            lgh_epi_renormalize_stored<32>(a, gamma, beta, s0, s1, row,
-                                                           unit_n0 + jj * LGH_SM90_BN, jj == 0);
+                    if constexpr (!X3) { // unit mode (not in the X3 instances, whose shared memory has no fin)
+                        if (subtiles > 1) {
+                            lgh_epi_store<32>(acc, a, row, n0);
+                            // The earlier sub-tiles, stored pre-norm, with the group's final
+                            // statistics (the next unit writes fin only after the parameter barrier
+                            // of its first sub-tile, which every thread reaches after this fixup).
+                            if ((threadIdx.x & 3) == 0) {
+                                sm->fin[tile_row] = make_float2(s0.mean, s0.m2);
+                                sm->fin[tile_row + 8] = make_float2(s1.mean, s1.m2);
+                            }
+                            lgh_named_barrier_sync(1, 256);
+                            lgh_epi_wide_fixup<T>(a, gamma, beta, sm->fin, m0, LGH_SM90_BM, unit_n0,
+                                                  (subtiles - 1) * LGH_SM90_BN, unit_n0 / p.group_size,
+                                                  consumer_thread, 256);
+                            continue;
                         }
-                        continue;
                     }
                 } else {
 #pragma unroll
