@@ -77,20 +77,6 @@ struct lgh_sm90_ring3 {
     uint64_t lo_empty[LGH_SM90_X3_LO_BUFS];
 };
 
-// Position in a cyclic buffer of N entries (slot, and the parity of its barrier phase).
-template <int N>
-struct lgh_sm90_cyc {
-    int slot;
-    uint32_t parity;
-    __device__ void advance()
-    {
-        if (++slot == N) {
-            slot = 0;
-            parity ^= 1u;
-        }
-    }
-};
-
 // One thread; call lgh_mbar_fence_init and a CTA or cluster barrier after.
 __device__ __forceinline__ void lgh_sm90_ring3_init(lgh_sm90_ring3 *r, uint32_t release)
 {

@@ -77,18 +77,23 @@ struct lgh_sm90_ring {
     uint64_t empty[LGH_SM90_STAGES];
 };
 
-// Position in the ring; advances the same way on the producer and consumer sides.
-struct lgh_sm90_ring_pos {
+// Position in a cyclic buffer of N entries (slot, and the parity of its barrier phase);
+// advances the same way on the producer and consumer sides.
+template <int N>
+struct lgh_sm90_cyc {
     int slot;
     uint32_t parity;
     __device__ void advance()
     {
-        if (++slot == LGH_SM90_STAGES) {
+        if (++slot == N) {
             slot = 0;
             parity ^= 1u;
         }
     }
 };
+
+// Position in the ring.
+using lgh_sm90_ring_pos = lgh_sm90_cyc<LGH_SM90_STAGES>;
 
 // Where this CTA sits in its cluster and whom it multicasts to (see the top of this file).
 // Cluster rank r = rm * cn + rn.
