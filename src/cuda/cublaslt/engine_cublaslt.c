@@ -124,11 +124,7 @@ static lgh_status_t run_here(struct lgh_context *ctx, const lgh_problem_t *p, vo
                              lgh_dtype_name(a->dtype), lgh_math_name(a->math));
     }
 
-    const lgh_groupnorm_args_t n = {
-        .y = a->y, .ldy = a->ldy, .m = a->m, .n = a->n, .groups = a->groups, .dtype = a->dtype,
-        .gamma = a->gamma, .beta = a->beta, .eps = a->eps, .lo = a->lo, .hi = a->hi,
-        .mean = a->mean, .rstd = a->rstd,
-    };
+    const lgh_groupnorm_args_t n = lgh_groupnorm_args_in_place(a); /* the GEMM added the bias */
     cudaError_t e = lgh_groupnorm_launch(&n, stream);
     if (e != cudaSuccess) {
         return lgh_set_error(ctx, LGH_STATUS_CUDA_ERROR,

@@ -21,6 +21,7 @@
 #include "epilogue/groupnorm_kernel.h"
 
 #include <stdio.h>
+#include <string.h>
 
 #include "epilogue/norm_reduce.cuh"
 #include "kernel_facts.h"
@@ -286,6 +287,27 @@ extern "C" int lgh_groupnorm_variant(const lgh_groupnorm_args_t *a, int *threads
     const launch_shape s = pick(a);
     if (threads_per_block) *threads_per_block = s.threads;
     return s.variant;
+}
+
+extern "C" lgh_groupnorm_args_t lgh_groupnorm_args_in_place(const lgh_args_t *a)
+{
+    lgh_groupnorm_args_t g;
+    memset(&g, 0, sizeof g);
+    g.y = a->y;
+    g.ldy = a->ldy;
+    g.m = a->m;
+    g.n = a->n;
+    g.groups = a->groups;
+    g.dtype = a->dtype;
+    g.bias = nullptr; // y already has it
+    g.gamma = a->gamma;
+    g.beta = a->beta;
+    g.eps = a->eps;
+    g.lo = a->lo;
+    g.hi = a->hi;
+    g.mean = a->mean;
+    g.rstd = a->rstd;
+    return g;
 }
 
 extern "C" cudaError_t lgh_groupnorm_launch(const lgh_groupnorm_args_t *a, void *stream)

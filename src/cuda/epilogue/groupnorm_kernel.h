@@ -39,6 +39,10 @@ typedef struct lgh_groupnorm_args {
     float *rstd;
 } lgh_groupnorm_args_t;
 
+/* The pass over y of a problem whose y already holds x·Wᵀ + b (bias NULL): what the
+ * cublaslt engine and the sm80 engine's pre-norm tiles finish with. */
+lgh_groupnorm_args_t lgh_groupnorm_args_in_place(const lgh_args_t *a);
+
 /* Launches the pass on `stream` (a cudaStream_t; NULL = legacy default stream) on the
  * current device. Arguments are assumed valid (the core checked them). Returns the
  * launch's cudaError_t (cudaSuccess, or the error cudaGetLastError reports). */

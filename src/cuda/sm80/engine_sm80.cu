@@ -372,23 +372,7 @@ lgh_status_t run_here(struct lgh_context *ctx, const lgh_problem_t *p, cudaStrea
                                      args, (size_t)c.smem, stream);
     if (e != cudaSuccess) return cuda_fail(ctx, "kernel launch", e);
     if (pl.md == MODE_PRE) {
-        const lgh_args_t *a = &p->a;
-        lgh_groupnorm_args_t g;
-        memset(&g, 0, sizeof g);
-        g.y = a->y;
-        g.ldy = a->ldy;
-        g.m = a->m;
-        g.n = a->n;
-        g.groups = a->groups;
-        g.dtype = a->dtype;
-        g.bias = nullptr; // the kernel added it
-        g.gamma = a->gamma;
-        g.beta = a->beta;
-        g.eps = a->eps;
-        g.lo = a->lo;
-        g.hi = a->hi;
-        g.mean = a->mean;
-        g.rstd = a->rstd;
+        const lgh_groupnorm_args_t g = lgh_groupnorm_args_in_place(&p->a); // the kernel added the bias
         e = lgh_groupnorm_launch(&g, stream);
         if (e != cudaSuccess) return cuda_fail(ctx, "group-norm pass launch", e);
     }
