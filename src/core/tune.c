@@ -422,21 +422,12 @@ static lgh_status_t time_engine(struct lgh_context *ctx, const lgh_engine_ops_t 
 {
     const size_t need = e->workspace_size(ctx, p);
     void *ws = NULL;
-    /* The workspace, the events and the engine's launches on the context's device. */
-    lgh_device_scope_t scope;
-    lgh_status_t s = lgh_device_enter(ctx, &scope);
+    lgh_status_t s = lgh_context_workspace(ctx, need, &ws);
     if (s != LGH_STATUS_SUCCESS) return s;
-    s = lgh_context_workspace(ctx, need, &ws);
 #ifdef LGH_HAVE_CUDA
-    if (s == LGH_STATUS_SUCCESS && e->on_gpu) {
-        s = time_gpu(ctx, e, p, ws, need, stream, ms);
-        lgh_device_leave(&scope);
-        return s;
-    }
+    if (e->on_gpu) return time_gpu(ctx, e, p, ws, need, stream, ms);
 #endif
-    if (s == LGH_STATUS_SUCCESS) s = time_cpu(ctx, e, p, ws, need, ms);
-    lgh_device_leave(&scope);
-    return s;
+    return time_cpu(ctx, e, p, ws, need, ms);
 }
 
 /* ---- the core's entry points -------------------------------------------------------------- */
@@ -457,6 +448,8 @@ int lgh_tune_on_forward(struct lgh_context *ctx)
     return t && t->on_forward;
 }
 
+/* Called with the context's device current (lgh_tune and lgh_forward enter its scope):
+ * the workspace, the events and the engines' launches belong there. */
 lgh_status_t lgh_tune_problem(struct lgh_context *ctx, const lgh_problem_t *p, void *stream,
                               lgh_tune_progress_fn progress, void *user, lgh_engine_t *chosen,
                               lgh_tune_result_t *results, int capacity, int *count)
