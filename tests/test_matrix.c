@@ -18,7 +18,9 @@
  * after the last row) with a guard pattern; mean / rstd likewise. After it: the relative
  * Frobenius error of y, mean and rstd must be within the bound (an unwritten element is
  * NaN and fails), and every guard element must be unchanged. The input padding holds a
- * NaN too, so an engine that reads it fails.
+ * NaN too, so an engine that reads it fails. One exception to the bound: a tf32 y past
+ * 1e-3 passes within twice the error exact arithmetic makes on tf32-rounded operands of
+ * the same inputs (tf32_floor: tiny, nearly constant groups amplify tf32 rounding).
  *
  * Engines: cpu runs on a CPU context; cublaslt, sm80, sm90 and auto on CUDA device 0.
  * Without a device the GPU engines exit 77 (ctest SKIP_RETURN_CODE) after printing
@@ -220,6 +222,56 @@ static int make_case(case_data_t *c, int id, uint64_t seed)
     return tst_reference(&a, c->ref_y, c->ref_mean, c->ref_rstd);
 }
 
+/* The error floor of tf32 on this case's inputs. DESIGN.md's tf32 bound (1e-3) holds at
+ * typical conditioning; but a group of a few channels whose values nearly agree divides
+ * the operands' rounding error by a small standard deviation, and then no tf32 engine
+ * meets it (seen: M = 1, K = 100, one group of 8 channels, 1.35e-3 on sm90). The floor is
+ * ||ref' - ref|| / ||ref||, ref' the double-precision layer on operands rounded as tf32
+ * tensor cores read them: W truncated to 10 mantissa bits (a float32 B operand in shared
+ * memory), x truncated or rounded to nearest (cvt.rna), the larger of the two. A tf32
+ * result passes if within max(bound, 2 x floor). Computed only for a result past the
+ * bound. NaN when it cannot allocate (the case then fails). */
+static float tf32_of(float v, int round_to_nearest)
+{
+    uint32_t u;
+    memcpy(&u, &v, sizeof u);
+    if ((u & 0x7f800000u) != 0x7f800000u) {   /* finite: keep the top 10 mantissa bits */
+        if (round_to_nearest) u += 0x1000u;   /* half of the 13 dropped bits, away from 0 */
+        u &= 0xffffe000u;
+    }
+    memcpy(&v, &u, sizeof v);
+    return v;
+}
+
+static double tf32_floor(const case_data_t *c)
+{
+    const shape_t *s = &c->s;
+    float *x = malloc(c->x_elems * sizeof(float)), *w = malloc(c->w_elems * sizeof(float));
+    double *y = malloc((size_t)(s->m * s->n) * sizeof(double));
+    double floor = NAN;
+    if (x && w && y) {
+        for (size_t i = 0; i < c->w_elems; ++i) w[i] = tf32_of(((const float *)c->w)[i], 0);
+        floor = 0.0;
+        for (int x_rn = 0; x_rn < 2; ++x_rn) {
+            for (size_t i = 0; i < c->x_elems; ++i) x[i] = tf32_of(((const float *)c->x)[i], x_rn);
+            lgh_args_t a = host_args(c);
+            a.x = x, a.w = w;
+            if (tst_reference(&a, y, NULL, NULL) != 0) {
+                floor = NAN;
+                break;
+            }
+            double num = 0.0, den = 0.0;
+            for (int64_t i = 0; i < s->m * s->n; ++i) {
+                const double d = y[i] - c->ref_y[i];
+                num += d * d, den += c->ref_y[i] * c->ref_y[i];
+            }
+            floor = fmax(floor, sqrt(num / den));
+        }
+    }
+    free(x), free(w), free(y);
+    return floor;
+}
+
 /* ---- targets (engine + context) ------------------------------------------------------ */
 
 typedef struct target {
@@ -418,7 +470,13 @@ static int run_one(target_t *t, const case_data_t *c, lgh_math_t math)
                       tst_guard_damage(LGH_DTYPE_FLOAT32, rstd.host, s->m, s->groups,
                                        s->groups, (int64_t)c->stat_elems);
     }
-    const int ok = e.rel <= bound && damage == 0 && stat_damage == 0 &&
+    /* tf32 past the bound: allowed if the inputs' conditioning explains it (tf32_floor). */
+    double tf32_fl = 0.0, y_bound = bound;
+    if (c->dt == LGH_DTYPE_FLOAT32 && resolved == LGH_MATH_TF32 && !(e.rel <= bound)) {
+        tf32_fl = tf32_floor(c);
+        if (2.0 * tf32_fl > bound) y_bound = 2.0 * tf32_fl;
+    }
+    const int ok = e.rel <= y_bound && damage == 0 && stat_damage == 0 &&
                    (!s->stats || (em.rel <= bound && er.rel <= bound));
 
     const int di = (int)(c->id % N_DTYPES), mi = (int)resolved;
@@ -432,6 +490,8 @@ static int run_one(target_t *t, const case_data_t *c, lgh_math_t math)
                t->engine == LGH_ENGINE_AUTO ? " ran " : "",
                t->engine == LGH_ENGINE_AUTO ? lgh_engine_name(picked) : "", e.rel, bound,
                e.max_abs);
+        if (tf32_fl > 0.0)
+            printf(" (tf32 floor of these inputs %.3g: bound %.3g)", tf32_fl, y_bound);
         if (e.nonfinite) printf(", %" PRId64 " non-finite (unwritten?)", e.nonfinite);
         if (damage) printf(", %" PRId64 " padding/tail elements of y overwritten", damage);
         if (s->stats) {
