@@ -3,6 +3,8 @@
 # next to cublaslt, interleaved in rounds on one warm GPU, then the correctness matrix of
 # each variant. Prints one line per (variant, shape, mode): median of the rounds' medians.
 #   bench/sm90_ab.sh "LGH_SM90_CLUSTER_M=1" "LGH_SM90_CLUSTER_M=2"
+# A variant may name another build's CLI, e.g. a baseline commit built into build-base/
+# and carried along: "LGH_BIN=build-base/lgh" (its library is found next to it).
 set -u
 variants=("$@")
 [ ${#variants[@]} -gt 0 ] || variants=("")
@@ -19,7 +21,9 @@ for r in $(seq "$rounds"); do
             awk '/median/ {print $3}')
         echo "cublaslt m=$m $dt/$math $t" >> "$log"
         for v in "${variants[@]}"; do
-            t=$(env $v $lgh run --engine sm90 --m "$m" --groups "${NGROUPS:-16}" --dtype "$dt" --math "$math" --iters 100 \
+            bin=$lgh
+            case $v in LGH_BIN=*) bin=${v#LGH_BIN=} ;; esac
+            t=$(env $v LD_LIBRARY_PATH="$(dirname "$bin")" $bin run --engine sm90 --m "$m" --groups "${NGROUPS:-16}" --dtype "$dt" --math "$math" --iters 100 \
                 --check-rows $([ "$r" = 1 ] && echo 64 || echo 0) 2>&1 | tee -a "$log.raw" | awk '/median/ {print $3}')
             echo "sm90[${v// /,}] m=$m $dt/$math $t" >> "$log"
         done

@@ -57,6 +57,10 @@
 #ifndef LGH_SM90_X3_A_REGS
 #define LGH_SM90_X3_A_REGS 1
 #endif
+// BF16 1: the two correction products in bf16 (see "bf16 corrections" below); 0: in tf32.
+#ifndef LGH_SM90_X3_BF16
+#define LGH_SM90_X3_BF16 1
+#endif
 
 #define LGH_SM90_X3_STAGES 3
 #define LGH_SM90_X3_LO_BUFS 2
@@ -125,19 +129,56 @@ __device__ __forceinline__ uint32_t lgh_tf32_lo_bits(float v)
     return r;
 }
 
+// v minus v truncated to tf32 (exact in float32): the part of W the tf32 product misses.
+__device__ __forceinline__ float lgh_tf32_lo(float v) { return v - __uint_as_float(__float_as_uint(v) & 0xffffe000u); }
+
+// Two floats as bf16x2 (round to nearest even), a in the low half (the lower k).
+__device__ __forceinline__ uint32_t lgh_bf16x2(float a, float b)
+{
+    uint32_t r;
+    asm("cvt.rn.bf16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(b), "f"(a));
+    return r;
+}
+
 // Splitter thread t (0 .. 95): W_lo for the K-blocks of one tile. The loads wait on the
 // slot's `full` barrier like the consumers; the slot cannot be refilled before the
 // consumers release it, which they do only after lo_full, so these reads come first.
 __device__ __forceinline__ void lgh_sm90_x3_split_tile(lgh_sm90_ring3 *r, lgh_sm90_cyc<LGH_SM90_X3_STAGES> &pos,
                                                        lgh_sm90_cyc<LGH_SM90_X3_LO_BUFS> &lpos, int k_blocks, int t)
 {
-    constexpr int CHUNKS = LGH_SM90_B_BYTES / 16;
+    constexpr int CHUNKS = LGH_SM90_B_BYTES / 16; // (the tf32-corrections split)
+    (void)CHUNKS;
     constexpr int UNROLL = LGH_SM90_X3_SPLIT_UNROLL;
     for (int kb = 0; kb < k_blocks; ++kb) {
         lgh_mbar_wait(&r->full[pos.slot], pos.parity);
         lgh_mbar_wait(&r->lo_empty[lpos.slot], lpos.parity ^ 1u);
         const uint32_t src = lgh_smem_addr(r->b[pos.slot]);
         const uint32_t dst = lgh_smem_addr(r->lo[lpos.slot]);
+#if LGH_SM90_X3_BF16
+        // Item i: W row n = i % 256, 8-column group g = i / 256 (so a warp's items are 32
+        // rows of one group: conflict-free chunk reads and writes under the swizzle).
+#pragma unroll UNROLL
+        for (int i = t; i < 4 * LGH_SM90_BN; i += LGH_SM90_X3_SPLITTERS) {
+            const uint32_t n = (uint32_t)i % LGH_SM90_BN, g = (uint32_t)i / LGH_SM90_BN, sw = n & 7u;
+            float v[8];
+            asm volatile("ld.shared.v4.f32 {%0, %1, %2, %3}, [%4];\n"
+                         : "=f"(v[0]), "=f"(v[1]), "=f"(v[2]), "=f"(v[3])
+                         : "r"(src + n * 128 + (((2 * g) ^ sw) << 4)));
+            asm volatile("ld.shared.v4.f32 {%0, %1, %2, %3}, [%4];\n"
+                         : "=f"(v[4]), "=f"(v[5]), "=f"(v[6]), "=f"(v[7])
+                         : "r"(src + n * 128 + (((2 * g + 1) ^ sw) << 4)));
+            uint32_t hi[4], lo[4];
+#pragma unroll
+            for (int j = 0; j < 4; ++j) { // k order v0 v4 v1 v5 v2 v6 v3 v7 (lgh_sm90_x3_load_a_bf16)
+                hi[j] = lgh_bf16x2(v[j], v[j + 4]);
+                lo[j] = lgh_bf16x2(lgh_tf32_lo(v[j]), lgh_tf32_lo(v[j + 4]));
+            }
+            asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(dst + n * 128 + ((g ^ sw) << 4)),
+                         "r"(hi[0]), "r"(hi[1]), "r"(hi[2]), "r"(hi[3]) : "memory");
+            asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(dst + n * 128 + (((4 + g) ^ sw) << 4)),
+                         "r"(lo[0]), "r"(lo[1]), "r"(lo[2]), "r"(lo[3]) : "memory");
+        }
+#else
 #pragma unroll UNROLL
         for (int i = t; i < CHUNKS; i += LGH_SM90_X3_SPLITTERS) {
             float v0, v1, v2, v3;
@@ -148,6 +189,7 @@ __device__ __forceinline__ void lgh_sm90_x3_split_tile(lgh_sm90_ring3 *r, lgh_sm
                          "r"(lgh_tf32_lo_bits(v1)), "r"(lgh_tf32_lo_bits(v2)), "r"(lgh_tf32_lo_bits(v3))
                          : "memory");
         }
+#endif
         lgh_fence_proxy_async_smem();
         lgh_mbar_arrive(&r->lo_full[lpos.slot]);
         pos.advance();
@@ -181,6 +223,35 @@ __device__ __forceinline__ void lgh_sm90_x3_load_a(uint32_t row_addr, uint32_t s
             if (WANT_HI) hi[4 * s + e] = __float_as_uint(v) & 0xffffe000u;
             lo[4 * s + e] = lgh_tf32_lo_bits(v);
         }
+    }
+}
+
+// bf16 corrections: the A operands of one K-block. hi: x rounded to nearest tf32, for the
+// tf32 product, in lgh_sm90_x3_load_a's order. xl, xh: x - hi and hi in bf16, the A operand
+// of the K = 64 bf16 product [x - hi | hi] . [bf16(W) | bf16(W_lo)] (two k16 steps each).
+// The bf16 k order is a permutation of the K-block's columns: bf16 k position 2q + j of an
+// 8-column group holds column 4j + q, so that the pairs come from the tf32 fragments the
+// thread already has (its columns are q and q + 4 of each group); the splitters store W's
+// columns in the same order.
+__device__ __forceinline__ void lgh_sm90_x3_load_a_bf16(uint32_t row_addr, uint32_t sw, uint32_t (&hi)[16],
+                                                        uint32_t (&xl)[8], uint32_t (&xh)[8])
+{
+#pragma unroll
+    for (int s = 0; s < 4; ++s) {
+        float v[4], h[4];
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+            asm volatile("ld.shared.f32 %0, [%1];\n" : "=f"(v[e]) : "r"(lgh_sm90_a_frag_addr(row_addr, sw, s, e)));
+            hi[4 * s + e] = lgh_cvt_rna_tf32(v[e]);
+            h[e] = __uint_as_float(hi[4 * s + e]);
+        }
+        // k-step s of 8 columns is half s % 2 of bf16 k16 step s / 2: registers a0, a1 (rows
+        // r, r + 8) of the first half, a2, a3 of the second.
+        const int b = 4 * (s >> 1) + 2 * (s & 1);
+        xl[b] = lgh_bf16x2(v[0] - h[0], v[2] - h[2]);
+        xl[b + 1] = lgh_bf16x2(v[1] - h[1], v[3] - h[3]);
+        xh[b] = lgh_bf16x2(h[0], h[2]);
+        xh[b + 1] = lgh_bf16x2(h[1], h[3]);
     }
 }
 
@@ -223,8 +294,15 @@ __device__ __forceinline__ void lgh_sm90_x3_consume_tile(lgh_sm90_ring3 *r, lgh_
 #endif
     for (int kb = 0; kb < k_blocks; ++kb) {
         lgh_mbar_wait(&r->full[pos.slot], pos.parity);
+#if LGH_SM90_X3_BF16
+        static_assert(LGH_SM90_X3_FLUSH && LGH_SM90_X3_A_REGS && LGH_SM90_X3_PART_N == 128,
+                      "bf16 corrections: flushed 128-column parts, A from registers");
+        uint32_t hi[16], xl[8], xh[8];
+        lgh_sm90_x3_load_a_bf16(lgh_smem_addr(r->a[pos.slot]) + a_off, sw, hi, xl, xh);
+#else
         uint32_t hi[16], lo[16];
         lgh_sm90_x3_load_a<!LGH_SM90_X3_FLUSH || LGH_SM90_X3_A_REGS>(lgh_smem_addr(r->a[pos.slot]) + a_off, sw, hi, lo);
+#endif
         const uint32_t b_addr = lgh_smem_addr(r->b[pos.slot]);
         const uint32_t l_addr = lgh_smem_addr(r->lo[lpos.slot]);
         lgh_mbar_wait(&r->lo_full[lpos.slot], lpos.parity);
@@ -254,6 +332,20 @@ __device__ __forceinline__ void lgh_sm90_x3_consume_tile(lgh_sm90_ring3 *r, lgh_
             const uint32_t bq = b_addr + q * PN * 128; // PN rows of W, 128 bytes each
             const uint32_t lq = l_addr + q * PN * 128;
             lgh_wgmma_fence();
+#if LGH_SM90_X3_BF16
+            // The corrections (x - hi) . W and hi . W_lo: one K = 64 bf16 product, 32-byte k16 steps.
+#pragma unroll
+            for (int s = 0; s < 2; ++s) {
+                lgh_wgmma_m64n128k16_bf16_rs(t, xl[4 * s], xl[4 * s + 1], xl[4 * s + 2], xl[4 * s + 3],
+                                             lgh_wgmma_desc_k128b(lq + 32 * s), s != 0);
+            }
+#pragma unroll
+            for (int s = 0; s < 2; ++s) {
+                lgh_wgmma_m64n128k16_bf16_rs(t, xh[4 * s], xh[4 * s + 1], xh[4 * s + 2], xh[4 * s + 3],
+                                             lgh_wgmma_desc_k128b(lq + 64 + 32 * s), 1);
+            }
+            (void)a_addr;
+#else
 #pragma unroll
             for (int s = 0; s < 4; ++s) part::rs(t, lo, s, lgh_wgmma_desc_k128b(bq + s * STEP_BYTES), s != 0);
 #pragma unroll
@@ -261,6 +353,7 @@ __device__ __forceinline__ void lgh_sm90_x3_consume_tile(lgh_sm90_ring3 *r, lgh_
                 if (LGH_SM90_X3_A_REGS) part::rs(t, hi, s, lgh_wgmma_desc_k128b(lq + s * STEP_BYTES), 1);
                 else part::ss(t, lgh_wgmma_desc_k128b(a_addr + s * STEP_BYTES), lgh_wgmma_desc_k128b(lq + s * STEP_BYTES), 1);
             }
+#endif
 #pragma unroll
             for (int s = 0; s < 4; ++s) {
                 if (LGH_SM90_X3_A_REGS) part::rs(t, hi, s, lgh_wgmma_desc_k128b(bq + s * STEP_BYTES), 1);

@@ -122,7 +122,7 @@ layout layout_of(const lgh_problem_t *p, const sm90_state *st)
     const bool units = span > 1 && use_units(span, st->wide, family_of(&p->a) == FAMILY_F32X3);
     l.subtiles = units ? span : 1;
     l.group_ctas = units ? 1 : span;
-    l.global = l.group_ctas > 1 && st->wide == WIDE_GLOBAL && family_of(&p->a) != FAMILY_F32X3;
+    l.global = l.group_ctas > 1 && st->wide == WIDE_GLOBAL;
     l.x_mc = LGH_SM90_MULTICAST && st->x_multicast && !l.global;
     l.cn = l.group_ctas > 1 ? l.group_ctas
                             : (LGH_SM90_MULTICAST && st->cluster_n > 1 && p->a.n > (int64_t)LGH_SM90_BN * span ? 2 : 1);
@@ -365,6 +365,9 @@ lgh_status_t run(struct lgh_context *ctx, const lgh_problem_t *p, void *ws, size
     const int64_t fit = l.global ? sms / l.cn : *max_clusters;
     const int64_t clusters = tiles < fit ? tiles : fit;
     cfg.gridDim = dim3((unsigned)(clusters * (l.global ? l.cn : cluster)), 1, 1);
+
+    prm.cluster_shift = log2_int(l.global ? l.cn : cluster);
+    prm.clusters = (int)clusters;
 
     void *args[] = {&map_x, &map_w, &prm};
     e = cudaLaunchKernelExC(&cfg, kernel, args);

@@ -59,15 +59,17 @@
 #define LGH_SM90_CONSUMER_REGS 232
 #endif
 // The 3xtf32 instances (X3): their consumers hold a 64-register partial tile and 32
-// registers of x fragments besides the accumulators (232 spilled 8 bytes), and their
-// producer warpgroup (TMA thread, W splitters) fits in 24. setmaxnreg.inc waits for
-// registers the CTA itself has released, so the split must fit the 168 x 384 registers
-// the CTA starts with: 24 + 2 x 240 = 504 = 168 x 3 (32 + 2 x 240 hung).
+// registers of x fragments besides the accumulators, and their producer warpgroup (TMA
+// thread, W splitters) must fit what is left. setmaxnreg.inc waits for registers the CTA
+// itself has released, so the split must fit the 168 x 384 registers the CTA starts with:
+// 40 + 2 x 232 = 504 = 168 x 3 (32 + 2 x 240 hung). With software clusters the producer's
+// tile loop spilled in 24 registers (the earlier 24 + 2 x 240 split), the consumers at
+// 232 no longer do.
 #ifndef LGH_SM90_X3_PRODUCER_REGS
-#define LGH_SM90_X3_PRODUCER_REGS 24
+#define LGH_SM90_X3_PRODUCER_REGS 40
 #endif
 #ifndef LGH_SM90_X3_CONSUMER_REGS
-#define LGH_SM90_X3_CONSUMER_REGS 240
+#define LGH_SM90_X3_CONSUMER_REGS 232
 #endif
 #define LGH_SM90_BAND 8          // M-blocks per band of the tile order
 #define LGH_SM90_MAX_CLUSTER 4
@@ -98,6 +100,8 @@ struct lgh_sm90_params {
     // partials, [cluster][tile parity][rank][BM rows]) and xchg_flags (one counter per CTA,
     // zeroed before the launch). The launch is cooperative, so all CTAs are resident.
     int vcluster;
+    int cluster_shift; // log2 of the CTAs of a cluster, hardware or software (CN x CM)
+    int clusters;      // clusters in the grid
     float2 *xchg;
     unsigned *xchg_flags;
 };
@@ -141,19 +145,17 @@ __device__ __forceinline__ void lgh_sm90_tile_coords(int ct, int m_tiles, int n_
     *nt = in / rows;
 }
 
-// The CTA's cluster (index, count, rank in it): the hardware cluster, or a software one of
-// p.vcluster consecutive CTAs.
+// The CTA's cluster (index, count, rank in it), the same arithmetic for a hardware cluster
+// and a software one: both are 1-D runs of 2^cluster_shift consecutive CTAs. From the
+// parameter bank rather than %clusterid, so the 3xtf32 producer holds no extra register.
 __device__ __forceinline__ int lgh_sm90_cluster_index(const lgh_sm90_params &p)
 {
-    return p.vcluster > 1 ? (int)blockIdx.x / p.vcluster : (int)lgh_cluster_id_x();
+    return (int)(blockIdx.x >> p.cluster_shift);
 }
-__device__ __forceinline__ int lgh_sm90_cluster_count(const lgh_sm90_params &p)
-{
-    return p.vcluster > 1 ? (int)gridDim.x / p.vcluster : (int)lgh_cluster_count_x();
-}
+__device__ __forceinline__ int lgh_sm90_cluster_count(const lgh_sm90_params &p) { return p.clusters; }
 __device__ __forceinline__ uint32_t lgh_sm90_cluster_rank(const lgh_sm90_params &p)
 {
-    return p.vcluster > 1 ? blockIdx.x % (uint32_t)p.vcluster : lgh_cluster_rank();
+    return blockIdx.x & ((1u << p.cluster_shift) - 1u);
 }
 
 // The end of a statistics exchange: (s0, s1), this CTA's partials of its two rows, become
@@ -291,14 +293,16 @@ __global__ void __launch_bounds__(LGH_SM90_THREADS, 1)
         lgh_regs_release<X3 ? LGH_SM90_X3_PRODUCER_REGS : LGH_SM90_PRODUCER_REGS>();
         if (threadIdx.x == 0) {
             if constexpr (X3) {
-                // A cluster here is one row of 1, 2 or 4 CTAs (cluster_m = 1).
-                const uint32_t rank = lgh_cluster_rank();
+                // A cluster here is one row of 1, 2 or 4 CTAs (cluster_m = 1), hardware or
+                // software. u = CTA tile (cluster tile << cluster_shift | rank), stepping by the
+                // grid: nothing but u stays live (this producer runs in 24 registers).
                 const uint32_t mc = p.multicast ? csize : 1u;
-                for (int ct = (int)lgh_cluster_id_x(); ct < tiles; ct += (int)lgh_cluster_count_x()) {
+                for (int u = (int)blockIdx.x; (u >> p.cluster_shift) < tiles; u += (int)gridDim.x) {
                     int mt, nt;
-                    lgh_sm90_tile_coords(ct, p.m_tiles, p.n_tiles, p.band, &mt, &nt);
+                    lgh_sm90_tile_coords(u >> p.cluster_shift, p.m_tiles, p.n_tiles, p.band, &mt, &nt);
+                    const uint32_t rank = (uint32_t)u & ((1u << p.cluster_shift) - 1u);
                     lgh_sm90_x3_produce_tile(&sm->ring, pos3, &map_x, &map_w, mt * LGH_SM90_BM,
-                                             (nt * (int)csize + (int)rank) * LGH_SM90_BN, p.k_blocks, mc, rank);
+                                             ((nt << p.cluster_shift) + (int)rank) * LGH_SM90_BN, p.k_blocks, mc, rank);
                 }
             } else {
                 const lgh_sm90_slices sl = lgh_sm90_slices::of(
@@ -315,9 +319,8 @@ __global__ void __launch_bounds__(LGH_SM90_THREADS, 1)
             }
         } else if (X3 && threadIdx.x >= 32) {
             if constexpr (X3) {
-                for (int ct = (int)lgh_cluster_id_x(); ct < tiles; ct += (int)lgh_cluster_count_x())
-                    for (int j = 0; j < subtiles; ++j)
-                        lgh_sm90_x3_split_tile(&sm->ring, pos3, lpos, p.k_blocks, threadIdx.x - 32);
+                for (int u = (int)blockIdx.x; (u >> p.cluster_shift) < tiles; u += (int)gridDim.x)
+                    lgh_sm90_x3_split_tile(&sm->ring, pos3, lpos, p.k_blocks, threadIdx.x - 32);
             }
         }
         __syncwarp();
@@ -383,7 +386,7 @@ __global__ void __launch_bounds__(LGH_SM90_THREADS, 1)
                     lgh_stats s0 = lgh_epi_group_stats<32, GS>(acc, 0, 0);
                     lgh_stats s1 = lgh_epi_group_stats<32, GS>(acc, 0, 1);
                     if (p.group_ctas > 1) {
-                        if (!X3 && p.vcluster > 1)
+                        if (p.vcluster > 1)
                             lgh_sm90_exchange_stats_global(p, s0, s1, tile_row, iter, c, lgh_sm90_cluster_index(p));
                         else lgh_sm90_exchange_stats(&sm->xchg, s0, s1, tile_row, iter, c);
                     }
