@@ -52,13 +52,16 @@ step_ctest() {
     note "ctest: $(grep -E 'tests passed|tests failed' "$OUT/ctest.log" | tail -n 1)"
 }
 step_forced() { # issue 3: the whole matrix with the engine forced through LGH_ENGINE, and
-    # the sm90 paths its default choice does not take (unit mode for wide groups, no x multicast)
+    # the sm90 paths its default choice does not take (unit mode and hardware clusters for wide
+    # groups, no x multicast, multicast clusters, truncated tf32)
     echo "== LGH_ENGINE=sm90 test_matrix --engine auto" >> "$checks"
     LGH_ENGINE=sm90 timeout 40 build/tests/test_matrix --engine auto >> "$checks" 2>&1
     note "forced sm90 (exit $?): $(tail -n 1 "$checks")"
-    for v in LGH_SM90_WIDE=unit LGH_SM90_WIDE=global LGH_SM90_XMC=0 LGH_SM90_CLUSTER_N=2 LGH_SM90_CLUSTER_M=2 LGH_SM90_TF32_RNA=0; do
+    # (a variant may set several variables, joined by commas)
+    for v in LGH_SM90_WIDE=unit LGH_SM90_WIDE=cluster LGH_SM90_WIDE=cluster,LGH_SM90_XMC=0 LGH_SM90_CLUSTER_N=2 \
+        LGH_SM90_CLUSTER_M=2 LGH_SM90_TF32_RNA=0; do
         echo "== $v test_matrix --engine sm90" >> "$checks"
-        env "$v" timeout 40 build/tests/test_matrix --engine sm90 >> "$checks" 2>&1
+        env ${v//,/ } timeout 40 build/tests/test_matrix --engine sm90 >> "$checks" 2>&1
         note "sm90 $v (exit $?): $(tail -n 1 "$checks")"
     done
 }

@@ -23,8 +23,8 @@
 // Clusters formed for multicast alone (not for a group's statistics): CTAs along N sharing
 // x, along M sharing W. Measured on the H100 (docs/PERF.md, v3): plain CTAs ran faster than
 // either, so both default to 1. LGH_SM90_CLUSTER_N / LGH_SM90_CLUSTER_M = 1|2 override them,
-// and LGH_SM90_WIDE = unit|cluster the way groups wider than a tile are done, for measuring
-// (read once, at the context's first sm90 call).
+// and LGH_SM90_WIDE = unit|cluster|global the way groups wider than a tile are done, for
+// measuring (read once, at the context's first sm90 call).
 #ifndef LGH_SM90_CLUSTER_N_DEFAULT
 #define LGH_SM90_CLUSTER_N_DEFAULT 1
 #endif
@@ -54,10 +54,11 @@ struct sm90_state {
 };
 
 // Groups wider than the CTA tile: one CTA does the group's tiles in turn (unit mode), or a
-// cluster of CTAs along N does them at once and exchanges statistics, through distributed
-// shared memory (a hardware cluster) or through global memory between CTAs of a
-// cooperative launch (software cluster: no cluster launch, which v3 measured costs 4-9%;
-// opt-in with LGH_SM90_WIDE=global until measured).
+// cluster of CTAs along N does them at once and exchanges statistics, through global
+// memory between CTAs of a cooperative launch (software cluster, the default: no cluster
+// launch, which v3 measured costs 4-9%; v5 measured 2-6% faster than the hardware
+// cluster at the reference problem) or through distributed shared memory (a hardware
+// cluster, LGH_SM90_WIDE=cluster).
 enum { WIDE_AUTO, WIDE_UNIT, WIDE_CLUSTER, WIDE_GLOBAL };
 
 int family_of(const lgh_args_t *a)
@@ -122,7 +123,7 @@ layout layout_of(const lgh_problem_t *p, const sm90_state *st)
     const bool units = span > 1 && use_units(span, st->wide, family_of(&p->a) == FAMILY_F32X3);
     l.subtiles = units ? span : 1;
     l.group_ctas = units ? 1 : span;
-    l.global = l.group_ctas > 1 && st->wide == WIDE_GLOBAL;
+    l.global = l.group_ctas > 1 && (st->wide == WIDE_GLOBAL || st->wide == WIDE_AUTO);
     l.x_mc = LGH_SM90_MULTICAST && st->x_multicast && !l.global;
     l.cn = l.group_ctas > 1 ? l.group_ctas
                             : (LGH_SM90_MULTICAST && st->cluster_n > 1 && p->a.n > (int64_t)LGH_SM90_BN * span ? 2 : 1);
