@@ -1,6 +1,11 @@
 // The sm90 GEMM main loop in 3xtf32: float32 accuracy on tf32 tensor cores, for the
 // persistent warp-specialised kernel in src/cuda/sm90/kernel_sm90.cuh (its X3 instances).
 //
+// version 1: three tf32 products per K-block (below). version 2 (LGH_SM90_X3_BF16, the
+// default): the two correction products in bf16, 27% faster at 1.0e-6 error instead of
+// 3e-7 (docs/PERF.md, "3xtf32 v2"); see "bf16 corrections" at lgh_sm90_x3_load_a_bf16.
+// The text below describes version 1; version 2 keeps its ring, splitters and flush.
+//
 // Each operand is split as a = hi + lo, hi = a with its low 13 mantissa bits cleared (tf32
 // truncated) and lo = a - hi (exact in float32) rounded to tf32; then
 //     x·Wᵀ ≈ x_lo·W_hiᵀ + x_hi·W_loᵀ + x_hi·W_hiᵀ        (x_lo·W_loᵀ, ~2^-21 relative, dropped)
