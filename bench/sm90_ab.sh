@@ -3,7 +3,7 @@
 # next to cublaslt, interleaved in rounds on one warm GPU, then the correctness matrix of
 # each variant. Prints one line per (variant, shape, mode): median of the rounds' medians.
 #   bench/sm90_ab.sh "LGH_SM90_CLUSTER_M=1" "LGH_SM90_CLUSTER_M=2"
-# A variant may name another build's CLI, e.g. a baseline commit built into build-base/
+# ENGINE=sm80 times that engine instead. A variant may name another build's CLI, e.g. a baseline commit built into build-base/
 # and carried along: "LGH_BIN=build-base/lgh" (its library is found next to it).
 set -u
 variants=("$@")
@@ -22,10 +22,10 @@ for r in $(seq "$rounds"); do
         echo "cublaslt m=$m $dt/$math $t" >> "$log"
         for v in "${variants[@]}"; do
             bin=$lgh
-            case $v in LGH_BIN=*) bin=${v#LGH_BIN=} ;; esac
-            t=$(env $v LD_LIBRARY_PATH="$(dirname "$bin")" $bin run --engine sm90 --m "$m" --groups "${NGROUPS:-16}" --dtype "$dt" --math "$math" --iters 100 \
+            for w in $v; do case $w in LGH_BIN=*) bin=${w#LGH_BIN=} ;; esac; done
+            t=$(env $v LD_LIBRARY_PATH="$(dirname "$bin")" $bin run --engine "${ENGINE:-sm90}" --m "$m" --groups "${NGROUPS:-16}" --dtype "$dt" --math "$math" --iters 100 \
                 --check-rows $([ "$r" = 1 ] && echo 64 || echo 0) 2>&1 | tee -a "$log.raw" | awk '/median/ {print $3}')
-            echo "sm90[${v// /,}] m=$m $dt/$math $t" >> "$log"
+            echo "${ENGINE:-sm90}[${v// /,}] m=$m $dt/$math $t" >> "$log"
         done
     done; done
 done
