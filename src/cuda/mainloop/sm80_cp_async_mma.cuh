@@ -231,7 +231,6 @@ struct lgh_sm80_loader {
     uint32_t a_valid, b_valid; // bit i: pass i's row is inside the matrix
     uint32_t dst;              // offset of its first chunk inside a slot's A tile
     int k_left;                // bytes of K from its chunk at the current K-block
-    bool all_rows;             // every row of both tiles inside the matrices (interior tiles)
 
     __device__ __forceinline__ void init(const lgh_sm80_operands &op)
     {
@@ -252,31 +251,14 @@ struct lgh_sm80_loader {
         }
         dst = row * C::KB_BYTES + ((chunk ^ lgh_sm80_swizzle<C::CHUNKS>(row)) << 4);
         k_left = op.k_bytes - chunk * 16;
-        all_rows = op.rows_a == C::BM && op.rows_b == C::BN;
     }
 
     // Issues the copies of the next K-block into the slot at shared address slot_addr.
     // TAIL: the last K-block, whose chunks may be partly or wholly past K; before it every
     // chunk is whole, and a copy is all or nothing (cheaper: no source-size arithmetic).
-    // Before the tail, an interior tile (all_rows) copies with no predicate at all: the
-    // predicates cost about a tenth of the main loop's instructions (docs/PERF.md, sm80 v5).
     template <bool TAIL>
     __device__ __forceinline__ void load(uint32_t slot_addr)
     {
-        if (!TAIL && all_rows) {
-#pragma unroll
-            for (int i = 0; i < C::A_PASSES; ++i) {
-                lgh_cp_async_16_whole(slot_addr + dst + i * C::ROWS_PER_PASS * C::KB_BYTES, a[i]);
-                a[i] += C::KB_BYTES;
-            }
-#pragma unroll
-            for (int i = 0; i < C::B_PASSES; ++i) {
-                lgh_cp_async_16_whole(slot_addr + C::A_BYTES + dst + i * C::ROWS_PER_PASS * C::KB_BYTES, b[i]);
-                b[i] += C::KB_BYTES;
-            }
-            k_left -= C::KB_BYTES;
-            return;
-        }
         const uint32_t bytes = !TAIL || k_left >= 16 ? 16u : (k_left > 0 ? (uint32_t)k_left : 0u);
 #pragma unroll
         for (int i = 0; i < C::A_PASSES; ++i) {

@@ -27,13 +27,6 @@ __device__ __forceinline__ void lgh_cp_async_16(uint32_t dst, const void *src, u
                  : "memory");
 }
 
-// As lgh_cp_async_16 for a chunk known to lie wholly inside the source (no source size:
-// no predicate to compute per copy).
-__device__ __forceinline__ void lgh_cp_async_16_whole(uint32_t dst, const void *src)
-{
-    asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16;\n" ::"r"(dst), "l"(src) : "memory");
-}
-
 // Closes the thread's current group of copies (one pipeline stage). An empty group is
 // legal and completes at once, which keeps the group count in step with the stages.
 __device__ __forceinline__ void lgh_cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
