@@ -1,7 +1,7 @@
 // mma_sync_peak: the throughput ceiling of mma.sync on this GPU, with no memory traffic —
 // what the sm80 engine's main loop could reach at best (docs/PERF.md, sm80 v4).
 //
-//   nvcc -O3 -std=c++17 -gencode arch=compute_90,code=sm_90 -gencode arch=compute_89,code=sm_89 \
+//   nvcc -O3 -std=c++17 -Isrc/cuda -gencode arch=compute_90,code=sm_90 -gencode arch=compute_89,code=sm_89 \
 //        -o build/mma_sync_peak bench/micro/mma_sync_peak.cu && build/mma_sync_peak
 //
 // Each warp runs ITERS rounds of 32 independent m16n8k8 tf32 (or m16n8k16 bf16) mma on
@@ -10,6 +10,8 @@
 #include <cstdio>
 #include <cstdint>
 #include <cuda_runtime.h>
+
+#include "ptx/mma_sm80.cuh" // the engine's own mma wrappers
 
 constexpr int ITERS = 4096;
 
@@ -26,16 +28,8 @@ __global__ void peak(float *out, uint32_t seed)
         for (int i = 0; i < 4; ++i)
 #pragma unroll
             for (int j = 0; j < 8; ++j) {
-                float *d = acc[i][j];
-                if (BF16) {
-                    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-                                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-                                 : "r"(a[i][0]), "r"(a[i][1]), "r"(a[i][2]), "r"(a[i][3]), "r"(b[j][0]), "r"(b[j][1]));
-                } else {
-                    asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-                                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-                                 : "r"(a[i][0]), "r"(a[i][1]), "r"(a[i][2]), "r"(a[i][3]), "r"(b[j][0]), "r"(b[j][1]));
-                }
+                if (BF16) lgh_mma_m16n8k16_bf16(acc[i][j], a[i], b[j]);
+                else lgh_mma_m16n8k8_tf32(acc[i][j], a[i], b[j]);
             }
     }
     float s = 0.f;
