@@ -13,13 +13,15 @@
 // A cluster is CN CTAs along N times CM along M; the CTAs of a cluster row share the x
 // tile and those of a cluster column the W tile (multicast, see the main loop). Groups
 // wider than the tile (GS = 256 here and group size 512 or 1024) span the CN = 2 or 4 CTAs
-// of a cluster row: each CTA sends its rows' partial (mean, M2) over 256 channels into
-// the shared memory of every other CTA of its row and arrives on that CTA's mbarrier; each
-// then combines the CN partials in order (Chan), so all CTAs normalise with the same
-// statistics. The exchange buffers and barriers alternate between two sets by tile parity;
-// a CTA can only reuse a set after every peer has arrived on the other one, which they do
-// after reading it. Which clusters the engine forms, and why most shapes run without one:
-// docs/PERF.md, sm90 v3.
+// of a cluster row, which exchange their rows' partial (mean, M2) over 256 channels and
+// each combine the CN partials in order (Chan), so all CTAs normalise with the same
+// statistics. By default the cluster row is a software cluster (vcluster: consecutive
+// CTAs of a cooperative launch, no cluster launch) exchanging through global memory
+// (lgh_sm90_exchange_stats_global); with a hardware cluster each CTA writes its partials
+// into the shared memory of every peer and arrives on that CTA's mbarrier
+// (lgh_sm90_exchange_stats). Either way the exchange buffers alternate between two sets by
+// tile parity; a CTA can only reuse a set after every peer has read it. Which clusters the
+// engine forms, and why: docs/PERF.md, sm90 v3 and v5.
 //
 // Unit mode (subtiles > 1): a group wider than the cluster can take (more than 4 tiles, or
 // a span that is not a power of two) is done by one CTA, tile after tile: its running
