@@ -96,7 +96,7 @@ struct lgh_sm90_params {
     int release;    // CTAs a consumer warp releases each slot to (cluster size with multicast, else 1)
     int tiles;      // m_tiles * n_tiles
     int band;       // cluster tiles along M per band of the tile order (LGH_SM90_BAND M-blocks)
-    // Software clusters (exchange through global memory; opt-in, see engine_sm90.cu): with
+    // Software clusters (exchange through global memory; the default for groups spanning CTAs, see engine_sm90.cu): with
     // vcluster > 1 the launch has no hardware cluster and CTAs 2q .. 2q + vcluster - 1 act
     // as one cluster row of vcluster CTAs, exchanging statistics through xchg (float2
     // partials, [cluster][tile parity][rank][BM rows]) and xchg_flags (one counter per CTA,
