@@ -28,6 +28,7 @@
 
 #include "ptx/cp_async.cuh"
 #include "ptx/mma_sm80.cuh"
+#include "ptx/tf32.cuh"
 
 // One tile configuration. BM = WARPS_M * WM, BN = WARPS_N * WN. SM90_ONLY: a configuration
 // whose ring only fits Hopper's shared memory (228 KB per SM) at the occupancy it is meant
@@ -95,18 +96,6 @@ __device__ __forceinline__ uint32_t lgh_sm80_swizzle(uint32_t row)
 // Per element type: the k-step multiply of one warp on raw fragments from ldmatrix.
 template <typename T, bool SPLIT3 = false> struct lgh_sm80_op;
 
-__device__ __forceinline__ uint32_t lgh_sm80_tf32_hi(uint32_t f) { return f & 0xffffe000u; }
-__device__ __forceinline__ float lgh_sm80_tf32_lo(uint32_t f, uint32_t hi)
-{
-    return __uint_as_float(f) - __uint_as_float(hi);
-}
-// Two floats as one bfloat16 pair register: lo in the low half (the lower k index).
-__device__ __forceinline__ uint32_t lgh_sm80_bf16x2(float lo, float hi)
-{
-    const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-    return *reinterpret_cast<const uint32_t *>(&v);
-}
-
 // SPLIT3 = false: tf32. SPLIT3 = true: 3xtf32 — each operand split exactly into a high
 // part (its top 19 bits: a tf32) and the remainder; acc += a_lo·b_hi + a_hi·b_lo (small
 // products first) + a_hi·b_hi.
@@ -136,13 +125,13 @@ template <bool SPLIT3> struct lgh_sm80_op<float, SPLIT3> {
 #pragma unroll
                 for (int i = 0; i < MI; ++i)
 #pragma unroll
-                    for (int q = 0; q < 4; ++q) a[i][q] = lgh_tf32_round(a[i][q]);
+                    for (int q = 0; q < 4; ++q) a[i][q] = lgh_cvt_rna_tf32(__uint_as_float(a[i][q]));
             }
             if (round_b) {
 #pragma unroll
                 for (int j = 0; j < NI; ++j) {
-                    b[j][0] = lgh_tf32_round(b[j][0]);
-                    b[j][1] = lgh_tf32_round(b[j][1]);
+                    b[j][0] = lgh_cvt_rna_tf32(__uint_as_float(b[j][0]));
+                    b[j][1] = lgh_cvt_rna_tf32(__uint_as_float(b[j][1]));
                 }
             }
 #pragma unroll
@@ -157,9 +146,9 @@ template <bool SPLIT3> struct lgh_sm80_op<float, SPLIT3> {
             for (int j = 0; j < NI; ++j)
 #pragma unroll
                 for (int q = 0; q < 2; ++q) {
-                    const uint32_t hi = lgh_sm80_tf32_hi(b[j][q]);
-                    const float lo = lgh_sm80_tf32_lo(b[j][q], hi);
-                    bx[j][q] = LGH_SM80_3XTF32_BF16 ? lgh_sm80_bf16x2(__uint_as_float(hi), lo) : __float_as_uint(lo);
+                    const uint32_t hi = lgh_tf32_hi_bits(b[j][q]);
+                    const float lo = lgh_tf32_lo(__uint_as_float(b[j][q]));
+                    bx[j][q] = LGH_SM80_3XTF32_BF16 ? lgh_bf16x2(__uint_as_float(hi), lo) : __float_as_uint(lo);
                     b[j][q] = hi;
                 }
 #pragma unroll
@@ -168,9 +157,9 @@ template <bool SPLIT3> struct lgh_sm80_op<float, SPLIT3> {
                 uint32_t ahi[4], ax[4];
 #pragma unroll
                 for (int q = 0; q < 4; ++q) {
-                    ahi[q] = lgh_sm80_tf32_hi(a[i][q]);
-                    const float lo = lgh_sm80_tf32_lo(a[i][q], ahi[q]);
-                    ax[q] = LGH_SM80_3XTF32_BF16 ? lgh_sm80_bf16x2(lo, __uint_as_float(ahi[q])) : __float_as_uint(lo);
+                    ahi[q] = lgh_tf32_hi_bits(a[i][q]);
+                    const float lo = lgh_tf32_lo(__uint_as_float(a[i][q]));
+                    ax[q] = LGH_SM80_3XTF32_BF16 ? lgh_bf16x2(lo, __uint_as_float(ahi[q])) : __float_as_uint(lo);
                 }
 #pragma unroll
                 for (int j = 0; j < NI; ++j) {

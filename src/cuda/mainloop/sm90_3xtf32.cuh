@@ -45,6 +45,7 @@
 #include "ptx/barrier.cuh"
 #include "ptx/cluster.cuh"
 #include "ptx/mbarrier.cuh"
+#include "ptx/tf32.cuh"
 #include "ptx/tma.cuh"
 #include "ptx/wgmma.cuh"
 
@@ -122,27 +123,6 @@ __device__ __forceinline__ void lgh_sm90_x3_produce_tile(lgh_sm90_ring3 *r, lgh_
         lgh_tma_load_2d(r->b[pos.slot], map_w, &r->full[pos.slot], kb * BK, n0);
         pos.advance();
     }
-}
-
-// The tf32 remainder of v: v minus v truncated to tf32 (exact), rounded to tf32 (so that
-// the tensor core's truncation of it changes nothing).
-__device__ __forceinline__ uint32_t lgh_tf32_lo_bits(float v)
-{
-    const float hi = __uint_as_float(__float_as_uint(v) & 0xffffe000u);
-    uint32_t r;
-    asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(r) : "f"(v - hi));
-    return r;
-}
-
-// v minus v truncated to tf32 (exact in float32): the part of W the tf32 product misses.
-__device__ __forceinline__ float lgh_tf32_lo(float v) { return v - __uint_as_float(__float_as_uint(v) & 0xffffe000u); }
-
-// Two floats as bf16x2 (round to nearest even), a in the low half (the lower k).
-__device__ __forceinline__ uint32_t lgh_bf16x2(float a, float b)
-{
-    uint32_t r;
-    asm("cvt.rn.bf16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(b), "f"(a));
-    return r;
 }
 
 // Splitter thread t (0 .. 95): W_lo for the K-blocks of one tile. The loads wait on the
@@ -225,7 +205,7 @@ __device__ __forceinline__ void lgh_sm90_x3_load_a(uint32_t row_addr, uint32_t s
         for (int e = 0; e < 4; ++e) {
             float v;
             asm volatile("ld.shared.f32 %0, [%1];\n" : "=f"(v) : "r"(lgh_sm90_a_frag_addr(row_addr, sw, s, e)));
-            if (WANT_HI) hi[4 * s + e] = __float_as_uint(v) & 0xffffe000u;
+            if (WANT_HI) hi[4 * s + e] = lgh_tf32_hi_bits(__float_as_uint(v));
             lo[4 * s + e] = lgh_tf32_lo_bits(v);
         }
     }

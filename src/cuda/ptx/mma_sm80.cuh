@@ -1,5 +1,4 @@
-// Warp-level tensor-core instructions of sm_80 and up (mma.sync, ldmatrix, the tf32
-// conversion): what the sm80 main loop (src/cuda/mainloop/sm80_cp_async_mma.cuh) issues.
+// Warp-level tensor-core instructions of sm_80 and up (mma.sync, ldmatrix): what the sm80 main loop (src/cuda/mainloop/sm80_cp_async_mma.cuh) issues.
 //
 // Fragments (g = lane / 4, t = lane % 4), all registers 32-bit:
 //   tf32 m16n8k8:   a[0] = A[g][t], a[1] = A[g+8][t], a[2] = A[g][t+4], a[3] = A[g+8][t+4];
@@ -23,17 +22,6 @@ __device__ __forceinline__ void lgh_ldmatrix_x4(uint32_t (&r)[4], uint32_t smem_
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                  : "r"(smem_addr));
-}
-
-// float -> tf32, rounded to nearest (ties away), for a tf32 mma operand. mma.sync on raw
-// float bits would truncate the low 13 mantissa bits, a bias toward zero. The low 13 bits
-// of the result are unspecified (on sm_80 .. sm_90 ptxas adds half an ulp and leaves
-// them): mask them off before using the result as a float.
-__device__ __forceinline__ uint32_t lgh_tf32_round(uint32_t f)
-{
-    uint32_t r;
-    asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(r) : "f"(__uint_as_float(f)));
-    return r;
 }
 
 // d += a * b, tf32 inputs, float32 accumulators.

@@ -12,6 +12,8 @@
 
 #include <stdint.h>
 
+#include "ptx/tf32.cuh" // lgh_cvt_rna_tf32 for the tf32 A operands in registers
+
 // Descriptor of a K-major operand tile in shared memory written by TMA with 128-byte
 // swizzle: rows of 128 bytes, 8-row swizzle atoms 1024 bytes apart (the stride byte
 // offset); the leading byte offset is unused for this layout. The tile must start on a
@@ -166,15 +168,6 @@ __device__ __forceinline__ void lgh_wgmma_m64n256k16_f16(float (&d)[128], uint64
 // ("_rs"), thread t = 32w + l of the warpgroup passes, for its rows r = 16w + l/4 and r + 8
 // and q = l % 4: a0 = A[r][q], a1 = A[r+8][q], a2 = A[r][q+4], a3 = A[r+8][q+4] (tf32 bits in
 // .b32 registers; tf32 A from registers must be K-major, as it is here).
-
-// float32 -> tf32 bits, rounded to nearest (ties away), for an A operand passed in registers:
-// the tensor core itself would truncate the low 13 bits of a float32 operand.
-__device__ __forceinline__ uint32_t lgh_cvt_rna_tf32(float v)
-{
-    uint32_t r;
-    asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(r) : "f"(v));
-    return r;
-}
 
 // D[64x256] (+)= A[64x8] * B[256x8]^T, tf32; A from registers, B K-major in shared memory.
 __device__ __forceinline__ void lgh_wgmma_m64n256k8_tf32_rs(float (&d)[128], uint32_t a0, uint32_t a1, uint32_t a2,
