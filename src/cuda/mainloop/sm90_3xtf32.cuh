@@ -203,8 +203,7 @@ __device__ __forceinline__ void lgh_sm90_x3_load_a(uint32_t row_addr, uint32_t s
     for (int s = 0; s < 4; ++s) {
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
-            float v;
-            asm volatile("ld.shared.f32 %0, [%1];\n" : "=f"(v) : "r"(lgh_sm90_a_frag_addr(row_addr, sw, s, e)));
+            const float v = lgh_sm90_load_a_elem(row_addr, sw, s, e);
             if (WANT_HI) hi[4 * s + e] = lgh_tf32_hi_bits(__float_as_uint(v));
             lo[4 * s + e] = lgh_tf32_lo_bits(v);
         }
@@ -226,7 +225,7 @@ __device__ __forceinline__ void lgh_sm90_x3_load_a_bf16(uint32_t row_addr, uint3
         float v[4], h[4];
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
-            asm volatile("ld.shared.f32 %0, [%1];\n" : "=f"(v[e]) : "r"(lgh_sm90_a_frag_addr(row_addr, sw, s, e)));
+            v[e] = lgh_sm90_load_a_elem(row_addr, sw, s, e);
             hi[4 * s + e] = lgh_cvt_rna_tf32(v[e]);
             h[e] = __uint_as_float(hi[4 * s + e]);
         }

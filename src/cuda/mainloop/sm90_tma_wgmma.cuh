@@ -247,6 +247,15 @@ __device__ __forceinline__ uint32_t lgh_sm90_a_frag_addr(uint32_t row_addr, uint
     return row_addr + (uint32_t)(e & 1) * 1024u + ((chunk ^ sw) << 4);
 }
 
+// Element e of k-step s of the thread's tf32 A fragment, as a float (lgh_sm90_a_frag_addr).
+// The tf32 and 3xtf32 consumers load their fragments with it and convert them.
+__device__ __forceinline__ float lgh_sm90_load_a_elem(uint32_t row_addr, uint32_t sw, int s, int e)
+{
+    float v;
+    asm volatile("ld.shared.f32 %0, [%1];\n" : "=f"(v) : "r"(lgh_sm90_a_frag_addr(row_addr, sw, s, e)));
+    return v;
+}
+
 // The float32 consumer with A rounded: as lgh_sm90_consume_tile<float>, but x comes from
 // shared memory into registers, rounded to nearest tf32 (cvt.rna), and the multiply takes A
 // from registers. The tensor core truncates a float32 operand read from shared memory; the
@@ -270,14 +279,9 @@ __device__ __forceinline__ void lgh_sm90_consume_tile_tf32_rna(lgh_sm90_ring *r,
         lgh_mbar_wait(&r->full[pos.slot], pos.parity);
         const uint32_t row_addr = a_base + pos.slot * LGH_SM90_A_BYTES;
 #pragma unroll
-        for (int s = 0; s < 4; ++s) {
+        for (int s = 0; s < 4; ++s)
 #pragma unroll
-            for (int e = 0; e < 4; ++e) {
-                float v;
-                asm volatile("ld.shared.f32 %0, [%1];\n" : "=f"(v) : "r"(lgh_sm90_a_frag_addr(row_addr, sw, s, e)));
-                a[4 * s + e] = lgh_cvt_rna_tf32(v);
-            }
-        }
+            for (int e = 0; e < 4; ++e) a[4 * s + e] = lgh_cvt_rna_tf32(lgh_sm90_load_a_elem(row_addr, sw, s, e));
         const uint32_t b_addr = b_base + pos.slot * LGH_SM90_B_BYTES;
         lgh_wgmma_fence();
 #pragma unroll
