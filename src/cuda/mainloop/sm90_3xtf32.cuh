@@ -45,6 +45,7 @@
 #include "ptx/barrier.cuh"
 #include "ptx/cluster.cuh"
 #include "ptx/mbarrier.cuh"
+#include "ptx/smem.cuh"
 #include "ptx/tf32.cuh"
 #include "ptx/tma.cuh"
 #include "ptx/wgmma.cuh"
@@ -146,33 +147,24 @@ __device__ __forceinline__ void lgh_sm90_x3_split_tile(lgh_sm90_ring3 *r, lgh_sm
         for (int i = t; i < 4 * LGH_SM90_BN; i += LGH_SM90_X3_SPLITTERS) {
             const uint32_t n = (uint32_t)i % LGH_SM90_BN, g = (uint32_t)i / LGH_SM90_BN, sw = n & 7u;
             float v[8];
-            asm volatile("ld.shared.v4.f32 {%0, %1, %2, %3}, [%4];\n"
-                         : "=f"(v[0]), "=f"(v[1]), "=f"(v[2]), "=f"(v[3])
-                         : "r"(src + n * 128 + (((2 * g) ^ sw) << 4)));
-            asm volatile("ld.shared.v4.f32 {%0, %1, %2, %3}, [%4];\n"
-                         : "=f"(v[4]), "=f"(v[5]), "=f"(v[6]), "=f"(v[7])
-                         : "r"(src + n * 128 + (((2 * g + 1) ^ sw) << 4)));
+            lgh_lds_f32x4(src + n * 128 + (((2 * g) ^ sw) << 4), &v[0]);
+            lgh_lds_f32x4(src + n * 128 + (((2 * g + 1) ^ sw) << 4), &v[4]);
             uint32_t hi[4], lo[4];
 #pragma unroll
             for (int j = 0; j < 4; ++j) { // k order v0 v4 v1 v5 v2 v6 v3 v7 (lgh_sm90_x3_load_a_bf16)
                 hi[j] = lgh_bf16x2(v[j], v[j + 4]);
                 lo[j] = lgh_bf16x2(lgh_tf32_lo(v[j]), lgh_tf32_lo(v[j + 4]));
             }
-            asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(dst + n * 128 + ((g ^ sw) << 4)),
-                         "r"(hi[0]), "r"(hi[1]), "r"(hi[2]), "r"(hi[3]) : "memory");
-            asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(dst + n * 128 + (((4 + g) ^ sw) << 4)),
-                         "r"(lo[0]), "r"(lo[1]), "r"(lo[2]), "r"(lo[3]) : "memory");
+            lgh_sts_b32x4(dst + n * 128 + ((g ^ sw) << 4), hi[0], hi[1], hi[2], hi[3]);
+            lgh_sts_b32x4(dst + n * 128 + (((4 + g) ^ sw) << 4), lo[0], lo[1], lo[2], lo[3]);
         }
 #else
 #pragma unroll UNROLL
         for (int i = t; i < CHUNKS; i += LGH_SM90_X3_SPLITTERS) {
-            float v0, v1, v2, v3;
-            asm volatile("ld.shared.v4.f32 {%0, %1, %2, %3}, [%4];\n"
-                         : "=f"(v0), "=f"(v1), "=f"(v2), "=f"(v3)
-                         : "r"(src + 16 * i));
-            asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(dst + 16 * i), "r"(lgh_tf32_lo_bits(v0)),
-                         "r"(lgh_tf32_lo_bits(v1)), "r"(lgh_tf32_lo_bits(v2)), "r"(lgh_tf32_lo_bits(v3))
-                         : "memory");
+            float v[4];
+            lgh_lds_f32x4(src + 16 * i, v);
+            lgh_sts_b32x4(dst + 16 * i, lgh_tf32_lo_bits(v[0]), lgh_tf32_lo_bits(v[1]), lgh_tf32_lo_bits(v[2]),
+                          lgh_tf32_lo_bits(v[3]));
         }
 #endif
         lgh_fence_proxy_async_smem();

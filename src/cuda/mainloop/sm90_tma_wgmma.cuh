@@ -26,6 +26,7 @@
 
 #include "ptx/cluster.cuh"
 #include "ptx/mbarrier.cuh"
+#include "ptx/smem.cuh"
 #include "ptx/tma.cuh"
 #include "ptx/wgmma.cuh"
 
@@ -251,9 +252,7 @@ __device__ __forceinline__ uint32_t lgh_sm90_a_frag_addr(uint32_t row_addr, uint
 // The tf32 and 3xtf32 consumers load their fragments with it and convert them.
 __device__ __forceinline__ float lgh_sm90_load_a_elem(uint32_t row_addr, uint32_t sw, int s, int e)
 {
-    float v;
-    asm volatile("ld.shared.f32 %0, [%1];\n" : "=f"(v) : "r"(lgh_sm90_a_frag_addr(row_addr, sw, s, e)));
-    return v;
+    return lgh_lds_f32(lgh_sm90_a_frag_addr(row_addr, sw, s, e));
 }
 
 // The float32 consumer with A rounded: as lgh_sm90_consume_tile<float>, but x comes from
