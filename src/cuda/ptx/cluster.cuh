@@ -1,4 +1,4 @@
-// Thread-block clusters and distributed shared memory (sm_90): rank queries, the
+// Thread-block clusters and distributed shared memory (sm_90): the cluster size, the
 // cluster-wide barrier, and stores into another CTA's shared memory.
 //
 // The sm90 kernel covers a group wider than one CTA tile with a cluster along N; its CTAs
@@ -7,28 +7,6 @@
 #pragma once
 
 #include <stdint.h>
-
-__device__ __forceinline__ uint32_t lgh_cluster_rank()
-{
-    uint32_t r;
-    asm volatile("mov.u32 %0, %%cluster_ctarank;\n" : "=r"(r));
-    return r;
-}
-
-// Index of this CTA's cluster in the grid (x), and the number of clusters (x): blockIdx and
-// gridDim counted in clusters (equal to them when the launch has no cluster).
-__device__ __forceinline__ uint32_t lgh_cluster_id_x()
-{
-    uint32_t r;
-    asm volatile("mov.u32 %0, %%clusterid.x;\n" : "=r"(r));
-    return r;
-}
-__device__ __forceinline__ uint32_t lgh_cluster_count_x()
-{
-    uint32_t r;
-    asm volatile("mov.u32 %0, %%nclusterid.x;\n" : "=r"(r));
-    return r;
-}
 
 __device__ __forceinline__ uint32_t lgh_cluster_size()
 {
