@@ -16,10 +16,11 @@
 //
 // Pipeline (one CTA barrier per K-block): the prologue issues K-blocks 0 .. STAGES-2; at
 // K-block kb every thread waits for its own copies of kb, the CTA meets (so all copies
-// of kb have landed and every warp is done reading slot kb-1), each warp loads its first
-// k-step's fragments of slot kb, then issues K-block kb + STAGES - 1 into slot kb-1 and
-// multiplies slot kb, loading the next k-step's fragments while it multiplies one. Copies
-// beyond K, M or N are zero-filled (cp.async src-size), so tails need no other masking.
+// of kb have landed and every warp is done reading slot kb-1), each warp issues K-block
+// kb + STAGES - 1 into slot kb-1 (3xtf32: after loading its first k-step's fragments; see
+// lgh_sm80_copy_at) and multiplies slot kb, loading the next k-step's fragments while it
+// multiplies one, and last advances its copy addresses. Copies beyond K, M or N are
+// zero-filled (cp.async src-size), so tails need no other masking.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -76,15 +77,29 @@ __device__ __forceinline__ uint32_t lgh_sm80_swizzle(uint32_t row)
 }
 
 // tf32 operands. mma.sync ignores the low 13 mantissa bits of a float (truncation, as
-// wgmma on TMA-loaded floats does); rounding to the nearest tf32 (cvt.rna: two instructions
-// per register on sm_80 .. sm_90) removes that bias. Simulated on the reference problem
+// wgmma on TMA-loaded floats does); rounding to the nearest tf32 (lgh_tf32_round: one
+// instruction per register on sm_90, two on sm_80/89) removes that bias. Simulated on the reference problem
 // (relative error of y): truncating both operands 4.0e-4, rounding both 2.1e-4, rounding
 // one 2.8e-4 — PyTorch's own TF32 figure. 1 (default) rounds the operand with fewer
 // fragment registers per k-step (x's when equal), 2 both, 0 neither. The rounding is
-// about a sixth (one operand) or a third (both) of the main loop's instructions, which
-// matters only where mma.sync is fast enough for instruction issue to be a limit (Hopper).
+// on the k-step's ldmatrix -> mma chain, which matters only where mma.sync is fast enough
+// for that chain to be a limit (Hopper).
 #ifndef LGH_SM80_TF32_ROUND
 #define LGH_SM80_TF32_ROUND 1
+#endif
+
+// Where in a K-block its warp issues the copies of the K-block STAGES - 1 ahead:
+//   -2: first, right after the barrier (the default, except for 3xtf32);
+//   -1: right after the first k-step's fragment loads, whose latency then overlaps the
+//       copies' issue (the default for 3xtf32);
+//   s >= 0: after the products of k-step s (spills at 64 x 64 warp tiles: not shipped).
+// Measured on the H100 (docs/PERF.md, sm80 v6): -2 leaves the copies no ldmatrix address
+// register to wait for and keeps the 16-bit kernels of cfg4 below 255 registers (at -1
+// they spill); 3xtf32 runs 3-5 % faster at -1. Defining the macro forces one place for all.
+#ifdef LGH_SM80_COPY_AT
+template <bool SPLIT3> constexpr int lgh_sm80_copy_at = LGH_SM80_COPY_AT;
+#else
+template <bool SPLIT3> constexpr int lgh_sm80_copy_at = SPLIT3 ? -1 : -2;
 #endif
 
 // 3xtf32: 1 (default) computes the two small cross products in bfloat16, 0 as two more
@@ -125,13 +140,13 @@ template <bool SPLIT3> struct lgh_sm80_op<float, SPLIT3> {
 #pragma unroll
                 for (int i = 0; i < MI; ++i)
 #pragma unroll
-                    for (int q = 0; q < 4; ++q) a[i][q] = lgh_cvt_rna_tf32(__uint_as_float(a[i][q]));
+                    for (int q = 0; q < 4; ++q) a[i][q] = lgh_tf32_round(__uint_as_float(a[i][q]));
             }
             if (round_b) {
 #pragma unroll
                 for (int j = 0; j < NI; ++j) {
-                    b[j][0] = lgh_cvt_rna_tf32(__uint_as_float(b[j][0]));
-                    b[j][1] = lgh_cvt_rna_tf32(__uint_as_float(b[j][1]));
+                    b[j][0] = lgh_tf32_round(__uint_as_float(b[j][0]));
+                    b[j][1] = lgh_tf32_round(__uint_as_float(b[j][1]));
                 }
             }
 #pragma unroll
@@ -210,16 +225,23 @@ struct lgh_sm80_operands {
 
 // This thread's share of the copies of every slot: CHUNKS threads cover one row, a pass
 // of the CTA covers ROWS_PER_PASS rows, and a thread copies the same chunk column of
-// rows ROWS_PER_PASS apart. Its source pointers advance by one K-block per load, so a
+// rows ROWS_PER_PASS apart. Its source addresses advance by one K-block per load, so a
 // load costs a 64-bit add and a copy per chunk. Rows outside the matrix point at its last
-// row and copy nothing; past K the pointers run up to KB_BYTES beyond a row but copy
+// row and copy nothing; past K the addresses run up to KB_BYTES beyond a row but copy
 // nothing either (src-size 0 reads no byte).
+//
+// The addresses advance in a step of their own (advance()), which the main loop takes at
+// the end of a K-block, after its products, not right after the copies: a cp.async reads
+// its address register late (when the load/store unit takes it), so an add that
+// overwrites the register right after the copy waits for that read (long scoreboard).
+// With 16 copies in a row those waits were ~13 % of the warps' stall samples on the H100
+// (docs/PERF.md, sm80 v6); a K-block later the copies have long read their registers.
 template <typename C>
 struct lgh_sm80_loader {
-    const char *a[C::A_PASSES], *b[C::B_PASSES];
+    uint64_t a[C::A_PASSES], b[C::B_PASSES]; // global addresses of the next K-block's chunks
     uint32_t a_valid, b_valid; // bit i: pass i's row is inside the matrix
     uint32_t dst;              // offset of its first chunk inside a slot's A tile
-    int k_left;                // bytes of K from its chunk at the current K-block
+    int k_left;                // bytes of K from its chunk at the next K-block
 
     __device__ __forceinline__ void init(const lgh_sm80_operands &op)
     {
@@ -230,13 +252,13 @@ struct lgh_sm80_loader {
         for (int i = 0; i < C::A_PASSES; ++i) {
             const int r = row + i * C::ROWS_PER_PASS;
             if (r < op.rows_a) a_valid |= 1u << i;
-            a[i] = op.a + (int64_t)min(r, op.rows_a - 1) * op.lda + chunk * 16;
+            a[i] = reinterpret_cast<uint64_t>(op.a) + (int64_t)min(r, op.rows_a - 1) * op.lda + chunk * 16;
         }
 #pragma unroll
         for (int i = 0; i < C::B_PASSES; ++i) {
             const int r = row + i * C::ROWS_PER_PASS;
             if (r < op.rows_b) b_valid |= 1u << i;
-            b[i] = op.b + (int64_t)min(r, op.rows_b - 1) * op.ldb + chunk * 16;
+            b[i] = reinterpret_cast<uint64_t>(op.b) + (int64_t)min(r, op.rows_b - 1) * op.ldb + chunk * 16;
         }
         dst = row * C::KB_BYTES + ((chunk ^ lgh_sm80_swizzle<C::CHUNKS>(row)) << 4);
         k_left = op.k_bytes - chunk * 16;
@@ -246,21 +268,26 @@ struct lgh_sm80_loader {
     // TAIL: the last K-block, whose chunks may be partly or wholly past K; before it every
     // chunk is whole, and a copy is all or nothing (cheaper: no source-size arithmetic).
     template <bool TAIL>
-    __device__ __forceinline__ void load(uint32_t slot_addr)
+    __device__ __forceinline__ void load(uint32_t slot_addr) const
     {
         const uint32_t bytes = !TAIL || k_left >= 16 ? 16u : (k_left > 0 ? (uint32_t)k_left : 0u);
 #pragma unroll
-        for (int i = 0; i < C::A_PASSES; ++i) {
-            lgh_cp_async_16(slot_addr + dst + i * C::ROWS_PER_PASS * C::KB_BYTES, a[i],
+        for (int i = 0; i < C::A_PASSES; ++i)
+            lgh_cp_async_16(slot_addr + dst + i * C::ROWS_PER_PASS * C::KB_BYTES, reinterpret_cast<const void *>(a[i]),
                             (a_valid >> i) & 1u ? bytes : 0u);
-            a[i] += C::KB_BYTES;
-        }
 #pragma unroll
-        for (int i = 0; i < C::B_PASSES; ++i) {
-            lgh_cp_async_16(slot_addr + C::A_BYTES + dst + i * C::ROWS_PER_PASS * C::KB_BYTES, b[i],
-                            (b_valid >> i) & 1u ? bytes : 0u);
-            b[i] += C::KB_BYTES;
-        }
+        for (int i = 0; i < C::B_PASSES; ++i)
+            lgh_cp_async_16(slot_addr + C::A_BYTES + dst + i * C::ROWS_PER_PASS * C::KB_BYTES,
+                            reinterpret_cast<const void *>(b[i]), (b_valid >> i) & 1u ? bytes : 0u);
+    }
+
+    // Moves on to the next K-block (after a load; see above for where).
+    __device__ __forceinline__ void advance()
+    {
+#pragma unroll
+        for (int i = 0; i < C::A_PASSES; ++i) a[i] += C::KB_BYTES;
+#pragma unroll
+        for (int i = 0; i < C::B_PASSES; ++i) b[i] += C::KB_BYTES;
         k_left -= C::KB_BYTES;
     }
 };
@@ -306,6 +333,7 @@ __device__ __forceinline__ void lgh_sm80_mainloop(uint32_t ring, const lgh_sm80_
         if (s < op.k_blocks - 1) ld.template load<false>(ring + s * C::STAGE_BYTES);
         else if (s == op.k_blocks - 1) ld.template load<true>(ring + s * C::STAGE_BYTES);
         lgh_cp_async_commit();
+        ld.advance();
     }
 
     // One k-step's fragments of the slot at shared address `base`.
@@ -330,38 +358,38 @@ __device__ __forceinline__ void lgh_sm80_mainloop(uint32_t ring, const lgh_sm80_
     for (int kb = 0; kb < op.k_blocks; ++kb) {
         lgh_cp_async_wait<C::STAGES - 2>();
         __syncthreads();
-        // The first k-step's fragments before the copies: their latency then overlaps the
-        // copies' issue instead of delaying the first mma after the barrier.
+        // The next copies go where lgh_sm80_copy_at says (see above).
+        constexpr int copy_at = lgh_sm80_copy_at<SPLIT3>;
+        const int next = kb + C::STAGES - 1;
+        auto copies = [&]() {
+            if (next < op.k_blocks - 1) ld.template load<false>(ring + fill * C::STAGE_BYTES);
+            else if (next == op.k_blocks - 1) ld.template load<true>(ring + fill * C::STAGE_BYTES);
+            lgh_cp_async_commit();
+        };
+        if (copy_at == -2) copies();
         const uint32_t base = ring + slot * C::STAGE_BYTES;
         uint32_t a[2][C::MI][4], b[2][C::NI][2]; // by k-step parity
         fragments(a[0], b[0], base, 0);
+        if (copy_at == -1) copies();
 
-        const int next = kb + C::STAGES - 1;
-        if (next < op.k_blocks - 1) ld.template load<false>(ring + fill * C::STAGE_BYTES);
-        else if (next == op.k_blocks - 1) ld.template load<true>(ring + fill * C::STAGE_BYTES);
-        lgh_cp_async_commit();
-
-        if constexpr (!SPLIT3) {
+        // SPLIT3: the K-block's products into a fresh tile, then round-to-nearest adds (see
+        // lgh_sm80_op<float, true>).
+        float part[SPLIT3 ? C::MI : 1][SPLIT3 ? 4 * C::NI : 1];
+        if constexpr (SPLIT3) lgh_sm80_zero<C>(part);
 #pragma unroll
-            for (int s = 0; s < C::K_STEPS; ++s) {
-                if (s + 1 < C::K_STEPS) fragments(a[(s + 1) & 1], b[(s + 1) & 1], base, s + 1);
-                lgh_sm80_op<T, SPLIT3>::template step<C::MI, C::NI>(acc, a[s & 1], b[s & 1]);
-            }
-        } else {
-            // The K-block's products into a fresh tile, then round-to-nearest adds (see
-            // lgh_sm80_op<float, true>).
-            float part[C::MI][4 * C::NI];
-            lgh_sm80_zero<C>(part);
-#pragma unroll
-            for (int s = 0; s < C::K_STEPS; ++s) {
-                if (s + 1 < C::K_STEPS) fragments(a[(s + 1) & 1], b[(s + 1) & 1], base, s + 1);
-                lgh_sm80_op<T, SPLIT3>::template step<C::MI, C::NI>(part, a[s & 1], b[s & 1]);
-            }
+        for (int s = 0; s < C::K_STEPS; ++s) {
+            if (s + 1 < C::K_STEPS) fragments(a[(s + 1) & 1], b[(s + 1) & 1], base, s + 1);
+            if constexpr (SPLIT3) lgh_sm80_op<T, true>::template step<C::MI, C::NI>(part, a[s & 1], b[s & 1]);
+            else lgh_sm80_op<T, false>::template step<C::MI, C::NI>(acc, a[s & 1], b[s & 1]);
+            if (s == (copy_at < C::K_STEPS ? copy_at : C::K_STEPS - 1)) copies();
+        }
+        if constexpr (SPLIT3) {
 #pragma unroll
             for (int i = 0; i < C::MI; ++i)
 #pragma unroll
                 for (int q = 0; q < 4 * C::NI; ++q) acc[i][q] += part[i][q];
         }
+        ld.advance(); // this K-block's copies were issued long ago (see lgh_sm80_loader)
         slot = slot + 1 == C::STAGES ? 0 : slot + 1;
         fill = fill + 1 == C::STAGES ? 0 : fill + 1;
     }

@@ -218,7 +218,7 @@ __device__ __forceinline__ void lgh_sm90_x3_load_a_bf16(uint32_t row_addr, uint3
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
             v[e] = lgh_sm90_load_a_elem(row_addr, sw, s, e);
-            hi[4 * s + e] = lgh_cvt_rna_tf32(v[e]);
+            hi[4 * s + e] = lgh_tf32_round(v[e]);
             h[e] = __uint_as_float(hi[4 * s + e]);
         }
         // k-step s of 8 columns is half s % 2 of bf16 k16 step s / 2: registers a0, a1 (rows

@@ -256,7 +256,7 @@ __device__ __forceinline__ float lgh_sm90_load_a_elem(uint32_t row_addr, uint32_
 }
 
 // The float32 consumer with A rounded: as lgh_sm90_consume_tile<float>, but x comes from
-// shared memory into registers, rounded to nearest tf32 (cvt.rna), and the multiply takes A
+// shared memory into registers, rounded to nearest tf32 (lgh_tf32_round), and the multiply takes A
 // from registers. The tensor core truncates a float32 operand read from shared memory; the
 // rounded x halves that error's bias (W still truncates). A register fragment must stay
 // untouched until its wgmmas complete, and one K-block stays in flight, so the fragments
@@ -280,7 +280,7 @@ __device__ __forceinline__ void lgh_sm90_consume_tile_tf32_rna(lgh_sm90_ring *r,
 #pragma unroll
         for (int s = 0; s < 4; ++s)
 #pragma unroll
-            for (int e = 0; e < 4; ++e) a[4 * s + e] = lgh_cvt_rna_tf32(lgh_sm90_load_a_elem(row_addr, sw, s, e));
+            for (int e = 0; e < 4; ++e) a[4 * s + e] = lgh_tf32_round(lgh_sm90_load_a_elem(row_addr, sw, s, e));
         const uint32_t b_addr = b_base + pos.slot * LGH_SM90_B_BYTES;
         lgh_wgmma_fence();
 #pragma unroll

@@ -10,14 +10,21 @@
 
 #include <stdint.h>
 
-// float -> tf32 bits, rounded to nearest (ties away), for an operand passed in registers.
-// The low 13 bits of the result are unspecified (on sm_80 .. sm_90 ptxas adds half an ulp
-// and leaves them; the tensor core ignores them): mask them off before using the result
-// as a float.
-__device__ __forceinline__ uint32_t lgh_cvt_rna_tf32(float v)
+// float -> tf32 bits, rounded to nearest, for an operand passed in registers. sm_90 has a
+// one-instruction conversion (cvt.rn.tf32.f32, ties to even: F2FP.TF32); sm_80 and sm_89
+// only cvt.rna (ties away: a compare and an add, and a mask where the bits are used as a
+// float). The rounding sits on the main loops' ldmatrix -> round -> mma chain, so its
+// instruction count is time on Hopper (docs/PERF.md, sm80 v6). The two modes differ only
+// on exact ties. The result's low 13 bits are zero wherever they are read as a float; where
+// they only feed a tensor core (which ignores them) ptxas may leave them unmasked.
+__device__ __forceinline__ uint32_t lgh_tf32_round(float v)
 {
     uint32_t r;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm("cvt.rn.tf32.f32 %0, %1;\n" : "=r"(r) : "f"(v));
+#else
     asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(r) : "f"(v));
+#endif
     return r;
 }
 
@@ -28,7 +35,7 @@ __device__ __forceinline__ uint32_t lgh_tf32_hi_bits(uint32_t f) { return f & 0x
 __device__ __forceinline__ float lgh_tf32_lo(float v) { return v - __uint_as_float(lgh_tf32_hi_bits(__float_as_uint(v))); }
 
 // The lo part rounded to tf32 (so that the tensor core's truncation of it changes nothing).
-__device__ __forceinline__ uint32_t lgh_tf32_lo_bits(float v) { return lgh_cvt_rna_tf32(lgh_tf32_lo(v)); }
+__device__ __forceinline__ uint32_t lgh_tf32_lo_bits(float v) { return lgh_tf32_round(lgh_tf32_lo(v)); }
 
 // Two floats as one bf16x2 register (round to nearest even), lo in the low half (the
 // lower k index of an mma fragment).

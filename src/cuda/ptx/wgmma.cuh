@@ -12,7 +12,7 @@
 
 #include <stdint.h>
 
-#include "ptx/tf32.cuh" // lgh_cvt_rna_tf32 for the tf32 A operands in registers
+#include "ptx/tf32.cuh" // lgh_tf32_round for the tf32 A operands in registers
 
 // Descriptor of a K-major operand tile in shared memory written by TMA with 128-byte
 // swizzle: rows of 128 bytes, 8-row swizzle atoms 1024 bytes apart (the stride byte
