@@ -291,12 +291,16 @@ def collect_meta(torch, a, lgh_mod):
                 meta[key] = None
         if meta["lgh_library"] is None:
             meta["lgh_library"] = os.environ.get("LGH_LIBRARY")
+    # The caller's word first: a copy of the tree on a GPU machine may have no .git, or a
+    # stale one, and only the machine that built the library knows its commit.
     rev = _run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"])
-    if rev:
+    if os.environ.get("LGH_BENCH_COMMIT"):
+        meta["commit"] = os.environ["LGH_BENCH_COMMIT"]
+    elif rev:
         dirty = _run(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no"])
         meta["commit"] = rev + ("+dirty" if dirty else "")
-    else:  # a copy of the tree without .git (a GPU machine): the caller may say which
-        meta["commit"] = os.environ.get("LGH_BENCH_COMMIT") or None
+    else:
+        meta["commit"] = None
     return meta
 
 
