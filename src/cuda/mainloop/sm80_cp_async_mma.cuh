@@ -78,12 +78,12 @@ __device__ __forceinline__ uint32_t lgh_sm80_swizzle(uint32_t row)
 
 // tf32 operands. mma.sync ignores the low 13 mantissa bits of a float (truncation, as
 // wgmma on TMA-loaded floats does); rounding to the nearest tf32 (lgh_tf32_round: one
-// instruction per register on sm_90, two on sm_80/89) removes that bias. Simulated on the reference problem
-// (relative error of y): truncating both operands 4.0e-4, rounding both 2.1e-4, rounding
-// one 2.8e-4 — PyTorch's own TF32 figure. 1 (default) rounds the operand with fewer
-// fragment registers per k-step (x's when equal), 2 both, 0 neither. The rounding is
-// on the k-step's ldmatrix -> mma chain, which matters only where mma.sync is fast enough
-// for that chain to be a limit (Hopper).
+// instruction per register on sm_90, two on sm_80/89) removes that bias. Simulated on the
+// reference problem (relative error of y): truncating both operands 4.0e-4, rounding both
+// 2.1e-4, rounding one 2.8e-4 — PyTorch's own TF32 figure. 1 (default) rounds the operand
+// with fewer fragment registers per k-step (x's when equal), 2 both, 0 neither. The
+// rounding is on the k-step's ldmatrix -> mma chain, which matters only where mma.sync is
+// fast enough for that chain to be a limit (Hopper).
 #ifndef LGH_SM80_TF32_ROUND
 #define LGH_SM80_TF32_ROUND 1
 #endif
@@ -95,7 +95,7 @@ __device__ __forceinline__ uint32_t lgh_sm80_swizzle(uint32_t row)
 //   s >= 0: after the products of k-step s (spills at 64 x 64 warp tiles: not shipped).
 // Measured on the H100 (docs/PERF.md, sm80 v6): -2 leaves the copies no ldmatrix address
 // register to wait for and keeps the 16-bit kernels of cfg4 below 255 registers (at -1
-// they spill); 3xtf32 runs 3-5 % faster at -1. Defining the macro forces one place for all.
+// they spill); 3xtf32 runs 2.6-3.7 % faster at -1. Defining the macro forces one place for all.
 #ifdef LGH_SM80_COPY_AT
 template <bool SPLIT3> constexpr int lgh_sm80_copy_at = LGH_SM80_COPY_AT;
 #else
