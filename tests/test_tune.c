@@ -271,6 +271,39 @@ static void device_case(lgh_context_t ctx, int device, int on_gpu, lgh_dtype_t d
           "%s: y of AUTO (%s) after tuning: rel err %.3g (bound %.0e)", what,
           lgh_engine_name(chosen), e.rel, bound);
     lgh_destroy(ctx2);
+
+    /* Every sm80 variant (a tile configuration and mode; ids 0..14 today) named by the
+     * cache file, run with the engine forced: each output right, and ids the engine does
+     * not know (15..19) fall back to its own choice. */
+    char path[1024], header[1200], key7[512], text[2048];
+    if (on_gpu && dt == LGH_DTYPE_FLOAT32 && math == LGH_MATH_TF32 &&
+        lgh_engine_available(ctx, LGH_ENGINE_SM80) &&
+        lgh_tune_cache_file(ctx, path, sizeof path) == LGH_STATUS_SUCCESS &&
+        read_written(path, header, sizeof header, key7, sizeof key7)) {
+        lgh_args_t forced = dev;
+        forced.engine = LGH_ENGINE_SM80;
+        for (int v = 0; v < 20; ++v) {
+            snprintf(text, sizeof text, "%s%s sm80:%d 1\n", header, key7, v);
+            CHECK(write_file(path, text), "writing %s", path);
+            lgh_context_t c3 = NULL;
+            CHECK(lgh_create(&c3, device) == LGH_STATUS_SUCCESS, "%s: lgh_create", what);
+            if (!c3) break;
+            lgh_engine_t cached = LGH_ENGINE_AUTO;
+            CHECK(lgh_tune_cached(c3, &forced, &cached, NULL) == LGH_STATUS_SUCCESS &&
+                      cached == LGH_ENGINE_SM80,
+                  "%s: sm80:%d not read from the file (%s)", what, v, lgh_engine_name(cached));
+            tst_poison_matrix(dt, b[5].host, m, n, n, counts[5]);
+            CHECK(tst_buf_upload(&b[5], msg, sizeof msg) == 0, "%s: upload: %s", what, msg);
+            s = lgh_forward(c3, &forced, NULL, 0, NULL);
+            CHECK(s == LGH_STATUS_SUCCESS, "%s: sm80 variant %d: %s", what, v, lgh_last_error(c3));
+            CHECK(tst_dev_sync(msg, sizeof msg) == 0, "%s: sync: %s", what, msg);
+            CHECK(tst_buf_download(&b[5], msg, sizeof msg) == 0, "%s: download: %s", what, msg);
+            e = tst_compare(dt, b[5].host, m, n, n, ref);
+            CHECK(e.nonfinite == 0 && e.rel <= bound, "%s: sm80 variant %d: rel err %.3g (bound %.0e)",
+                  what, v, e.rel, bound);
+            lgh_destroy(c3);
+        }
+    }
 out:
     for (int i = 0; i < 6; ++i) tst_buf_free(&b[i]);
     free(ref);
@@ -383,6 +416,14 @@ int main(int argc, char **argv)
     e = cached_on_new_context(&p, &ms);
     CHECK(e == LGH_ENGINE_CPU && ms == 1.25f, "hand-written file: %s %g", lgh_engine_name(e),
           (double)ms);
+    /* An engine with a variant id (tunable engines): read; the cpu engine has none and
+     * runs its only way. */
+    snprintf(text, sizeof text, "%s%s cpu:7 1.5\n", header, key7);
+    CHECK(write_file(path, text), "writing %s", path);
+    e = cached_on_new_context(&p, &ms);
+    CHECK(e == LGH_ENGINE_CPU && ms == 1.5f, "file with a variant: %s %g", lgh_engine_name(e),
+          (double)ms);
+    forward_ok(&p, "file with a variant");
     /* A valid file naming an engine this device lacks: read, but AUTO does not use it. */
     snprintf(text, sizeof text, "%s%s sm90 0.5\n", header, key7);
     CHECK(write_file(path, text), "writing %s", path);
@@ -397,7 +438,7 @@ int main(int argc, char **argv)
     struct {
         const char *what;
         char text[4096];
-    } bad[16];
+    } bad[24];
     int nbad = 0;
 #define BAD(name, ...) \
     (bad[nbad].what = name, snprintf(bad[nbad].text, sizeof bad[nbad].text, __VA_ARGS__), ++nbad)
@@ -417,6 +458,11 @@ int main(int argc, char **argv)
     BAD("bad dtype", "%s%s cpu 1.25\n37 70 48 6 float64 fp32 8 cpu 1.0\n", header, key7);
     BAD("extra field", "%s%s cpu 1.25 7\n", header, key7);
     BAD("double space", "%s%s  cpu 1.25\n", header, key7);
+    BAD("empty variant", "%s%s cpu: 1.25\n", header, key7);
+    BAD("negative variant", "%s%s cpu:-1 1.25\n", header, key7);
+    BAD("variant with a leading zero", "%s%s cpu:07 1.25\n", header, key7);
+    BAD("variant too large", "%s%s cpu:12345 1.25\n", header, key7);
+    BAD("variant not a number", "%s%s cpu:x 1.25\n", header, key7);
     for (int i = 0; i < nbad; ++i) {
         CHECK(write_file(path, bad[i].text), "writing %s", path);
         e = cached_on_new_context(&p, &ms);

@@ -37,6 +37,8 @@ void **lgh_engine_state(struct lgh_context *ctx, lgh_engine_t engine)
 
 const lgh_device_props_t *lgh_device_props(const struct lgh_context *ctx) { return &ctx->props; }
 
+int lgh_engine_variant(const struct lgh_context *ctx) { return ctx->run_variant; }
+
 int lgh_context_device(lgh_context_t ctx) { return ctx ? ctx->props.ordinal : LGH_DEVICE_CPU; }
 
 const char *lgh_device_description(lgh_context_t ctx) { return ctx ? ctx->description : ""; }
@@ -117,6 +119,7 @@ lgh_status_t lgh_create(lgh_context_t *out, int device)
     }
 
     ctx->env_engine = LGH_ENGINE_AUTO;
+    ctx->run_variant = -1;
     const char *env = getenv("LGH_ENGINE");
     if (env && *env && lgh_engine_from_name(env, &ctx->env_engine) != LGH_STATUS_SUCCESS) {
         free(ctx);

@@ -14,6 +14,7 @@ struct lgh_context {
     void *workspace; /* context-owned workspace (device memory on GPU contexts) */
     size_t workspace_bytes;
     struct lgh_tune_cache *tune; /* tuned engine choices (tune.c); NULL until first needed */
+    int run_variant; /* lgh_engine_variant() for the run in progress; -1 outside one */
     char message[LGH_MESSAGE_BYTES];
 };
 

@@ -9,7 +9,8 @@
 /* The engines in the build. LGH_ENGINE_AUTO runs the engine lgh_tune measured fastest
  * for the problem (tune.c) when there is one and it can still run it; otherwise, among
  * those available that can implement the problem, the one auto_rank() prefers; ties go
- * to table order. */
+ * to table order. Whichever engine runs (chosen or named), it runs its tuned variant
+ * when the problem was tuned on that engine. */
 static const lgh_engine_ops_t *const engine_table[] = {
 #ifdef LGH_HAVE_CUDA
     &lgh_engine_sm90,
@@ -90,7 +91,7 @@ static lgh_status_t choose_engine(struct lgh_context *ctx, const lgh_problem_t *
         return LGH_STATUS_SUCCESS;
     }
     /* A measured choice (lgh_tune, or the cache file) goes first, if it can still run p. */
-    const lgh_engine_ops_t *tuned = lgh_find_engine(lgh_tune_lookup(ctx, p));
+    const lgh_engine_ops_t *tuned = lgh_find_engine(lgh_tune_lookup(ctx, p, NULL));
     if (tuned && tuned->available(ctx) &&
         tuned->can_implement(ctx, p, why, sizeof why) == LGH_STATUS_SUCCESS) {
         *out = tuned;
@@ -146,7 +147,7 @@ static lgh_status_t forward_on_device(struct lgh_context *ctx, const lgh_problem
     /* LGH_TUNE=1: the first AUTO call of an untuned problem measures the engines first. */
     const lgh_engine_t want = p->a.engine != LGH_ENGINE_AUTO ? p->a.engine : ctx->env_engine;
     if (want == LGH_ENGINE_AUTO && lgh_tune_on_forward(ctx) &&
-        lgh_tune_lookup(ctx, p) == LGH_ENGINE_AUTO) {
+        lgh_tune_lookup(ctx, p, NULL) == LGH_ENGINE_AUTO) {
         s = lgh_tune_problem(ctx, p, stream, NULL, NULL, NULL, NULL, 0, NULL);
         if (s != LGH_STATUS_SUCCESS) return s;
     }
@@ -164,7 +165,11 @@ static lgh_status_t forward_on_device(struct lgh_context *ctx, const lgh_problem
                              "workspace of %zu bytes given, engine %s needs %zu", workspace_bytes,
                              e->name, need);
     }
+    /* The tuned variant, when p was tuned on this engine. */
+    int variant;
+    ctx->run_variant = lgh_tune_lookup(ctx, p, &variant) == e->id ? variant : -1;
     s = e->run(ctx, p, ws, need, stream);
+    ctx->run_variant = -1;
     if (s == LGH_STATUS_SUCCESS) ctx->message[0] = '\0';
     return s;
 }

@@ -64,6 +64,13 @@ typedef struct lgh_engine_ops {
 
     /* Frees the engine's per-context state (see lgh_engine_state). May be NULL. */
     void (*destroy_state)(void *state);
+
+    /* Tunable engines: the variants of the engine (a tile configuration and mode, say)
+     * that can run p, as small non-negative ids in ids[0 .. capacity), the engine's own
+     * first choice first; returns how many there are (may exceed capacity). lgh_tune
+     * times each one and records the fastest with the engine; run() then gets it from
+     * lgh_engine_variant(). NULL: the engine has one way to run a problem. */
+    int (*variants)(struct lgh_context *ctx, const lgh_problem_t *p, int *ids, int capacity);
 } lgh_engine_ops_t;
 
 /* --- services the core gives engines (src/core/context.c) --- */
@@ -75,6 +82,12 @@ lgh_status_t lgh_set_error(struct lgh_context *ctx, lgh_status_t status, const c
     __attribute__((format(printf, 3, 4)))
 #endif
     ;
+
+/* The variant (see lgh_engine_ops_t.variants) the core asks the running engine for: the
+ * one being timed while tuning, the tuned one when the problem was tuned on this engine,
+ * else -1 (the engine's own choice). Valid inside run(); an id the engine does not know,
+ * or that cannot run p, must be treated as -1. */
+int lgh_engine_variant(const struct lgh_context *ctx);
 
 /* The engine's per-context state slot (NULL until the engine stores something). The
  * context calls ops->destroy_state on it when destroyed. */

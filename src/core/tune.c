@@ -1,13 +1,17 @@
 /*
  * The tuner (see tune.h and lgh_tune in lgh.h): times every engine that can run a
- * problem, keeps the fastest per problem key in a table the context owns, and mirrors
- * the table in one text file per device under $XDG_CACHE_HOME/lgh (else ~/.cache/lgh):
+ * problem (each variant of a tunable engine: its tile configurations and modes, see
+ * lgh_engine_ops_t.variants), keeps the fastest per problem key in a table the context
+ * owns, and mirrors the table in one text file per device under $XDG_CACHE_HOME/lgh
+ * (else ~/.cache/lgh):
  *
  *     lgh-tune-cache 1
  *     key <GPU name>|sm_<cc>|driver <version>|lgh <version>     (or the CPU's description)
- *     <m> <k> <n> <groups> <dtype> <math> <align> <engine> <ms>
+ *     <m> <k> <n> <groups> <dtype> <math> <align> <engine>[:<variant>] <ms>
  *     ...
  *
+ * (the variant ids are the engine's own and change with lgh versions, which the key
+ * line holds).
  * The file is read once per context, lazily, and rewritten (temporary file + rename, so
  * a reader never sees half a file) after each tuning. Anything unexpected in it — a
  * bad header, another device's key, a truncated or malformed line, an unknown engine, a
@@ -46,6 +50,8 @@
 #define TUNE_GPU_CALLS 10
 #define TUNE_CPU_WARMUP 1
 #define TUNE_CPU_CALLS 5
+#define TUNE_MAX_VARIANTS 64 /* variants of one engine timed per problem */
+#define TUNE_MAX_VARIANT 9999
 
 static const char file_magic[] = "lgh-tune-cache 1";
 
@@ -57,6 +63,7 @@ typedef struct tune_key {
 typedef struct tune_entry {
     tune_key_t key;
     lgh_engine_t engine;
+    int variant; /* the engine's variant id, or -1 (its own choice) */
     float ms;
 } tune_entry_t;
 
@@ -210,6 +217,23 @@ static int parse_dim(const char *s, int64_t *out)
     return 1;
 }
 
+/* "<engine>" or "<engine>:<variant>" (a decimal id, no sign or leading zero). */
+static int parse_engine(char *field, lgh_engine_t *engine, int *variant)
+{
+    *variant = -1;
+    char *colon = strchr(field, ':');
+    if (colon) {
+        *colon = '\0';
+        const char *v = colon + 1;
+        const size_t len = strlen(v);
+        if (len == 0 || len > 4 || (len > 1 && v[0] == '0')) return 0;
+        for (size_t i = 0; i < len; ++i)
+            if (v[i] < '0' || v[i] > '9') return 0;
+        *variant = atoi(v);
+    }
+    return lgh_engine_from_name(field, engine) == LGH_STATUS_SUCCESS && *engine != LGH_ENGINE_AUTO;
+}
+
 /* One entry line (without its newline): exactly nine fields separated by one space. */
 static int parse_entry(char *line, tune_entry_t *e)
 {
@@ -241,9 +265,7 @@ static int parse_entry(char *line, tune_entry_t *e)
     char check[4];
     snprintf(check, sizeof check, "%d", k->align);
     if (strcmp(check, field[6]) != 0) return 0; /* "016", "+8" */
-    if (lgh_engine_from_name(field[7], &e->engine) != LGH_STATUS_SUCCESS ||
-        e->engine == LGH_ENGINE_AUTO)
-        return 0;
+    if (!parse_engine(field[7], &e->engine, &e->variant)) return 0;
     char *end;
     errno = 0;
     const double ms = strtod(field[8], &end);
@@ -329,10 +351,12 @@ static void save_file(const struct lgh_tune_cache *t)
     fprintf(f, "%s\nkey %s\n", file_magic, t->key);
     for (int i = 0; i < t->count; ++i) {
         const tune_entry_t *e = &t->entry[i];
-        fprintf(f, "%lld %lld %lld %lld %s %s %d %s %.6g\n", (long long)e->key.m,
+        char variant[16] = "";
+        if (e->variant >= 0) snprintf(variant, sizeof variant, ":%d", e->variant);
+        fprintf(f, "%lld %lld %lld %lld %s %s %d %s%s %.6g\n", (long long)e->key.m,
                 (long long)e->key.k, (long long)e->key.n, (long long)e->key.groups,
                 lgh_dtype_name((lgh_dtype_t)e->key.dtype), lgh_math_name((lgh_math_t)e->key.math),
-                e->key.align, lgh_engine_name(e->engine), (double)e->ms);
+                e->key.align, lgh_engine_name(e->engine), variant, (double)e->ms);
     }
     int ok = !ferror(f) && fflush(f) == 0 && fsync(fd) == 0;
     ok = fclose(f) == 0 && ok;
@@ -430,15 +454,53 @@ static lgh_status_t time_engine(struct lgh_context *ctx, const lgh_engine_ops_t 
     return time_cpu(ctx, e, p, ws, need, ms);
 }
 
+/* An engine's time for p: its only one, or its fastest variant's (*variant gets that
+ * variant's id; -1 for an engine without variants). Fails only when every variant
+ * fails, with the first failure. */
+static lgh_status_t time_variants(struct lgh_context *ctx, const lgh_engine_ops_t *e,
+                                  const lgh_problem_t *p, void *stream, float *ms, int *variant)
+{
+    *variant = -1;
+    int ids[TUNE_MAX_VARIANTS];
+    int n = e->variants ? e->variants(ctx, p, ids, TUNE_MAX_VARIANTS) : 0;
+    if (n <= 0) return time_engine(ctx, e, p, stream, ms);
+    if (n > TUNE_MAX_VARIANTS) n = TUNE_MAX_VARIANTS;
+    lgh_status_t first = LGH_STATUS_SUCCESS;
+    char failure[LGH_MESSAGE_BYTES] = "";
+    for (int v = 0; v < n; ++v) {
+        if (ids[v] < 0 || ids[v] > TUNE_MAX_VARIANT) continue; /* not storable in the file */
+        float t = 0.0f;
+        ctx->run_variant = ids[v];
+        const lgh_status_t s = time_engine(ctx, e, p, stream, &t);
+        ctx->run_variant = -1;
+        if (s != LGH_STATUS_SUCCESS) {
+            if (first == LGH_STATUS_SUCCESS) {
+                first = s;
+                snprintf(failure, sizeof failure, "%s", ctx->message);
+            }
+            continue;
+        }
+        if (*variant < 0 || t < *ms) {
+            *variant = ids[v];
+            *ms = t;
+        }
+    }
+    if (*variant >= 0) return LGH_STATUS_SUCCESS;
+    if (first == LGH_STATUS_SUCCESS) return time_engine(ctx, e, p, stream, ms);
+    return lgh_set_error(ctx, first, "%s", failure);
+}
+
 /* ---- the core's entry points -------------------------------------------------------------- */
 
-lgh_engine_t lgh_tune_lookup(struct lgh_context *ctx, const lgh_problem_t *p)
+lgh_engine_t lgh_tune_lookup(struct lgh_context *ctx, const lgh_problem_t *p, int *variant)
 {
+    if (variant) *variant = -1;
     struct lgh_tune_cache *t = tune_state(ctx);
     if (!t) return LGH_ENGINE_AUTO;
     if (!t->loaded) load_file(t);
     const tune_key_t k = problem_key(p);
     const tune_entry_t *e = find(t, &k);
+    if (e && variant) *variant = e->variant;
     return e ? e->engine : LGH_ENGINE_AUTO;
 }
 
@@ -473,12 +535,14 @@ lgh_status_t lgh_tune_problem(struct lgh_context *ctx, const lgh_problem_t *p, v
 
     const lgh_engine_ops_t *best = NULL;
     float best_ms = 0.0f;
+    int best_variant = -1;
     lgh_status_t first_failure = LGH_STATUS_SUCCESS;
     char failure[LGH_MESSAGE_BYTES] = "";
     for (int i = 0; i < total; ++i) {
         if (progress) progress(user, cand[i]->id, i + 1, total);
         float ms = 0.0f;
-        const lgh_status_t s = time_engine(ctx, cand[i], p, stream, &ms);
+        int variant = -1;
+        const lgh_status_t s = time_variants(ctx, cand[i], p, stream, &ms, &variant);
         if (results && i < capacity) {
             results[i].engine = cand[i]->id;
             results[i].status = s;
@@ -494,12 +558,13 @@ lgh_status_t lgh_tune_problem(struct lgh_context *ctx, const lgh_problem_t *p, v
         if (!best || ms < best_ms) {
             best = cand[i];
             best_ms = ms;
+            best_variant = variant;
         }
     }
     if (!best)
         return lgh_set_error(ctx, first_failure, "lgh_tune: no engine ran: %s", failure);
 
-    tune_entry_t e = {problem_key(p), best->id, best_ms};
+    tune_entry_t e = {problem_key(p), best->id, best_variant, best_ms};
     insert(t, &e);
     save_file(t);
     if (chosen) *chosen = best->id;

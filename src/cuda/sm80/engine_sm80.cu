@@ -8,11 +8,15 @@
 // model — the work of the busiest SM (its CTAs, in rounds of the resident count; a last
 // round with fewer CTAs than fit runs them faster, see below) divided by the
 // configuration's measured speed, plus for pre-norm tiles the cost of one more pass over
-// y and for wide groups the in-CTA fixup — and the cheapest wins. A kernel that spills (local memory) or cannot be resident on
-// the device is never chosen. Each kernel's facts (resident blocks per SM, spill bytes)
-// are read from the device once per context, on first use, with its shared-memory limit
-// raised; that is the per-context state, and a forward call after the first for a shape
-// allocates nothing and does not synchronise.
+// y and for wide groups the in-CTA fixup — and the cheapest wins. A kernel that spills
+// (local memory) or cannot be resident on the device is never chosen. lgh_tune goes
+// further: it times every (configuration, mode) pair that can run the problem on the
+// user's GPU (variants(): the pairs the model picks from) and the measured fastest runs
+// from then on (lgh_engine_variant()). The speed factors are H100 timings, so on other
+// GPUs (an RTX 4090) the tuned choice is the one to trust. Each kernel's facts (resident
+// blocks per SM, spill bytes) are read from the device once per context, on first use,
+// with its shared-memory limit raised; that is the per-context state, and a forward call
+// after the first for a shape allocates nothing and does not synchronise.
 //
 // For measuring: LGH_SM80_CONFIG=<index> forces a configuration (kernels.h; when it can run
 // the problem) and LGH_SM80_MODE=pre forces pre-norm tiles plus the group-norm pass,
@@ -91,7 +95,7 @@ const double kMacPerByte = 30.0;
 // time, at M = 1024 and 4096 and in every configuration with a 512-channel group.
 const double kWidePasses = 3.0;
 
-enum mode { MODE_FUSED, MODE_WIDE, MODE_PRE };
+enum mode { MODE_FUSED, MODE_WIDE, MODE_PRE, MODE_COUNT };
 
 struct kernel_facts {
     bool known;
@@ -290,57 +294,88 @@ void fill_params(const lgh_problem_t *p, const cfg_info &c, lgh_sm80_params *prm
     prm->hi = a->hi;
 }
 
-// Picks configuration and mode by the wave model (see the file comment).
-lgh_status_t plan(struct lgh_context *ctx, sm80_state *st, const lgh_problem_t *p, plan_t *out)
+// Configuration cfg in mode md for p, when that pair can run p on this device: the plan
+// (*out) and its cost by the wave model (see the file comment). The environment's
+// LGH_SM80_CONFIG / LGH_SM80_MODE=pre restrict the pairs; allow_pre false leaves out
+// pre-norm tiles (LGH_SM80_MODE=fused's first choice).
+bool candidate(struct lgh_context *ctx, sm80_state *st, const lgh_problem_t *p, int cfg, mode md, bool allow_pre,
+               plan_t *out, double *cost)
 {
     const lgh_args_t *a = &p->a;
     const int kind = kind_of(p);
     const lgh_device_props_t *d = lgh_device_props(ctx);
     const int sms = d->sm_count > 0 ? d->sm_count : 1;
+    if (cfg < 0 || cfg >= LGH_SM80_CONFIGS || md < MODE_FUSED || md > MODE_PRE) return false;
+    if (st->forced_cfg >= 0 && cfg != st->forced_cfg) return false;
+    if (st->forced_mode == MODE_PRE && md != MODE_PRE) return false;
+    if (!allow_pre && md == MODE_PRE) return false;
+    const cfg_info &c = kCfgs[kind][cfg];
+    if (d->smem_per_block_optin < (size_t)c.smem) return false;
+    if (c.sm90_only && d->cc_major != 9) return false;
+    if (c.speed <= 0.0 && st->forced_cfg != cfg) return false;
+    int gi;
+    lgh_sm80_params prm;
+    if (!shape_for(p, c, md, &gi, &prm)) return false;
+    const kernel_facts &f = facts_of(st, kind, cfg, gi);
+    if (f.blocks < 1) return false;
+    const int64_t tiles = (int64_t)prm.m_blocks * prm.n_tiles;
+    // The busiest SM's CTAs, in rounds of f.blocks; each CTA of a full round runs at
+    // 1/f.blocks of the SM's speed, and `rest` CTAs of a last partial round at
+    // sqrt(rest/f.blocks) of it together (one of two CTAs alone: 0.71; measured 0.64 for
+    // tf32 cfg1), so that round costs sqrt(rest * f.blocks).
+    const int64_t per_sm = ceil_div(tiles, sms);
+    const int64_t full = per_sm / f.blocks, rest = per_sm % f.blocks;
+    const double rounds = (double)(full * f.blocks) + sqrt((double)(rest * f.blocks));
     const double norm_pass = kMacPerByte * 2.0 * (double)p->elem_bytes * (double)a->m * (double)a->n / sms;
-    double best = 0.0;
-    bool found = false;
-    // Pass 0 without pre-norm tiles when LGH_SM80_MODE=fused, pass 1 with everything allowed.
-    for (int pass = st->forced_mode == MODE_FUSED ? 0 : 1; pass < 2 && !found; ++pass) {
-        for (int cfg = 0; cfg < LGH_SM80_CONFIGS; ++cfg) {
-            if (st->forced_cfg >= 0 && cfg != st->forced_cfg) continue;
-            const cfg_info &c = kCfgs[kind][cfg];
-            if (d->smem_per_block_optin < (size_t)c.smem) continue;
-            if (c.sm90_only && d->cc_major != 9) continue;
-            if (c.speed <= 0.0 && st->forced_cfg != cfg) continue;
-            for (int m = MODE_FUSED; m <= MODE_PRE; ++m) {
-                const mode md = (mode)m;
-                if (st->forced_mode == MODE_PRE && md != MODE_PRE) continue;
-                if (pass == 0 && md == MODE_PRE) continue;
-                int gi;
-                lgh_sm80_params prm;
-                if (!shape_for(p, c, md, &gi, &prm)) continue;
-                const kernel_facts &f = facts_of(st, kind, cfg, gi);
-                if (f.blocks < 1) continue;
-                const int64_t tiles = (int64_t)prm.m_blocks * prm.n_tiles;
-                // The busiest SM's CTAs, in rounds of f.blocks; each CTA of a full round
-                // runs at 1/f.blocks of the SM's speed, and `rest` CTAs of a last partial
-                // round at sqrt(rest/f.blocks) of it together (one of two CTAs alone: 0.71;
-                // measured 0.64 for tf32 cfg1), so that round costs sqrt(rest * f.blocks).
-                const int64_t per_sm = ceil_div(tiles, sms);
-                const int64_t full = per_sm / f.blocks, rest = per_sm % f.blocks;
-                const double rounds = (double)(full * f.blocks) + sqrt((double)(rest * f.blocks));
-                double cost = rounds * (double)c.bm * c.bn * prm.nsub * (double)a->k / c.speed;
-                if (md == MODE_PRE) cost += norm_pass;
-                if (md == MODE_WIDE) cost += kWidePasses * norm_pass;
-                if (!found || cost < best) {
-                    found = true;
-                    best = cost;
-                    out->kind = kind;
-                    out->cfg = cfg;
-                    out->gi = gi;
-                    out->md = md;
-                    out->prm = prm;
-                    out->tiles = tiles;
-                }
-            }
+    *cost = rounds * (double)c.bm * c.bn * prm.nsub * (double)a->k / c.speed;
+    if (md == MODE_PRE) *cost += norm_pass;
+    if (md == MODE_WIDE) *cost += kWidePasses * norm_pass;
+    out->kind = kind;
+    out->cfg = cfg;
+    out->gi = gi;
+    out->md = md;
+    out->prm = prm;
+    out->tiles = tiles;
+    return true;
+}
+
+// Variant ids (lgh_tune): a configuration and a mode.
+int variant_id(int cfg, mode md) { return cfg * MODE_COUNT + (int)md; }
+
+// Every (configuration, mode) that can run p, cheapest by the wave model first (ties in
+// table order): at most capacity of them into out[]; returns how many there are. Pre-norm
+// tiles join only when LGH_SM80_MODE=fused finds no fused or wide pair.
+int candidates(struct lgh_context *ctx, sm80_state *st, const lgh_problem_t *p, plan_t *out, int capacity)
+{
+    plan_t all[LGH_SM80_CONFIGS * MODE_COUNT];
+    double cost[LGH_SM80_CONFIGS * MODE_COUNT];
+    int n = 0;
+    for (int pass = st->forced_mode == MODE_FUSED ? 0 : 1; pass < 2 && n == 0; ++pass)
+        for (int cfg = 0; cfg < LGH_SM80_CONFIGS; ++cfg)
+            for (int m = MODE_FUSED; m <= MODE_PRE; ++m)
+                if (candidate(ctx, st, p, cfg, (mode)m, pass == 1, &all[n], &cost[n])) ++n;
+    for (int i = 1; i < n; ++i) // insertion sort, stable
+        for (int j = i; j > 0 && cost[j - 1] > cost[j]; --j) {
+            const plan_t tp = all[j];
+            all[j] = all[j - 1];
+            all[j - 1] = tp;
+            const double tc = cost[j];
+            cost[j] = cost[j - 1];
+            cost[j - 1] = tc;
         }
-    }
+    for (int i = 0; i < n && i < capacity; ++i) out[i] = all[i];
+    return n;
+}
+
+// The plan for p: the variant lgh_tune measured fastest when the core passes one and it
+// still runs p, else the cheapest by the wave model.
+lgh_status_t plan(struct lgh_context *ctx, sm80_state *st, const lgh_problem_t *p, plan_t *out)
+{
+    const int v = lgh_engine_variant(ctx);
+    double cost;
+    bool found = v >= 0 && candidate(ctx, st, p, v / MODE_COUNT, (mode)(v % MODE_COUNT), st->forced_mode != MODE_FUSED,
+                                     out, &cost);
+    if (!found) found = candidates(ctx, st, p, out, 1) > 0;
     if (!found) {
         return lgh_set_error(ctx, LGH_STATUS_NOT_SUPPORTED,
                              "sm80: no kernel configuration%s can run on this device (all spill or do not fit)",
@@ -417,9 +452,19 @@ int kernel_info(struct lgh_context *ctx, lgh_kernel_info_t *out, int capacity)
 
 void destroy_state(void *s) { free(s); }
 
+// lgh_tune's variants: every (configuration, mode) that can run p, the model's first.
+int variants(struct lgh_context *ctx, const lgh_problem_t *p, int *ids, int capacity)
+{
+    sm80_state *st = get_state(ctx);
+    if (st == nullptr || capacity <= 0) return 0;
+    plan_t pl[LGH_SM80_CONFIGS * MODE_COUNT];
+    const int n = candidates(ctx, st, p, pl, LGH_SM80_CONFIGS * MODE_COUNT);
+    for (int i = 0; i < n && i < capacity; ++i) ids[i] = variant_id(pl[i].cfg, pl[i].md);
+    return n;
+}
+
 } // namespace
 
 extern "C" const lgh_engine_ops_t lgh_engine_sm80 = {
-    LGH_ENGINE_SM80, "sm80",        true, available, can_implement, workspace_size, run, kernel_info,
-    destroy_state,
+    LGH_ENGINE_SM80, "sm80", true, available, can_implement, workspace_size, run, kernel_info, destroy_state, variants,
 };
