@@ -1,4 +1,5 @@
-// Warp-level tensor-core instructions of sm_80 and up (mma.sync, ldmatrix): what the sm80 main loop (src/cuda/mainloop/sm80_cp_async_mma.cuh) issues.
+// Warp-level tensor-core instructions of sm_80 and up (mma.sync, ldmatrix): what the sm80
+// main loop (src/cuda/mainloop/sm80_cp_async_mma.cuh) issues.
 //
 // Fragments (g = lane / 4, t = lane % 4), all registers 32-bit:
 //   tf32 m16n8k8:   a[0] = A[g][t], a[1] = A[g+8][t], a[2] = A[g][t+4], a[3] = A[g+8][t+4];
