@@ -66,9 +66,10 @@ static int auto_rank(const struct lgh_context *ctx, lgh_engine_t id, const lgh_p
     }
 }
 
-/* Picks the engine for a checked problem. */
-static lgh_status_t choose_engine(struct lgh_context *ctx, const lgh_problem_t *p,
-                                  const lgh_engine_ops_t **out)
+/* Picks the engine for a checked problem; tuned: the engine lgh_tune recorded for it,
+ * or LGH_ENGINE_AUTO. */
+static lgh_status_t pick_engine(struct lgh_context *ctx, const lgh_problem_t *p, lgh_engine_t tuned_id,
+                                const lgh_engine_ops_t **out)
 {
     char why[256] = "";
     lgh_engine_t want = p->a.engine != LGH_ENGINE_AUTO ? p->a.engine : ctx->env_engine;
@@ -91,7 +92,7 @@ static lgh_status_t choose_engine(struct lgh_context *ctx, const lgh_problem_t *
         return LGH_STATUS_SUCCESS;
     }
     /* A measured choice (lgh_tune, or the cache file) goes first, if it can still run p. */
-    const lgh_engine_ops_t *tuned = lgh_find_engine(lgh_tune_lookup(ctx, p, NULL));
+    const lgh_engine_ops_t *tuned = lgh_find_engine(tuned_id);
     if (tuned && tuned->available(ctx) &&
         tuned->can_implement(ctx, p, why, sizeof why) == LGH_STATUS_SUCCESS) {
         *out = tuned;
@@ -117,6 +118,18 @@ static lgh_status_t choose_engine(struct lgh_context *ctx, const lgh_problem_t *
                          ctx->description);
 }
 
+/* The engine for a checked problem, and (variant, may be NULL) the variant it runs: the
+ * tuned one when p was tuned on that engine, else -1. One lookup of the tuning table. */
+static lgh_status_t choose_engine(struct lgh_context *ctx, const lgh_problem_t *p,
+                                  const lgh_engine_ops_t **out, int *variant)
+{
+    int tuned_variant;
+    const lgh_engine_t tuned_id = lgh_tune_lookup(ctx, p, &tuned_variant);
+    const lgh_status_t s = pick_engine(ctx, p, tuned_id, out);
+    if (variant) *variant = s == LGH_STATUS_SUCCESS && (*out)->id == tuned_id ? tuned_variant : -1;
+    return s;
+}
+
 lgh_status_t lgh_plan(lgh_context_t ctx, const lgh_args_t *args, lgh_engine_t *engine,
                       size_t *workspace_bytes)
 {
@@ -128,7 +141,7 @@ lgh_status_t lgh_plan(lgh_context_t ctx, const lgh_args_t *args, lgh_engine_t *e
     s = lgh_device_enter(ctx, &scope);
     if (s != LGH_STATUS_SUCCESS) return s;
     const lgh_engine_ops_t *e = NULL;
-    s = choose_engine(ctx, &p, &e);
+    s = choose_engine(ctx, &p, &e, NULL);
     if (s == LGH_STATUS_SUCCESS) {
         if (engine) *engine = e->id;
         if (workspace_bytes) *workspace_bytes = e->workspace_size(ctx, &p);
@@ -152,7 +165,8 @@ static lgh_status_t forward_on_device(struct lgh_context *ctx, const lgh_problem
         if (s != LGH_STATUS_SUCCESS) return s;
     }
     const lgh_engine_ops_t *e = NULL;
-    s = choose_engine(ctx, p, &e);
+    int variant;
+    s = choose_engine(ctx, p, &e, &variant);
     if (s != LGH_STATUS_SUCCESS) return s;
 
     size_t need = e->workspace_size(ctx, p);
@@ -165,9 +179,7 @@ static lgh_status_t forward_on_device(struct lgh_context *ctx, const lgh_problem
                              "workspace of %zu bytes given, engine %s needs %zu", workspace_bytes,
                              e->name, need);
     }
-    /* The tuned variant, when p was tuned on this engine. */
-    int variant;
-    ctx->run_variant = lgh_tune_lookup(ctx, p, &variant) == e->id ? variant : -1;
+    ctx->run_variant = variant;
     s = e->run(ctx, p, ws, need, stream);
     ctx->run_variant = -1;
     if (s == LGH_STATUS_SUCCESS) ctx->message[0] = '\0';
