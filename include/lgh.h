@@ -132,6 +132,12 @@ typedef struct lgh_args {
      * neither. */
     float *mean;
     float *rstd;
+
+    /* Optional output [m, n] in the data's dtype at leading dimension ldh (>= n; 0 means
+     * n): the pre-norm h = x·Wᵀ + b, which lgh_backward can reuse instead of recomputing
+     * it (it is what PyTorch's GroupNorm keeps for its backward). NULL to skip. */
+    void *h;
+    int64_t ldh;
 } lgh_args_t;
 
 /* Fills *args with the reference problem's scalars (eps 1e-5, lo -2, hi 2, float32,
@@ -174,6 +180,67 @@ LGH_API lgh_status_t lgh_plan(lgh_context_t ctx, const lgh_args_t *args,
  * stream is a cudaStream_t (NULL: the legacy default stream); ignored on the CPU. */
 LGH_API lgh_status_t lgh_forward(lgh_context_t ctx, const lgh_args_t *args,
                                  void *workspace, size_t workspace_bytes, void *stream);
+
+/* ---- backward (training) ---------------------------------------------------------------
+ *
+ * The gradients of the layer with respect to any subset of x, W, b, γ, β, given the
+ * gradient dy of its output and what the forward saved:
+ *
+ *     z  = γ·x̂ + β  with  x̂ = (h − mean)·rstd           (h = x·Wᵀ + b, pre-norm)
+ *     dz = dy where lo < z < hi (and where z is NaN), else 0   (torch.nn.Hardtanh's rule)
+ *     dβ = Σ_rows dz,   dγ = Σ_rows dz·x̂
+ *     dh = rstd·(dz·γ − mean_group(dz·γ) − x̂·mean_group(dz·γ·x̂))
+ *     db = Σ_rows dh,   dx = dh·W,   dW = dhᵀ·x
+ *
+ * The forward must have saved mean and rstd (lgh_args_t.mean / .rstd); it may also have
+ * saved h (lgh_args_t.h), which spares the backward one product (recomputing h costs as
+ * much as the forward's GEMM). z, the clamp mask and x̂ are recomputed from h, mean and
+ * rstd with the forward's own formula, so the mask is the forward's.
+ *
+ * Conventions as lgh_forward: checked before anything is written (a refused call writes
+ * no gradient), stream-ordered, no allocation after the first call for a shape when the
+ * context's workspace is used, graph-capturable. dW, db, dγ and dβ are deterministic:
+ * bitwise equal from run to run (no floating-point atomics). The math mode of fwd
+ * applies to both products (3XTF32: float32 accuracy). Gradients have the data's dtype;
+ * every reduction runs in float32 or wider.
+ */
+typedef struct lgh_backward_args {
+    /* The forward problem as given to lgh_forward: sizes, dtype, math, engine, eps, lo,
+     * hi, x / ldx, w / ldw, bias, gamma, beta. Its y, mean, rstd and h are ignored. */
+    lgh_args_t fwd;
+
+    const void *dy; /* [m, n], dtype */
+    int64_t lddy;   /* >= n; 0 means n */
+
+    /* What the forward saved: mean and rstd [m, groups] float32 (required); h [m, n] in
+     * the data's dtype (optional: NULL recomputes x·Wᵀ + b). */
+    const float *mean;
+    const float *rstd;
+    const void *h;
+    int64_t ldh; /* >= n; 0 means n */
+
+    /* Gradients, in the data's dtype; NULL for any that is not wanted (at least one). */
+    void *dx;       /* [m, k] */
+    int64_t lddx;   /* >= k; 0 means k */
+    void *dw;       /* [n, k] */
+    int64_t lddw;   /* >= k; 0 means k */
+    void *dbias;    /* [n] */
+    void *dgamma;   /* [n] */
+    void *dbeta;    /* [n] */
+} lgh_backward_args_t;
+
+/* Zeroes *args and fills args->fwd as lgh_args_init does. */
+LGH_API void lgh_backward_args_init(lgh_backward_args_t *args, int64_t m, int64_t k, int64_t n,
+                                    int64_t groups);
+
+/* Which engine lgh_backward would run for *args and the workspace it needs (as
+ * lgh_plan). An engine without a backward answers LGH_STATUS_NOT_SUPPORTED when forced. */
+LGH_API lgh_status_t lgh_backward_plan(lgh_context_t ctx, const lgh_backward_args_t *args,
+                                       lgh_engine_t *engine, size_t *workspace_bytes);
+
+/* Computes the requested gradients. workspace and stream as for lgh_forward. */
+LGH_API lgh_status_t lgh_backward(lgh_context_t ctx, const lgh_backward_args_t *args,
+                                  void *workspace, size_t workspace_bytes, void *stream);
 
 /* The compiled kernels of the context's engines, as the device sees them: registers per
  * thread, static + dynamic shared memory, and local memory (spill) bytes per thread. */

@@ -17,6 +17,7 @@
 
 #include <math.h>
 
+#include "common/norm_output.h"
 #include "cpu/convert.h"
 
 enum { CHUNK = 2048, OUT_TILE = 256 };
@@ -57,16 +58,12 @@ static stats_t chunk_stats(const float *v, const float *b, int64_t len)
 }
 
 /* out[j] = clamp((v[j] + b[j] - mean) * (rstd * γ[j]) + β[j], lo, hi), j < len, in
- * float. Written as compares so NaN propagates and the compiler emits min/max. */
+ * float, with PyTorch's special values (common/norm_output.h: NaN propagates). */
 static void normalise(const float *v, const float *b, const float *gamma, const float *beta,
                       int64_t len, float mean, float rstd, float lo, float hi, float *out)
 {
-    for (int64_t j = 0; j < len; ++j) {
-        float o = (v[j] + b[j] - mean) * (rstd * gamma[j]) + beta[j];
-        o = o < lo ? lo : o;
-        o = o > hi ? hi : o;
-        out[j] = o;
-    }
+    for (int64_t j = 0; j < len; ++j)
+        out[j] = lgh_hardtanh(lgh_norm_affine(v[j] + b[j], mean, rstd, gamma[j], beta[j]), lo, hi);
 }
 
 static void one_group(const lgh_cpu_pass_t *p, int64_t row, int64_t g)

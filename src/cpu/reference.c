@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/norm_output.h"
 #include "cpu/convert.h"
 
 enum { ROW_CHUNK = 256, K_BLOCK = 256, N_BLOCK = 64, TILE = 4 };
@@ -140,9 +141,9 @@ int lgh_reference_rows(const lgh_args_t *a, int64_t row_begin, int64_t row_end, 
             const double rstd = 1.0 / sqrt(m2 / (double)gs + eps);
             for (int64_t j = 0; j < gs; ++j) {
                 const int64_t c = g * gs + j;
-                double o = (v[j] - mean) * rstd * load(a->gamma, a->dtype, c) +
-                           load(a->beta, a->dtype, c);
-                v[j] = o < lo ? lo : o > hi ? hi : o;
+                const double o = lgh_norm_affine_d(v[j], mean, rstd, load(a->gamma, a->dtype, c),
+                                                   load(a->beta, a->dtype, c));
+                v[j] = lgh_hardtanh_d(o, lo, hi);
             }
             if (mean_out) mean_out[r * groups + g] = mean;
             if (rstd_out) rstd_out[r * groups + g] = rstd;

@@ -27,6 +27,7 @@
 #include <cuda_fp16.h>
 #include <stdint.h>
 
+#include "common/norm_output.h"
 #include "epilogue/chan.cuh"
 
 __device__ __forceinline__ float lgh_epi_to_float(float x) { return x; }
@@ -178,10 +179,10 @@ __device__ __forceinline__ void lgh_epi_group_normalize(float (&v)[4 * NB], int 
         const int p = u * S::VALS_PER_GROUP + q;
         const int col = lgh_epi_col(p);
         const float g = tp->gamma[col], b = tp->beta[col];
-        const float y0 = fmaf((v[lgh_epi_idx(p, 0)] - mean0) * rstd0, g, b);
-        const float y1 = fmaf((v[lgh_epi_idx(p, 1)] - mean1) * rstd1, g, b);
-        v[lgh_epi_idx(p, 0)] = fminf(fmaxf(y0, a.lo), a.hi);
-        v[lgh_epi_idx(p, 1)] = fminf(fmaxf(y1, a.lo), a.hi);
+        const float y0 = lgh_norm_affine(v[lgh_epi_idx(p, 0)], mean0, rstd0, g, b);
+        const float y1 = lgh_norm_affine(v[lgh_epi_idx(p, 1)], mean1, rstd1, g, b);
+        v[lgh_epi_idx(p, 0)] = lgh_hardtanh(y0, a.lo, a.hi);
+        v[lgh_epi_idx(p, 1)] = lgh_hardtanh(y1, a.lo, a.hi);
     }
     if (a.mean != nullptr && write_stats) {
         const int first = col0 + lgh_epi_col(u * S::VALS_PER_GROUP);
@@ -245,10 +246,11 @@ __device__ __forceinline__ void lgh_epi_wide_fixup(const lgh_epi_args<T> &a, con
         const float rstd = rsqrtf(st.y / n + a.eps);
         T *py = a.y + (int64_t)(m0 + r) * a.ldy + col;
         const float2 v = lgh_epi_load2(py); // y pairs are 2-element aligned (col even, ldy even)
-        const float y0 = fmaf((v.x - st.x) * rstd, lgh_epi_to_float(gamma[col]), lgh_epi_to_float(beta[col]));
-        const float y1 =
-            fmaf((v.y - st.x) * rstd, lgh_epi_to_float(gamma[col + 1]), lgh_epi_to_float(beta[col + 1]));
-        lgh_epi_store2(py, fminf(fmaxf(y0, a.lo), a.hi), fminf(fmaxf(y1, a.lo), a.hi));
+        const float y0 = lgh_norm_affine(v.x, st.x, rstd, lgh_epi_to_float(gamma[col]),
+                                         lgh_epi_to_float(beta[col]));
+        const float y1 = lgh_norm_affine(v.y, st.x, rstd, lgh_epi_to_float(gamma[col + 1]),
+                                         lgh_epi_to_float(beta[col + 1]));
+        lgh_epi_store2(py, lgh_hardtanh(y0, a.lo, a.hi), lgh_hardtanh(y1, a.lo, a.hi));
     }
     if (a.mean != nullptr) {
         for (int r = tid; r < rows; r += nthreads) {

@@ -3,6 +3,7 @@
 // through lgh_stats_combine (chan.cuh, Chan's formula).
 #pragma once
 
+#include "common/norm_output.h"
 #include "epilogue/chan.cuh"
 #include "epilogue/norm_io.cuh"
 
@@ -88,8 +89,8 @@ __device__ __forceinline__ lgh_stats lgh_norm_block_reduce(lgh_stats s, lgh_stat
     return sh[32];
 }
 
-// Normalises, applies γ/β and clamps one unit. The clamp keeps NaN (as torch.clamp does):
-// comparisons with NaN are false.
+// Normalises, applies γ/β and clamps one unit (common/norm_output.h: the clamp keeps NaN,
+// as torch.clamp does).
 template <typename T, typename IO>
 __device__ __forceinline__ typename IO::U lgh_norm_apply(typename IO::U u, const T *gamma,
                                                          const T *beta, float mean, float rstd,
@@ -101,10 +102,7 @@ __device__ __forceinline__ typename IO::U lgh_norm_apply(typename IO::U u, const
     IO::load_param(beta, b);
 #pragma unroll
     for (int j = 0; j < IO::N; ++j) {
-        float o = fmaf(f[j] - mean, rstd * g[j], b[j]);
-        o = o < lo ? lo : o;
-        o = o > hi ? hi : o;
-        f[j] = o;
+        f[j] = lgh_hardtanh(lgh_norm_affine(f[j], mean, rstd, g[j], b[j]), lo, hi);
     }
     return IO::pack(f);
 }
