@@ -25,7 +25,10 @@ static bool span_bytes_ok(int64_t rows, int64_t ld, int64_t cols, size_t elem, i
     return mul_ok(e, (int64_t)elem, bytes);
 }
 
-lgh_status_t lgh_check_args(struct lgh_context *ctx, const lgh_args_t *args, lgh_problem_t *p)
+/* The forward's checks; need_y false for the forward part of a backward call (its y,
+ * mean, rstd and h are not used and not checked). */
+static lgh_status_t check_forward(struct lgh_context *ctx, const lgh_args_t *args, lgh_problem_t *p,
+                                  bool need_y)
 {
     if (!ctx) return LGH_STATUS_NULL_POINTER;
     if (!args) return lgh_set_error(ctx, LGH_STATUS_NULL_POINTER, "args is NULL");
@@ -66,10 +69,10 @@ lgh_status_t lgh_check_args(struct lgh_context *ctx, const lgh_args_t *args, lgh
     }
     static const char *const names[] = {"x", "w", "bias", "gamma", "beta", "y"};
     const void *ptrs[] = {a->x, a->w, a->bias, a->gamma, a->beta, a->y};
-    for (int i = 0; i < 6; ++i) {
+    for (int i = 0; i < (need_y ? 6 : 5); ++i) {
         if (!ptrs[i]) return lgh_set_error(ctx, LGH_STATUS_NULL_POINTER, "%s is NULL", names[i]);
     }
-    if ((a->mean == NULL) != (a->rstd == NULL)) {
+    if (need_y && (a->mean == NULL) != (a->rstd == NULL)) {
         return lgh_set_error(ctx, LGH_STATUS_NULL_POINTER,
                              "mean and rstd are optional together: %s is NULL but %s is not",
                              a->mean ? "rstd" : "mean", a->mean ? "mean" : "rstd");
@@ -88,9 +91,21 @@ lgh_status_t lgh_check_args(struct lgh_context *ctx, const lgh_args_t *args, lgh
                              "%s=%lld is smaller than its row (%lld elements); 0 means packed",
                              which, (long long)got, (long long)need);
     }
+    if (!need_y) {
+        p->a.y = NULL, p->a.ldy = a->n;
+        p->a.mean = p->a.rstd = NULL;
+        p->a.h = NULL;
+    }
+    p->a.ldh = p->a.h ? (a->ldh ? a->ldh : a->n) : 0;
+    if (p->a.h && p->a.ldh < a->n) {
+        return lgh_set_error(ctx, LGH_STATUS_INVALID_LEADING_DIM,
+                             "ldh=%lld is smaller than its row (%lld elements); 0 means packed",
+                             (long long)p->a.ldh, (long long)a->n);
+    }
     p->elem_bytes = a->dtype == LGH_DTYPE_FLOAT32 ? 4 : 2;
     p->group_size = a->n / a->groups;
-    p->want_stats = a->mean != NULL;
+    p->want_stats = p->a.mean != NULL;
+    p->want_h = p->a.h != NULL;
     if (p->a.math == LGH_MATH_DEFAULT) p->a.math = LGH_MATH_TF32;
 
     int64_t bytes, flops;
@@ -98,12 +113,75 @@ lgh_status_t lgh_check_args(struct lgh_context *ctx, const lgh_args_t *args, lgh
         !span_bytes_ok(a->n, p->a.ldw, a->k, p->elem_bytes, &bytes) ||
         !span_bytes_ok(a->m, p->a.ldy, a->n, p->elem_bytes, &bytes) || !mul_ok(a->m, a->n, &flops) ||
         !mul_ok(flops, a->k, &flops) || !mul_ok(flops, 2, &flops) ||
-        !mul_ok(a->m, a->groups, &bytes) || !mul_ok(bytes, 4, &bytes)) {
+        !mul_ok(a->m, a->groups, &bytes) || !mul_ok(bytes, 4, &bytes) ||
+        (p->want_h && !span_bytes_ok(a->m, p->a.ldh, a->n, p->elem_bytes, &bytes))) {
         return lgh_set_error(ctx, LGH_STATUS_SIZE_OVERFLOW,
                              "M=%lld K=%lld N=%lld with ldx=%lld ldw=%lld ldy=%lld overflow 64-bit "
                              "sizes",
                              (long long)a->m, (long long)a->k, (long long)a->n,
                              (long long)p->a.ldx, (long long)p->a.ldw, (long long)p->a.ldy);
+    }
+    return LGH_STATUS_SUCCESS;
+}
+
+lgh_status_t lgh_check_args(struct lgh_context *ctx, const lgh_args_t *args, lgh_problem_t *p)
+{
+    return check_forward(ctx, args, p, true);
+}
+
+/* A leading dimension: 0 means `row`; below `row` is refused. */
+static lgh_status_t resolve_ld(struct lgh_context *ctx, const char *name, int64_t given, int64_t row,
+                               int64_t *out)
+{
+    *out = given ? given : row;
+    if (*out < row) {
+        return lgh_set_error(ctx, LGH_STATUS_INVALID_LEADING_DIM,
+                             "%s=%lld is smaller than its row (%lld elements); 0 means packed", name,
+                             (long long)*out, (long long)row);
+    }
+    return LGH_STATUS_SUCCESS;
+}
+
+lgh_status_t lgh_check_backward(struct lgh_context *ctx, const lgh_backward_args_t *args,
+                                lgh_bwd_problem_t *p)
+{
+    if (!ctx) return LGH_STATUS_NULL_POINTER;
+    if (!args) return lgh_set_error(ctx, LGH_STATUS_NULL_POINTER, "args is NULL");
+    *p = (lgh_bwd_problem_t){0};
+    lgh_status_t s = check_forward(ctx, &args->fwd, &p->f, false);
+    if (s != LGH_STATUS_SUCCESS) return s;
+    const lgh_args_t *a = &p->f.a;
+    if (!args->dy) return lgh_set_error(ctx, LGH_STATUS_NULL_POINTER, "dy is NULL");
+    if (!args->mean || !args->rstd) {
+        return lgh_set_error(ctx, LGH_STATUS_NULL_POINTER,
+                             "%s is NULL: the backward needs the mean and rstd the forward saved",
+                             args->mean ? "rstd" : "mean");
+    }
+    if (!args->dx && !args->dw && !args->dbias && !args->dgamma && !args->dbeta) {
+        return lgh_set_error(ctx, LGH_STATUS_NULL_POINTER,
+                             "no gradient asked for: dx, dw, dbias, dgamma and dbeta are all NULL");
+    }
+    p->dy = args->dy;
+    p->mean = args->mean, p->rstd = args->rstd;
+    p->h = args->h;
+    p->dx = args->dx, p->dw = args->dw;
+    p->dbias = args->dbias, p->dgamma = args->dgamma, p->dbeta = args->dbeta;
+    if ((s = resolve_ld(ctx, "lddy", args->lddy, a->n, &p->lddy)) != LGH_STATUS_SUCCESS ||
+        (s = resolve_ld(ctx, "ldh", args->h ? args->ldh : 0, a->n, &p->ldh)) != LGH_STATUS_SUCCESS ||
+        (s = resolve_ld(ctx, "lddx", args->dx ? args->lddx : 0, a->k, &p->lddx)) != LGH_STATUS_SUCCESS ||
+        (s = resolve_ld(ctx, "lddw", args->dw ? args->lddw : 0, a->k, &p->lddw)) != LGH_STATUS_SUCCESS)
+        return s;
+    int64_t bytes;
+    const size_t eb = p->f.elem_bytes;
+    if (!span_bytes_ok(a->m, p->lddy, a->n, eb, &bytes) ||
+        !span_bytes_ok(a->m, p->ldh, a->n, eb, &bytes) ||
+        !span_bytes_ok(a->m, p->lddx, a->k, eb, &bytes) ||
+        !span_bytes_ok(a->n, p->lddw, a->k, eb, &bytes)) {
+        return lgh_set_error(ctx, LGH_STATUS_SIZE_OVERFLOW,
+                             "M=%lld K=%lld N=%lld with lddy=%lld ldh=%lld lddx=%lld lddw=%lld "
+                             "overflow 64-bit sizes",
+                             (long long)a->m, (long long)a->k, (long long)a->n, (long long)p->lddy,
+                             (long long)p->ldh, (long long)p->lddx, (long long)p->lddw);
     }
     return LGH_STATUS_SUCCESS;
 }
@@ -124,14 +202,13 @@ static enum cudaMemoryType memory_type(const void *ptr, int *device)
 }
 #endif
 
-lgh_status_t lgh_check_memory(struct lgh_context *ctx, const lgh_problem_t *p)
+/* Every non-NULL pointer of ptrs[count] in the context's memory space. */
+static lgh_status_t check_spaces(struct lgh_context *ctx, const char *const *names,
+                                 const void *const *ptrs, int count)
 {
 #ifdef LGH_HAVE_CUDA
-    const lgh_args_t *a = &p->a;
-    static const char *const names[] = {"x", "w", "bias", "gamma", "beta", "y", "mean", "rstd"};
-    const void *ptrs[] = {a->x, a->w, a->bias, a->gamma, a->beta, a->y, a->mean, a->rstd};
     const int dev = ctx->props.ordinal;
-    for (int i = 0; i < 8; ++i) {
+    for (int i = 0; i < count; ++i) {
         if (!ptrs[i]) continue;
         int on = -1;
         enum cudaMemoryType t = memory_type(ptrs[i], &on);
@@ -154,7 +231,27 @@ lgh_status_t lgh_check_memory(struct lgh_context *ctx, const lgh_problem_t *p)
     }
 #else
     (void)ctx;
-    (void)p;
+    (void)names;
+    (void)ptrs;
+    (void)count;
 #endif
     return LGH_STATUS_SUCCESS;
+}
+
+lgh_status_t lgh_check_memory(struct lgh_context *ctx, const lgh_problem_t *p)
+{
+    const lgh_args_t *a = &p->a;
+    static const char *const names[] = {"x", "w", "bias", "gamma", "beta", "y", "mean", "rstd", "h"};
+    const void *const ptrs[] = {a->x, a->w, a->bias, a->gamma, a->beta, a->y, a->mean, a->rstd, a->h};
+    return check_spaces(ctx, names, ptrs, 9);
+}
+
+lgh_status_t lgh_check_backward_memory(struct lgh_context *ctx, const lgh_bwd_problem_t *p)
+{
+    const lgh_args_t *a = &p->f.a;
+    static const char *const names[] = {"x", "w", "bias", "gamma", "beta", "dy", "mean", "rstd",
+                                        "h", "dx", "dw", "dbias", "dgamma", "dbeta"};
+    const void *const ptrs[] = {a->x, a->w, a->bias, a->gamma, a->beta, p->dy, p->mean, p->rstd,
+                                p->h, p->dx, p->dw, p->dbias, p->dgamma, p->dbeta};
+    return check_spaces(ctx, names, ptrs, 14);
 }

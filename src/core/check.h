@@ -12,4 +12,13 @@ lgh_status_t lgh_check_args(struct lgh_context *ctx, const lgh_args_t *args, lgh
  * GPU context; host or managed memory on the CPU). */
 lgh_status_t lgh_check_memory(struct lgh_context *ctx, const lgh_problem_t *p);
 
+/* Validates a backward call into *p: the forward part as lgh_check_args (y not needed),
+ * then dy, the saved mean / rstd (required) and h (optional), and the gradients (at least
+ * one). */
+lgh_status_t lgh_check_backward(struct lgh_context *ctx, const lgh_backward_args_t *args,
+                                lgh_bwd_problem_t *p);
+
+/* lgh_check_memory for a backward problem: every pointer it carries. */
+lgh_status_t lgh_check_backward_memory(struct lgh_context *ctx, const lgh_bwd_problem_t *p);
+
 #endif

@@ -220,3 +220,118 @@ lgh_status_t lgh_kernel_info(lgh_context_t ctx, lgh_kernel_info_t *out, int capa
     *count = total;
     return LGH_STATUS_SUCCESS;
 }
+
+/* ---- backward ------------------------------------------------------------------------- */
+
+/* AUTO's preference for the backward (lower first). Both GPU engines run the same norm
+ * backward kernels; they differ in the products: sm90 computes 3xtf32 products with its
+ * own fused kernel (cuBLAS has no float32-accurate tensor-core mode on Hopper), cublaslt
+ * with cuBLASLt in every other mode. */
+static int bwd_auto_rank(lgh_engine_t id, const lgh_bwd_problem_t *p)
+{
+    const bool accurate = p->f.a.dtype == LGH_DTYPE_FLOAT32 && p->f.a.math == LGH_MATH_3XTF32;
+    switch (id) {
+    case LGH_ENGINE_SM90: return accurate ? 0 : 20;
+    case LGH_ENGINE_CUBLASLT: return 10;
+    case LGH_ENGINE_CPU: return 40;
+    default: return 100;
+    }
+}
+
+static lgh_status_t bwd_pick_engine(struct lgh_context *ctx, const lgh_bwd_problem_t *p,
+                                    const lgh_engine_ops_t **out)
+{
+    char why[256] = "";
+    lgh_engine_t want = p->f.a.engine != LGH_ENGINE_AUTO ? p->f.a.engine : ctx->env_engine;
+    if (want != LGH_ENGINE_AUTO) {
+        const lgh_engine_ops_t *e = lgh_find_engine(want);
+        if (!e) {
+            return lgh_set_error(ctx, LGH_STATUS_ENGINE_UNAVAILABLE,
+                                 "engine %s is not built into this lgh", lgh_engine_name(want));
+        }
+        if (!e->available(ctx)) {
+            return lgh_set_error(ctx, LGH_STATUS_ENGINE_UNAVAILABLE,
+                                 "engine %s cannot run on this context's device (%s)", e->name,
+                                 ctx->description);
+        }
+        if (!e->bwd_run) {
+            return lgh_set_error(ctx, LGH_STATUS_NOT_SUPPORTED, "engine %s has no backward",
+                                 e->name);
+        }
+        if (e->bwd_can_implement(ctx, p, why, sizeof why) != LGH_STATUS_SUCCESS) {
+            return lgh_set_error(ctx, LGH_STATUS_NOT_SUPPORTED,
+                                 "engine %s cannot run this backward: %s", e->name, why);
+        }
+        *out = e;
+        return LGH_STATUS_SUCCESS;
+    }
+    const lgh_engine_ops_t *best = NULL;
+    int best_rank = 0;
+    for (int i = 0; i < ENGINE_COUNT; ++i) {
+        const lgh_engine_ops_t *e = engine_table[i];
+        if (!e->bwd_run || !e->available(ctx) ||
+            e->bwd_can_implement(ctx, p, why, sizeof why) != LGH_STATUS_SUCCESS)
+            continue;
+        const int rank = bwd_auto_rank(e->id, p);
+        if (!best || rank < best_rank) {
+            best = e;
+            best_rank = rank;
+        }
+    }
+    if (best) {
+        *out = best;
+        return LGH_STATUS_SUCCESS;
+    }
+    return lgh_set_error(ctx, LGH_STATUS_NOT_SUPPORTED,
+                         "no engine can run this backward on %s", ctx->description);
+}
+
+lgh_status_t lgh_backward_plan(lgh_context_t ctx, const lgh_backward_args_t *args,
+                               lgh_engine_t *engine, size_t *workspace_bytes)
+{
+    lgh_bwd_problem_t p;
+    lgh_status_t s = lgh_check_backward(ctx, args, &p);
+    if (s != LGH_STATUS_SUCCESS) return s;
+    lgh_device_scope_t scope;
+    s = lgh_device_enter(ctx, &scope);
+    if (s != LGH_STATUS_SUCCESS) return s;
+    const lgh_engine_ops_t *e = NULL;
+    s = bwd_pick_engine(ctx, &p, &e);
+    if (s == LGH_STATUS_SUCCESS) {
+        if (engine) *engine = e->id;
+        if (workspace_bytes) *workspace_bytes = e->bwd_workspace_size(ctx, &p);
+        ctx->message[0] = '\0';
+    }
+    lgh_device_leave(&scope);
+    return s;
+}
+
+lgh_status_t lgh_backward(lgh_context_t ctx, const lgh_backward_args_t *args, void *workspace,
+                          size_t workspace_bytes, void *stream)
+{
+    lgh_bwd_problem_t p;
+    lgh_status_t s = lgh_check_backward(ctx, args, &p);
+    if (s != LGH_STATUS_SUCCESS) return s;
+    s = lgh_check_backward_memory(ctx, &p);
+    if (s != LGH_STATUS_SUCCESS) return s;
+    lgh_device_scope_t scope;
+    s = lgh_device_enter(ctx, &scope);
+    if (s != LGH_STATUS_SUCCESS) return s;
+    const lgh_engine_ops_t *e = NULL;
+    s = bwd_pick_engine(ctx, &p, &e);
+    if (s == LGH_STATUS_SUCCESS) {
+        const size_t need = e->bwd_workspace_size(ctx, &p);
+        void *ws = workspace;
+        if (workspace == NULL) {
+            s = lgh_context_workspace(ctx, need, &ws);
+        } else if (workspace_bytes < need) {
+            s = lgh_set_error(ctx, LGH_STATUS_WORKSPACE_TOO_SMALL,
+                              "workspace of %zu bytes given, engine %s needs %zu for the backward",
+                              workspace_bytes, e->name, need);
+        }
+        if (s == LGH_STATUS_SUCCESS) s = e->bwd_run(ctx, &p, ws, need, stream);
+        if (s == LGH_STATUS_SUCCESS) ctx->message[0] = '\0';
+    }
+    lgh_device_leave(&scope);
+    return s;
+}

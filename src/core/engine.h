@@ -30,7 +30,24 @@ typedef struct lgh_problem {
     int64_t group_size; /* n / groups */
     size_t elem_bytes;  /* 4 or 2 */
     bool want_stats;    /* a.mean and a.rstd both non-NULL */
+    bool want_h;        /* a.h non-NULL (a.ldh resolved) */
 } lgh_problem_t;
+
+/* A validated backward problem: the forward problem f (its y, mean, rstd and h unset)
+ * and the backward's own pointers, leading dimensions resolved (never 0). */
+typedef struct lgh_bwd_problem {
+    lgh_problem_t f;
+    const void *dy;
+    int64_t lddy;
+    const float *mean, *rstd;
+    const void *h; /* NULL: recompute x·Wᵀ + b */
+    int64_t ldh;
+    void *dx;
+    int64_t lddx;
+    void *dw;
+    int64_t lddw;
+    void *dbias, *dgamma, *dbeta;
+} lgh_bwd_problem_t;
 
 typedef struct lgh_engine_ops {
     lgh_engine_t id;
@@ -71,6 +88,14 @@ typedef struct lgh_engine_ops {
      * times each one and records the fastest with the engine; run() then gets it from
      * lgh_engine_variant(). NULL: the engine has one way to run a problem. */
     int (*variants)(struct lgh_context *ctx, const lgh_problem_t *p, int *ids, int capacity);
+
+    /* The backward (lgh_backward), with the same contract as the forward's three; all
+     * NULL for an engine without one (a forced engine then answers NOT_SUPPORTED). */
+    lgh_status_t (*bwd_can_implement)(struct lgh_context *ctx, const lgh_bwd_problem_t *p,
+                                      char *why, size_t why_len);
+    size_t (*bwd_workspace_size)(struct lgh_context *ctx, const lgh_bwd_problem_t *p);
+    lgh_status_t (*bwd_run)(struct lgh_context *ctx, const lgh_bwd_problem_t *p, void *ws,
+                            size_t ws_bytes, void *stream);
 } lgh_engine_ops_t;
 
 /* --- services the core gives engines (src/core/context.c) --- */

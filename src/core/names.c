@@ -83,3 +83,10 @@ void lgh_args_init(lgh_args_t *a, int64_t m, int64_t k, int64_t n, int64_t group
     a->lo = -2.0f;
     a->hi = 2.0f;
 }
+
+void lgh_backward_args_init(lgh_backward_args_t *a, int64_t m, int64_t k, int64_t n, int64_t groups)
+{
+    if (!a) return;
+    memset(a, 0, sizeof *a);
+    lgh_args_init(&a->fwd, m, k, n, groups);
+}

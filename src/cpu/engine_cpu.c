@@ -18,6 +18,7 @@
 
 #include "core/context.h"
 #include "core/engine.h"
+#include "cpu/backward_cpu.h"
 #include "cpu/blas.h"
 #include "cpu/fused_pass.h"
 #include "cpu/widen.h"
@@ -116,6 +117,7 @@ static lgh_status_t run(struct lgh_context *ctx, const lgh_problem_t *p, void *w
         .dst = a->y, .ldd = a->ldy, .dtype = a->dtype,
         .eps = a->eps, .lo = a->lo, .hi = a->hi,
         .mean = p->want_stats ? a->mean : NULL, .rstd = p->want_stats ? a->rstd : NULL,
+        .h = p->want_h ? a->h : NULL, .ldh = a->ldh,
     };
     if (a->dtype == LGH_DTYPE_FLOAT32) {
         lgh_cpu_sgemm_nt(a->m, a->n, a->k, a->x, a->ldx, a->w, a->ldw, a->y, a->ldy, threads,
@@ -156,4 +158,7 @@ const lgh_engine_ops_t lgh_engine_cpu = {
     .run = run,
     .kernel_info = NULL,
     .destroy_state = NULL,
+    .bwd_can_implement = lgh_cpu_bwd_can_implement,
+    .bwd_workspace_size = lgh_cpu_bwd_workspace_size,
+    .bwd_run = lgh_cpu_bwd_run,
 };

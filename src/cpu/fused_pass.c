@@ -16,6 +16,7 @@
 #include "cpu/fused_pass.h"
 
 #include <math.h>
+#include <stdbool.h>
 
 #include "common/norm_output.h"
 #include "cpu/convert.h"
@@ -85,6 +86,17 @@ static void one_group(const lgh_cpu_pass_t *p, int64_t row, int64_t g)
         p->rstd[row * p->groups + g] = (float)rstd;
     }
 
+    if (p->h) { /* the pre-norm, as the statistics saw it (before y may overwrite v) */
+        if (p->dtype == LGH_DTYPE_FLOAT32) {
+            float *h = (float *)p->h + row * p->ldh + c0;
+            for (int64_t j = 0; j < gs; ++j) h[j] = v[j] + b[j];
+        } else {
+            uint16_t *h = (uint16_t *)p->h + row * p->ldh + c0;
+            const bool bf = p->dtype == LGH_DTYPE_BFLOAT16;
+            for (int64_t j = 0; j < gs; ++j)
+                h[j] = bf ? lgh_float_to_bf16(v[j] + b[j]) : lgh_float_to_fp16(v[j] + b[j]);
+        }
+    }
     const float meanf = (float)mean, rstdf = (float)rstd;
     const float *gam = p->gamma + c0, *bet = p->beta + c0;
     if (p->dtype == LGH_DTYPE_FLOAT32) {

@@ -21,6 +21,8 @@ typedef struct lgh_cpu_pass {
     const float *bias, *gamma, *beta; /* [n], float32 */
     float eps, lo, hi;
     float *mean, *rstd; /* [m][groups] or NULL (both or neither) */
+    void *h;            /* [m][n] pre-norm product + bias in dtype, row stride ldh, or NULL */
+    int64_t ldh;
 } lgh_cpu_pass_t;
 
 /* Runs the pass on up to `threads` threads. */
