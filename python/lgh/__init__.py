@@ -6,6 +6,11 @@
     # or, functional (a torch.ops.lgh.linear_groupnorm_hardtanh custom operator):
     y = lgh.linear_groupnorm_hardtanh(x, w, b, gamma, beta, 16, eps=1e-5, lo=-2.0, hi=2.0)
 
+Both train: the backward is lgh_backward too. By default the forward keeps the pre-norm
+x @ W.T + b for it (as torch's GroupNorm does); save_prenorm=False (function argument or
+ModelNew attribute) or LGH_SAVE_PRENORM=0 in the environment keeps only the per-group
+statistics and recomputes it in the backward (see lgh.ops).
+
 The C library liblgh.so is found through LGH_LIBRARY, next to this package (wheels), or
 in <repository>/build (see _lib.py); it is loaded on first use.
 """
@@ -16,7 +21,8 @@ from . import _lib
 from ._lib import LghError, LghRuntimeError, LghValueError
 from .model import Model, ModelNew
 from .ops import (HAS_CUSTOM_OP, MATH_MODES, engine_for, linear_groupnorm_hardtanh,
-                  linear_groupnorm_hardtanh_with_stats, math_mode)
+                  linear_groupnorm_hardtanh_backward, linear_groupnorm_hardtanh_with_stats,
+                  math_mode)
 
 __version__ = "0.1.0"
 
@@ -24,7 +30,8 @@ __all__ = [
     "HAS_CUSTOM_OP", "MATH_MODES", "LghError", "LghRuntimeError", "LghValueError", "Model",
     "ModelNew", "cpu_blas_name", "device_description", "engine_for", "engines_available",
     "kernel_info", "library_path", "linear_groupnorm_hardtanh",
-    "linear_groupnorm_hardtanh_with_stats", "math_mode", "version",
+    "linear_groupnorm_hardtanh_backward", "linear_groupnorm_hardtanh_with_stats", "math_mode",
+    "version",
 ]
 
 _ENGINE_NAMES = ("cpu", "cublaslt", "sm80", "sm90")

@@ -2,7 +2,9 @@
 function prototypes, status-to-exception mapping, and the per-device context cache.
 
 Used by ops.py; nothing here needs PyTorch. The structures mirror include/lgh.h field by
-field (tests/python/test_lib.py compares their layout with the header, compiled).
+field (tests/python/test_lib.py compares their layout with the header, compiled):
+lgh_args_t (the forward, with its optional mean / rstd / h outputs), lgh_backward_args_t
+(lgh_backward's problem) and lgh_kernel_info_t.
 
 Library lookup, first match wins:
   1. the LGH_LIBRARY environment variable (a path to liblgh.so); if set, it must load;
@@ -39,6 +41,7 @@ STATUS_NAMES = (
     "LGH_STATUS_INTERNAL_ERROR",
 )
 STATUS_SUCCESS = 0
+STATUS_NOT_SUPPORTED = 10
 
 # Statuses that mean "the caller's arguments are wrong": they become ValueError. The rest
 # (engine cannot run it, no device, CUDA or cuBLASLt failure, out of memory, internal)
@@ -79,6 +82,30 @@ class lgh_args_t(ctypes.Structure):
         ("ldy", ctypes.c_int64),
         ("mean", ctypes.c_void_p),
         ("rstd", ctypes.c_void_p),
+        ("h", ctypes.c_void_p),
+        ("ldh", ctypes.c_int64),
+    )
+
+
+class lgh_backward_args_t(ctypes.Structure):
+    """struct lgh_backward_args (include/lgh.h): the forward problem, dy, what the forward
+    saved (mean, rstd, optionally h) and the wanted gradients (NULL for the others)."""
+
+    _fields_ = (
+        ("fwd", lgh_args_t),
+        ("dy", ctypes.c_void_p),
+        ("lddy", ctypes.c_int64),
+        ("mean", ctypes.c_void_p),
+        ("rstd", ctypes.c_void_p),
+        ("h", ctypes.c_void_p),
+        ("ldh", ctypes.c_int64),
+        ("dx", ctypes.c_void_p),
+        ("lddx", ctypes.c_int64),
+        ("dw", ctypes.c_void_p),
+        ("lddw", ctypes.c_int64),
+        ("dbias", ctypes.c_void_p),
+        ("dgamma", ctypes.c_void_p),
+        ("dbeta", ctypes.c_void_p),
     )
 
 
@@ -180,6 +207,21 @@ def _declare(lib):
         fn = getattr(lib, name)
         fn.restype = restype
         fn.argtypes = argtypes
+    # The backward (training) entry points. A liblgh.so without them still serves the
+    # forward; has_backward() says which, and the autograd formula raises a clear error.
+    bwd_p = ctypes.POINTER(lgh_backward_args_t)
+    c_int64 = ctypes.c_int64
+    optional = {
+        "lgh_backward_args_init": (None, (bwd_p, c_int64, c_int64, c_int64, c_int64)),
+        "lgh_backward_plan": (c_int, (c_void_p, bwd_p, ctypes.POINTER(c_int),
+                                      ctypes.POINTER(c_size_t))),
+        "lgh_backward": (c_int, (c_void_p, bwd_p, c_void_p, c_size_t, c_void_p)),
+    }
+    for name, (restype, argtypes) in optional.items():
+        fn = getattr(lib, name, None)
+        if fn is not None:
+            fn.restype = restype
+            fn.argtypes = argtypes
 
 
 def lib():
@@ -222,6 +264,11 @@ def library_path():
     """Absolute path of the loaded liblgh.so."""
     lib()
     return _lib_path
+
+
+def has_backward():
+    """Whether the loaded liblgh.so has lgh_backward (training)."""
+    return getattr(lib(), "lgh_backward", None) is not None
 
 
 def _str(b):

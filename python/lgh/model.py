@@ -35,16 +35,23 @@ class ModelNew(nn.Module):
     current stream of x's device) or on the CPU. float32, bfloat16 or float16.
 
     math / engine: as for lgh.linear_groupnorm_hardtanh (None: float32 math follows
-    torch.get_float32_matmul_precision(); engine chosen by lgh)."""
+    torch.get_float32_matmul_precision(); engine chosen by lgh).
+
+    Trains: the backward is lgh_backward. save_prenorm (an attribute, read at every
+    call): True keeps the pre-norm x @ W.T + b [rows, out_features] from the forward
+    for the backward (one GEMM fewer there); False keeps only the per-group mean and
+    rstd and recomputes it (less memory); None (default) follows lgh.ops.SAVE_PRENORM,
+    i.e. True unless LGH_SAVE_PRENORM=0 was set when lgh was imported."""
 
     def __init__(self, in_features, out_features, num_groups, hardtanh_min, hardtanh_max,
-                 math=None, engine=None):
+                 math=None, engine=None, save_prenorm=None):
         super().__init__()
         self.gemm = nn.Linear(in_features, out_features)
         self.group_norm = nn.GroupNorm(num_groups, out_features)
         self.hardtanh = nn.Hardtanh(min_val=hardtanh_min, max_val=hardtanh_max)
         self.math = math
         self.engine = engine
+        self.save_prenorm = save_prenorm
 
     def _params(self):
         gn = self.group_norm
@@ -56,7 +63,7 @@ class ModelNew(nn.Module):
     def forward(self, x):
         w, b, g, be, groups, eps, lo, hi = self._params()
         return linear_groupnorm_hardtanh(x, w, b, g, be, groups, eps, lo, hi, math=self.math,
-                                         engine=self.engine)
+                                         engine=self.engine, save_prenorm=self.save_prenorm)
 
     def engine_for(self, x):
         """The engine a call with this x would run now ("cpu", "cublaslt", "sm80", "sm90")."""
@@ -66,4 +73,5 @@ class ModelNew(nn.Module):
                               engine=self.engine)
 
     def extra_repr(self):
-        return "math=%r, engine=%r" % (self.math, self.engine)
+        return "math=%r, engine=%r, save_prenorm=%r" % (self.math, self.engine,
+                                                          self.save_prenorm)

@@ -1,25 +1,48 @@
-"""The functional layer over liblgh for PyTorch tensors, and its registration as the
-PyTorch custom operator torch.ops.lgh.linear_groupnorm_hardtanh.
+"""The functional layer over liblgh for PyTorch tensors, and its registration as PyTorch
+custom operators.
 
     y = hardtanh(group_norm(x @ weight.T + bias, num_groups, gamma, beta, eps), lo, hi)
 
-linear_groupnorm_hardtanh() is what users call. With torch >= 2.4 it goes through a
-torch.library custom operator with a fake (meta) implementation and an autograd formula,
-so torch.compile traces it without graph breaks and CUDA graphs capture it; on older
-torch (HAS_CUSTOM_OP False) it is a torch.autograd.Function around the same code.
+linear_groupnorm_hardtanh() is what users call. Forward and backward both run in liblgh
+(lgh_forward, lgh_backward): the CPU engine for CPU tensors, the GPU engines on the
+current CUDA device and stream.
 
-The forward runs in liblgh (CPU engine for CPU tensors; the GPU engines on the current
-CUDA device and stream). The backward is written with ordinary torch operations: it
-recomputes x @ W.T + b with torch and applies the GroupNorm and HardTanh derivatives, so
-training works wherever the forward does.
+With torch >= 2.4 (HAS_CUSTOM_OP) three torch.library custom operators carry it, each with
+a fake (meta) implementation, so torch.compile(fullgraph=True) traces forward and backward
+without graph breaks and CUDA graphs capture them:
+
+  lgh::linear_groupnorm_hardtanh(x, weight, bias, gamma, beta, num_groups, eps, lo, hi,
+      math, engine) -> y
+      inference; used when no gradient is wanted. Differentiable too (its backward
+      recomputes the statistics with one more forward), for callers of torch.ops.
+  lgh::linear_groupnorm_hardtanh_train(..., save_prenorm) -> (y, mean, rstd, h)
+      used when autograd records the call: also returns the per-(row, group) mean and
+      rstd [M, G] float32 and, if save_prenorm, the pre-norm h = x @ weight.T + bias
+      [M, N] in the data's dtype (else an empty tensor); its autograd formula saves them.
+  lgh::linear_groupnorm_hardtanh_backward(dy, x, weight, bias, gamma, beta, mean, rstd,
+      h, num_groups, eps, lo, hi, math, engine, needs) -> (dx, dw, db, dgamma, dbeta)
+      lgh_backward; computes only the gradients `needs` asks for (the others come back
+      as empty tensors).
+
+On older torch the training path is a torch.autograd.Function that calls the same two C
+entry points.
+
+What the backward keeps (save_prenorm): by default the forward saves h, so the backward
+skips recomputing x @ weight.T + b (one GEMM, as much as the forward's) at the price of
+M*N elements kept per call between forward and backward - what torch's own
+Linear + GroupNorm keep. save_prenorm=False (the function's argument, ModelNew's
+save_prenorm attribute, or LGH_SAVE_PRENORM=0 in the environment when lgh is imported,
+which sets the default SAVE_PRENORM) keeps only mean and rstd (M*G floats) and recomputes
+h in the backward. Both give the same gradients up to rounding.
 """
 
 import ctypes
 import operator
+import os
 import threading
+from typing import List, Optional, Tuple
 
 import torch
-import torch.nn.functional as F
 
 from . import _lib
 
@@ -35,6 +58,19 @@ MATH_MODES = ("auto", "fp32", "tf32", "3xtf32")
 
 HAS_CUSTOM_OP = hasattr(torch, "library") and hasattr(torch.library, "custom_op") and hasattr(
     torch.library, "register_fake")
+
+def _env_flag(name, default):
+    v = os.environ.get(name, "").strip().lower()
+    if v in ("0", "false", "no", "off"):
+        return False
+    if v in ("1", "true", "yes", "on"):
+        return True
+    return default
+
+
+# The default of save_prenorm (see the module docstring): True unless LGH_SAVE_PRENORM=0
+# when lgh is imported. Assign lgh.ops.SAVE_PRENORM to change it for later calls.
+SAVE_PRENORM = _env_flag("LGH_SAVE_PRENORM", True)
 
 # lgh_plan is given this address for y when no y exists yet: it never touches memory, and
 # PyTorch's allocators return blocks at least this aligned, so the engine it names is the
@@ -183,21 +219,35 @@ class _DeviceGuard:
         return False
 
 
+def _rows(x):
+    m = 1
+    for d in x.shape[:-1]:
+        m *= d
+    return m
+
+
 def _forward(x, weight, bias, gamma, beta, num_groups, eps, lo, hi, math, engine,
-             want_stats=False):
-    """Runs lgh_forward; returns y [*, N] (and mean, rstd [M, G] float32 if want_stats)."""
+             want_stats=False, want_h=None):
+    """Runs lgh_forward; returns y [*, N], or (y, mean, rstd) with the [M, G] float32
+    statistics if want_stats; with want_h True or False (not None), (y, mean, rstd, h)
+    with the pre-norm h [M, N] in the data's dtype if want_h, else h None."""
     k, n = _check_inputs(x, weight, bias, gamma, beta)
     lead = tuple(x.shape[:-1])
-    m = 1
-    for d in lead:
-        m *= d
+    m = _rows(x)
     dev = x.device
     y = torch.empty(lead + (n,), dtype=x.dtype, device=dev)
-    mean = rstd = None
-    if want_stats:
+    mean = rstd = h = None
+    if want_stats or want_h is not None:
         g = max(num_groups, 0)
         mean = torch.empty((m, g), dtype=torch.float32, device=dev)
         rstd = torch.empty((m, g), dtype=torch.float32, device=dev)
+    if want_h:
+        h = torch.empty((m, n), dtype=x.dtype, device=dev)
+
+    def result():
+        if want_h is not None:
+            return y, mean, rstd, h
+        return (y, mean, rstd) if want_stats else y
 
     x2, ldx = _matrix(x.reshape(m, k), k)
     w2, ldw = _matrix(weight, k)
@@ -211,73 +261,124 @@ def _forward(x, weight, bias, gamma, beta, num_groups, eps, lo, hi, math, engine
         if m == 0:
             # Nothing to compute, but the arguments are still checked by the library
             # (one placeholder row; lgh_plan reads no memory).
-            a.m = 1
-            a.x = a.x or _PLACEHOLDER_ADDRESS
-            a.bias, a.gamma, a.beta = (p or _PLACEHOLDER_ADDRESS for p in (a.bias, a.gamma, a.beta))
-            a.w = a.w or _PLACEHOLDER_ADDRESS
-            a.y = _PLACEHOLDER_ADDRESS
-            with ctx.lock:
-                ctx.check(_lib.lib().lgh_plan(ctx.handle, ctypes.byref(a), None, None), "lgh_plan")
-            return (y, mean, rstd) if want_stats else y
+            _plan_placeholder(ctx, a)
+            return result()
         a.y, a.ldy = y.data_ptr(), n
-        if want_stats:
+        if mean is not None:
             a.mean, a.rstd = mean.data_ptr(), rstd.data_ptr()
+        if h is not None:
+            a.h, a.ldh = h.data_ptr(), n
         stream = torch.cuda.current_stream(idx).cuda_stream if dev.type == "cuda" else None
         with ctx.lock:
             s = _lib.lib().lgh_forward(ctx.handle, ctypes.byref(a), None, 0, stream)
             ctx.check(s, "lgh_forward")
-    return (y, mean, rstd) if want_stats else y
+    return result()
+
+
+def _plan_placeholder(ctx, a):
+    """lgh_plan on a one-row stand-in of *a (placeholder addresses where a pointer is
+    NULL): the library checks the arguments of a call that has nothing to compute."""
+    a.m = 1
+    for f in ("x", "w", "bias", "gamma", "beta"):
+        if not getattr(a, f):
+            setattr(a, f, _PLACEHOLDER_ADDRESS)
+    a.y, a.ldy = _PLACEHOLDER_ADDRESS, a.n
+    a.mean = a.rstd = a.h = None
+    with ctx.lock:
+        ctx.check(_lib.lib().lgh_plan(ctx.handle, ctypes.byref(a), None, None), "lgh_plan")
 
 
 # ---------------------------------------------------------------------------------------
-# Backward, in torch operations (traceable by AOTAutograd).
+# Backward: lgh_backward.
 
 
-def _grads(x, weight, bias, gamma, beta, num_groups, eps, lo, hi, dy, needs):
-    """Gradients of y with respect to (x, weight, bias, gamma, beta); None where `needs`
-    says a gradient is not wanted. Normalisation math in float32."""
-    k, n = weight.shape[1], weight.shape[0]
-    c = n // num_groups
-    x2 = x.reshape(-1, k)
-    h = F.linear(x2, weight, bias).float()
-    m = h.shape[0]
-    hg = h.view(m, num_groups, c)
-    mu = hg.mean(-1, keepdim=True)
-    centred = hg - mu
-    rstd = torch.rsqrt((centred * centred).mean(-1, keepdim=True) + eps)
-    xhat = centred * rstd
-    gf = gamma.float().view(num_groups, c)
-    z = xhat * gf + beta.float().view(num_groups, c)
-    dz = dy.reshape(m, num_groups, c).float() * ((z > lo) & (z < hi))
-    dgamma = (dz * xhat).sum(0).reshape(n).to(gamma.dtype) if needs[3] else None
-    dbeta = dz.sum(0).reshape(n).to(beta.dtype) if needs[4] else None
-    dx = dw = db = None
-    if needs[0] or needs[1] or needs[2]:
-        g = dz * gf
-        dh = rstd * (g - g.mean(-1, keepdim=True) - xhat * (g * xhat).mean(-1, keepdim=True))
-        dh = dh.reshape(m, n)
-        if needs[2]:
-            db = dh.sum(0).to(bias.dtype)
-        dh = dh.to(x.dtype)
-        if needs[0]:
-            dx = (dh @ weight).reshape(x.shape)
-        if needs[1]:
-            dw = dh.t() @ x2
-    return dx, dw, db, dgamma, dbeta
+def _backward_impl(dy, x, weight, bias, gamma, beta, mean, rstd, h, num_groups, eps, lo, hi,
+                   math, engine, needs):
+    """Runs lgh_backward: the gradients of y with respect to (x, weight, bias, gamma,
+    beta), each None where `needs` (five booleans) does not ask for it. mean and rstd are
+    the forward's [M, G] float32 statistics; h its pre-norm [M, N] (data dtype), or None
+    (or empty) to have lgh recompute it. Gradients are contiguous, in the data's dtype;
+    dx has x's shape."""
+    k, n = _check_inputs(x, weight, bias, gamma, beta)
+    m = _rows(x)
+    dev, dt = x.device, x.dtype
+    need = tuple(bool(v) for v in needs)
+    if len(need) != 5:
+        raise ValueError("lgh: needs must give five flags (x, weight, bias, gamma, beta)")
+    dx = torch.empty(x.shape, dtype=dt, device=dev) if need[0] else None
+    dw = torch.empty((n, k), dtype=dt, device=dev) if need[1] else None
+    db, dg, dbe = (torch.empty((n,), dtype=dt, device=dev) if f else None for f in need[2:])
+    if not any(need):
+        return dx, dw, db, dg, dbe
+    if m == 0:
+        # No rows: the parameter gradients are sums over nothing.
+        for t in (dw, db, dg, dbe):
+            if t is not None:
+                t.zero_()
+        return dx, dw, db, dg, dbe
+    g = num_groups
+    if tuple(mean.shape) != (m, g) or tuple(rstd.shape) != (m, g):
+        raise ValueError("lgh: mean and rstd must be [M=%d, G=%d], got %s and %s" % (
+            m, g, list(mean.shape), list(rstd.shape)))
+    if mean.dtype != torch.float32 or rstd.dtype != torch.float32:
+        raise TypeError("lgh: mean and rstd must be float32")
+    if dy.dtype != dt:
+        dy = dy.to(dt)
+    if tuple(dy.shape) != tuple(x.shape[:-1]) + (n,):
+        raise ValueError("lgh: dy must have y's shape %s, got %s" % (
+            list(x.shape[:-1]) + [n], list(dy.shape)))
+    for name, t in (("dy", dy), ("mean", mean), ("rstd", rstd)) + (
+            (("h", h),) if h is not None else ()):
+        if t.device != dev:
+            raise ValueError("lgh: %s is on %s, not on x's device %s" % (name, t.device, dev))
+
+    x2, ldx = _matrix(x.reshape(m, k), k)
+    w2, ldw = _matrix(weight, k)
+    bias, gamma, beta = _vector(bias), _vector(gamma), _vector(beta)
+    dy2, lddy = _matrix(dy.reshape(m, n), n)
+    mean, rstd = mean.contiguous(), rstd.contiguous()
+    h2 = None
+    if h is not None and h.numel() > 0:
+        if h.dtype != dt or h.numel() != m * n:
+            raise ValueError("lgh: the saved h must be [M=%d, N=%d] of dtype %s" % (m, n, dt))
+        h2, ldh = _matrix(h.reshape(m, n), n)
+    idx = _device_index(dev)
+
+    with _DeviceGuard(dev):
+        ctx = _lib.context(idx)
+        L = _lib.lib()
+        if not _lib.has_backward():
+            raise _lib.LghRuntimeError(
+                "lgh: the loaded %s has no lgh_backward (a library older than the training "
+                "API); rebuild it" % _lib.library_path(), _lib.STATUS_NOT_SUPPORTED)
+        b = _lib.lgh_backward_args_t()
+        b.fwd = _fill_args(x2, ldx, w2, ldw, bias, gamma, beta, m, k, n, g, eps, lo, hi,
+                           _DTYPES[dt], _math_id(math), _engine_id(engine))
+        b.dy, b.lddy = dy2.data_ptr(), lddy
+        b.mean, b.rstd = mean.data_ptr(), rstd.data_ptr()
+        if h2 is not None:
+            b.h, b.ldh = h2.data_ptr(), ldh
+        if dx is not None:
+            b.dx, b.lddx = dx.data_ptr(), k
+        if dw is not None:
+            b.dw, b.lddw = dw.data_ptr(), k
+        if db is not None:
+            b.dbias = db.data_ptr()
+        if dg is not None:
+            b.dgamma = dg.data_ptr()
+        if dbe is not None:
+            b.dbeta = dbe.data_ptr()
+        stream = torch.cuda.current_stream(idx).cuda_stream if dev.type == "cuda" else None
+        with ctx.lock:
+            ctx.check(L.lgh_backward(ctx.handle, ctypes.byref(b), None, 0, stream),
+                      "lgh_backward")
+    return dx, dw, db, dg, dbe
 
 
-def _setup_context(ctx, inputs, output):
-    x, weight, bias, gamma, beta, num_groups, eps, lo, hi = inputs[:9]
-    ctx.save_for_backward(x, weight, bias, gamma, beta)
-    ctx.lgh_scalars = (num_groups, eps, lo, hi)
-
-
-def _backward(ctx, dy):
-    x, weight, bias, gamma, beta = ctx.saved_tensors
-    num_groups, eps, lo, hi = ctx.lgh_scalars
-    grads = _grads(x, weight, bias, gamma, beta, num_groups, eps, lo, hi, dy,
-                   ctx.needs_input_grad[:5])
-    return grads + (None,) * 6
+def _zeros_for_missing_dy(dy, x, n):
+    if dy is None:
+        return torch.zeros(tuple(x.shape[:-1]) + (n,), dtype=x.dtype, device=x.device)
+    return dy
 
 
 # ---------------------------------------------------------------------------------------
@@ -296,22 +397,128 @@ if HAS_CUSTOM_OP:
         _, n = _check_inputs(x, weight, bias, gamma, beta)
         return x.new_empty(tuple(x.shape[:-1]) + (n,))
 
+    @torch.library.custom_op("lgh::linear_groupnorm_hardtanh_train", mutates_args=())
+    def _train_op(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+                  gamma: torch.Tensor, beta: torch.Tensor, num_groups: int, eps: float,
+                  lo: float, hi: float, math: str, engine: str, save_prenorm: bool
+                  ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        y, mean, rstd, h = _forward(x, weight, bias, gamma, beta, num_groups, eps, lo, hi, math,
+                                    engine, want_stats=True, want_h=bool(save_prenorm))
+        if h is None:
+            h = x.new_empty((0,))
+        return y, mean, rstd, h
+
+    @_train_op.register_fake
+    def _train_op_fake(x, weight, bias, gamma, beta, num_groups, eps, lo, hi, math, engine,
+                       save_prenorm):
+        _, n = _check_inputs(x, weight, bias, gamma, beta)
+        m = _rows(x)
+        g = max(num_groups, 0)
+        y = x.new_empty(tuple(x.shape[:-1]) + (n,))
+        mean = x.new_empty((m, g), dtype=torch.float32)
+        rstd = x.new_empty((m, g), dtype=torch.float32)
+        h = x.new_empty((m, n)) if save_prenorm else x.new_empty((0,))
+        return y, mean, rstd, h
+
+    @torch.library.custom_op("lgh::linear_groupnorm_hardtanh_backward", mutates_args=())
+    def _backward_op(dy: torch.Tensor, x: torch.Tensor, weight: torch.Tensor,
+                     bias: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor,
+                     mean: torch.Tensor, rstd: torch.Tensor, h: Optional[torch.Tensor],
+                     num_groups: int, eps: float, lo: float, hi: float, math: str, engine: str,
+                     needs: List[bool]) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor,
+                                                 torch.Tensor, torch.Tensor]:
+        grads = _backward_impl(dy, x, weight, bias, gamma, beta, mean, rstd, h, num_groups, eps,
+                               lo, hi, math, engine, needs)
+        return tuple(t if t is not None else x.new_empty((0,)) for t in grads)
+
+    @_backward_op.register_fake
+    def _backward_op_fake(dy, x, weight, bias, gamma, beta, mean, rstd, h, num_groups, eps, lo,
+                          hi, math, engine, needs):
+        k, n = _check_inputs(x, weight, bias, gamma, beta)
+        shapes = (tuple(x.shape), (n, k), (n,), (n,), (n,))
+        return tuple(x.new_empty(s if f else (0,)) for s, f in zip(shapes, needs))
+
+    def _grads_or_none(grads, needs):
+        return tuple(t if f else None for t, f in zip(grads, needs))
+
+    def _setup_context_train(ctx, inputs, output):
+        x, weight, bias, gamma, beta, num_groups, eps, lo, hi, math, engine, save = inputs
+        _, mean, rstd, h = output
+        ctx.save_for_backward(x, weight, bias, gamma, beta, mean, rstd, h if save else None)
+        ctx.lgh_scalars = (num_groups, eps, lo, hi, math, engine)
+
+    def _backward_train(ctx, dy, dmean, drstd, dh):
+        x, weight, bias, gamma, beta, mean, rstd, h = ctx.saved_tensors
+        num_groups, eps, lo, hi, math, engine = ctx.lgh_scalars
+        needs = [bool(f) for f in ctx.needs_input_grad[:5]]
+        if not any(needs):
+            return (None,) * 12
+        dy = _zeros_for_missing_dy(dy, x, weight.shape[0])
+        grads = torch.ops.lgh.linear_groupnorm_hardtanh_backward(
+            dy, x, weight, bias, gamma, beta, mean, rstd, h, num_groups, eps, lo, hi, math,
+            engine, needs)
+        return _grads_or_none(grads, needs) + (None,) * 7
+
+    _train_op.register_autograd(_backward_train, setup_context=_setup_context_train)
+
+    def _setup_context(ctx, inputs, output):
+        x, weight, bias, gamma, beta, num_groups, eps, lo, hi, math, engine = inputs
+        ctx.save_for_backward(x, weight, bias, gamma, beta)
+        ctx.lgh_scalars = (num_groups, eps, lo, hi, math, engine)
+
+    def _backward(ctx, dy):
+        # The inference op saved no statistics: one more forward gets them (h is then
+        # recomputed by lgh_backward).
+        x, weight, bias, gamma, beta = ctx.saved_tensors
+        num_groups, eps, lo, hi, math, engine = ctx.lgh_scalars
+        needs = [bool(f) for f in ctx.needs_input_grad[:5]]
+        if not any(needs):
+            return (None,) * 11
+        _, mean, rstd, _ = torch.ops.lgh.linear_groupnorm_hardtanh_train(
+            x, weight, bias, gamma, beta, num_groups, eps, lo, hi, math, engine, False)
+        grads = torch.ops.lgh.linear_groupnorm_hardtanh_backward(
+            dy, x, weight, bias, gamma, beta, mean, rstd, None, num_groups, eps, lo, hi, math,
+            engine, needs)
+        return _grads_or_none(grads, needs) + (None,) * 6
+
     _op.register_autograd(_backward, setup_context=_setup_context)
+
+    def _train(x, weight, bias, gamma, beta, num_groups, eps, lo, hi, math, engine, save):
+        return torch.ops.lgh.linear_groupnorm_hardtanh_train(
+            x, weight, bias, gamma, beta, num_groups, eps, lo, hi, math, engine, save)[0]
 
 else:
 
-    class _Function(torch.autograd.Function):
+    class _TrainFunction(torch.autograd.Function):
+        """The training path on torch without torch.library.custom_op: lgh_forward saving
+        mean / rstd (and h), then lgh_backward."""
+
         @staticmethod
-        def forward(ctx, x, weight, bias, gamma, beta, num_groups, eps, lo, hi, math, engine):
-            y = _forward(x, weight, bias, gamma, beta, num_groups, eps, lo, hi, math, engine)
-            _setup_context(ctx, (x, weight, bias, gamma, beta, num_groups, eps, lo, hi), y)
+        def forward(ctx, x, weight, bias, gamma, beta, num_groups, eps, lo, hi, math, engine,
+                    save):
+            y, mean, rstd, h = _forward(x, weight, bias, gamma, beta, num_groups, eps, lo, hi,
+                                        math, engine, want_stats=True, want_h=bool(save))
+            ctx.save_for_backward(x, weight, bias, gamma, beta, mean, rstd, h)
+            ctx.lgh_scalars = (num_groups, eps, lo, hi, math, engine)
             return y
 
         @staticmethod
         def backward(ctx, dy):
-            return _backward(ctx, dy)
+            x, weight, bias, gamma, beta, mean, rstd, h = ctx.saved_tensors
+            num_groups, eps, lo, hi, math, engine = ctx.lgh_scalars
+            dy = _zeros_for_missing_dy(dy, x, weight.shape[0])
+            grads = _backward_impl(dy, x, weight, bias, gamma, beta, mean, rstd, h, num_groups,
+                                   eps, lo, hi, math, engine, ctx.needs_input_grad[:5])
+            return grads + (None,) * 7
 
-    _op = _Function.apply
+    def _op(x, weight, bias, gamma, beta, num_groups, eps, lo, hi, math, engine):
+        if torch.is_grad_enabled() and any(
+                t.requires_grad for t in (x, weight, bias, gamma, beta)):
+            return _TrainFunction.apply(x, weight, bias, gamma, beta, num_groups, eps, lo, hi,
+                                        math, engine, False)
+        return _forward(x, weight, bias, gamma, beta, num_groups, eps, lo, hi, math, engine)
+
+    _train = _TrainFunction.apply
 
 
 # ---------------------------------------------------------------------------------------
@@ -319,7 +526,7 @@ else:
 
 
 def linear_groupnorm_hardtanh(x, weight, bias, gamma, beta, num_groups, eps=1e-5, lo=-1.0,
-                              hi=1.0, math=None, engine=None):
+                              hi=1.0, math=None, engine=None, save_prenorm=None):
     """hardtanh(group_norm(x @ weight.T + bias, num_groups, gamma, beta, eps), lo, hi).
 
     x: [*, K]; weight: [N, K]; bias, gamma, beta: [N]; all float32, bfloat16 or float16
@@ -328,27 +535,64 @@ def linear_groupnorm_hardtanh(x, weight, bias, gamma, beta, num_groups, eps=1e-5
 
     math (float32 only): None or "auto" follows torch.get_float32_matmul_precision()
     ("highest" -> "3xtf32", "high"/"medium" -> "tf32"); or "fp32", "tf32", "3xtf32".
+    The backward's two products use the same mode.
     engine: None/"auto" (the LGH_ENGINE environment variable, read when the device's
-    context is created, can force one), or "cpu", "cublaslt", "sm80", "sm90".
+    context is created, can force one), or "cpu", "cublaslt", "sm80", "sm90"; a forced
+    engine runs the backward too.
+
+    Differentiable with respect to every tensor argument: when autograd records the call
+    (grad mode on and an input requiring grad), the forward also saves the statistics
+    and the backward is lgh_backward. save_prenorm: whether the forward also keeps the
+    pre-norm x @ weight.T + bias [M, N] for the backward (faster backward: no second
+    GEMM) or only the statistics (less memory: the backward recomputes it). None follows
+    lgh.ops.SAVE_PRENORM (True unless LGH_SAVE_PRENORM=0 when lgh was imported). Ignored
+    when nothing needs gradients.
 
     Raises TypeError for wrong types/dtypes, ValueError for wrong shapes, devices or
     arguments the library refuses (lgh.LghValueError), RuntimeError when the library
     cannot run the call (lgh.LghRuntimeError); both carry the library's message.
     """
     _check_inputs(x, weight, bias, gamma, beta)
-    return _op(x, weight, bias, gamma, beta, _groups(num_groups), float(eps), float(lo), float(hi),
-               _math_name(math), _engine_name(engine))
+    args = (x, weight, bias, gamma, beta, _groups(num_groups), float(eps), float(lo), float(hi),
+            _math_name(math), _engine_name(engine))
+    if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad or
+                                    bias.requires_grad or gamma.requires_grad or
+                                    beta.requires_grad):
+        save = SAVE_PRENORM if save_prenorm is None else bool(save_prenorm)
+        return _train(*args, save)
+    return _op(*args)
 
 
 def linear_groupnorm_hardtanh_with_stats(x, weight, bias, gamma, beta, num_groups, eps=1e-5,
-                                         lo=-1.0, hi=1.0, math=None, engine=None):
+                                         lo=-1.0, hi=1.0, math=None, engine=None,
+                                         return_prenorm=False):
     """As linear_groupnorm_hardtanh, and also returns the per-(row, group) mean and
     1/sqrt(var + eps) it normalised with: (y [*, N], mean [M, G], rstd [M, G]) with
-    M the number of rows of x and float32 statistics. Eager only, and not recorded by
-    autograd (the outputs do not require grad)."""
+    M the number of rows of x and float32 statistics; with return_prenorm, also the
+    pre-norm h = x @ weight.T + bias [M, N] in the data's dtype: (y, mean, rstd, h).
+    These are what linear_groupnorm_hardtanh_backward takes. Eager only, and not
+    recorded by autograd (the outputs do not require grad)."""
     with torch.no_grad():
         return _forward(x, weight, bias, gamma, beta, _groups(num_groups), float(eps), float(lo),
-                        float(hi), _math_name(math), _engine_name(engine), want_stats=True)
+                        float(hi), _math_name(math), _engine_name(engine), want_stats=True,
+                        want_h=True if return_prenorm else None)
+
+
+def linear_groupnorm_hardtanh_backward(dy, x, weight, bias, gamma, beta, num_groups, mean, rstd,
+                                       h=None, eps=1e-5, lo=-1.0, hi=1.0, math=None,
+                                       engine=None, needs=(True, True, True, True, True)):
+    """The gradients (dx, dweight, dbias, dgamma, dbeta) of linear_groupnorm_hardtanh
+    for the output gradient dy [*, N], computed by lgh_backward from what the forward
+    saved (see linear_groupnorm_hardtanh_with_stats): mean, rstd [M, G] float32 and
+    optionally the pre-norm h [M, N] (None: lgh recomputes it). needs: five flags, one
+    per gradient; a gradient not asked for is None (and not computed). The arguments
+    after num_groups other than mean / rstd / h must be the forward's. Eager only, not
+    recorded by autograd."""
+    _check_inputs(x, weight, bias, gamma, beta)
+    with torch.no_grad():
+        return _backward_impl(dy, x, weight, bias, gamma, beta, mean, rstd, h,
+                              _groups(num_groups), float(eps), float(lo), float(hi),
+                              _math_name(math), _engine_name(engine), tuple(needs))
 
 
 def engine_for(x, weight, bias, gamma, beta, num_groups, eps=1e-5, lo=-1.0, hi=1.0, math=None,

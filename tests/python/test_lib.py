@@ -62,17 +62,25 @@ _LAYOUT_C = r"""
 #include "lgh.h"
 #define F(s, f) printf(#f " %zu %zu\n", offsetof(s, f), sizeof(((s *)0)->f));
 int main(void) {
-    printf("sizeof %zu %zu\n", sizeof(lgh_args_t), sizeof(lgh_kernel_info_t));
+    printf("sizeof %zu %zu %zu\n", sizeof(lgh_args_t), sizeof(lgh_kernel_info_t),
+           sizeof(lgh_backward_args_t));
     F(lgh_args_t, m) F(lgh_args_t, k) F(lgh_args_t, n) F(lgh_args_t, groups)
     F(lgh_args_t, dtype) F(lgh_args_t, math) F(lgh_args_t, engine)
     F(lgh_args_t, eps) F(lgh_args_t, lo) F(lgh_args_t, hi)
     F(lgh_args_t, x) F(lgh_args_t, ldx) F(lgh_args_t, w) F(lgh_args_t, ldw)
     F(lgh_args_t, bias) F(lgh_args_t, gamma) F(lgh_args_t, beta)
     F(lgh_args_t, y) F(lgh_args_t, ldy) F(lgh_args_t, mean) F(lgh_args_t, rstd)
+    F(lgh_args_t, h) F(lgh_args_t, ldh)
     printf("--\n");
     F(lgh_kernel_info_t, name) F(lgh_kernel_info_t, engine) F(lgh_kernel_info_t, registers)
     F(lgh_kernel_info_t, shared_bytes) F(lgh_kernel_info_t, local_bytes)
     F(lgh_kernel_info_t, threads_per_block) F(lgh_kernel_info_t, blocks_per_sm)
+    printf("--\n");
+    F(lgh_backward_args_t, fwd) F(lgh_backward_args_t, dy) F(lgh_backward_args_t, lddy)
+    F(lgh_backward_args_t, mean) F(lgh_backward_args_t, rstd) F(lgh_backward_args_t, h)
+    F(lgh_backward_args_t, ldh) F(lgh_backward_args_t, dx) F(lgh_backward_args_t, lddx)
+    F(lgh_backward_args_t, dw) F(lgh_backward_args_t, lddw) F(lgh_backward_args_t, dbias)
+    F(lgh_backward_args_t, dgamma) F(lgh_backward_args_t, dbeta)
     return 0;
 }
 """
@@ -91,11 +99,12 @@ def test_struct_layout_matches_header():
         subprocess.run([cc, "-std=c11", "-I", os.path.dirname(HEADER), src, "-o", exe], check=True)
         lines = subprocess.run([exe], check=True, capture_output=True, text=True).stdout.split("\n")
     sizes = lines[0].split()
-    assert int(sizes[1]) == ctypes.sizeof(_lib.lgh_args_t)
-    assert int(sizes[2]) == ctypes.sizeof(_lib.lgh_kernel_info_t)
-    split = lines.index("--")
-    for struct, rows in ((_lib.lgh_args_t, lines[1:split]),
-                         (_lib.lgh_kernel_info_t, lines[split + 1:])):
+    structs = (_lib.lgh_args_t, _lib.lgh_kernel_info_t, _lib.lgh_backward_args_t)
+    for struct, size in zip(structs, sizes[1:]):
+        assert int(size) == ctypes.sizeof(struct), struct.__name__
+    cuts = [i for i, line in enumerate(lines) if line == "--"]
+    sections = (lines[1:cuts[0]], lines[cuts[0] + 1:cuts[1]], lines[cuts[1] + 1:])
+    for struct, rows in zip(structs, sections):
         c_fields = [r.split() for r in rows if r.strip()]
         assert [f[0] for f in c_fields] == [f[0] for f in struct._fields_], struct.__name__
         for name, offset, size in c_fields:
