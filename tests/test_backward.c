@@ -21,7 +21,10 @@
  * must be within the bound (an unwritten element is NaN and fails) and every guard
  * element unchanged. Then the outputs are poisoned again and lgh_backward runs a second
  * time: dW, db, dγ and dβ must come back bit for bit the same (lgh.h promises them
- * deterministic). Bounds: float32 and 3xtf32 1e-5, tf32 1e-3, bfloat16 / float16 2e-2.
+ * deterministic). Bounds: float32 and 3xtf32 1e-5, tf32 1e-3, bfloat16 / float16 2e-2;
+ * a tf32 gradient past 1e-3 passes within 1e-3 plus the error exact arithmetic makes on
+ * tf32-rounded x and W of the same inputs (tf32_floors: small groups amplify the rounding
+ * of h, as for test_matrix's y).
  *
  * dy is uniform in [-1, 1) except where the reference's z (the value the clamp sees) is
  * within rel_tol·max(1, |lo|, |hi|) of lo or hi, where it is 0 (lgh_reference_near_clamp
@@ -274,6 +277,71 @@ static double bwd_bound(lgh_dtype_t dt, lgh_math_t resolved)
     return resolved == LGH_MATH_TF32 ? 1e-3 : 1e-5;
 }
 
+/* The error floor of tf32 on this case's inputs, per gradient, as test_matrix's for y:
+ * ||ref' - ref|| / ||ref||, ref' the double-precision gradients on operands rounded as
+ * tf32 tensor cores read them (W truncated to 10 mantissa bits, x truncated or rounded to
+ * nearest, the larger of the two). That is the part of a tf32 engine's error that comes
+ * from h (and so x̂ and the mask's neighbourhood): a group whose values nearly agree
+ * divides the operands' rounding by a small standard deviation, which dγ shows first
+ * (emulated tf32: up to 2.1e-3 on groups of 8 channels). The products dh·W and dhᵀ·x
+ * round their own operands on top of it, so a tf32 gradient passes within bound + floor:
+ * in an emulation of the whole tf32 backward over this matrix's shapes (every operand
+ * truncated, sums exact) the worst error was 0.68 of that. Computed only for a result
+ * past the bound; NaN when it cannot allocate (the case then fails). */
+static float tf32_of(float v, int round_to_nearest)
+{
+    uint32_t u;
+    memcpy(&u, &v, sizeof u);
+    if ((u & 0x7f800000u) != 0x7f800000u) { /* finite: keep the top 10 mantissa bits */
+        if (round_to_nearest) u += 0x1000u; /* half of the 13 dropped bits, away from 0 */
+        u &= 0xffffe000u;
+    }
+    memcpy(&v, &u, sizeof v);
+    return v;
+}
+
+static void tf32_floors(const case_data_t *c, double floor[N_GRADS])
+{
+    const shape_t *s = &c->s;
+    float *x = malloc(c->x_elems * sizeof(float)), *w = malloc(c->w_elems * sizeof(float));
+    double *got[N_GRADS] = {NULL};
+    int bad = !x || !w;
+    for (int q = 0; q < N_GRADS; ++q) {
+        floor[q] = NAN;
+        got[q] = malloc((size_t)(grad_rows(s, q) * grad_cols(s, q)) * sizeof(double));
+        bad |= !got[q];
+    }
+    if (!bad) {
+        for (int q = 0; q < N_GRADS; ++q) floor[q] = 0.0;
+        for (size_t i = 0; i < c->w_elems; ++i) w[i] = tf32_of(((const float *)c->w)[i], 0);
+        for (int x_rn = 0; x_rn < 2; ++x_rn) {
+            for (size_t i = 0; i < c->x_elems; ++i) x[i] = tf32_of(((const float *)c->x)[i], x_rn);
+            lgh_backward_args_t b;
+            memset(&b, 0, sizeof b);
+            b.fwd = host_args(c);
+            b.fwd.x = x, b.fwd.w = w;
+            b.dy = c->dy;
+            b.lddy = s->lddy;
+            if (lgh_reference_backward(&b, got[GR_DX], got[GR_DW], got[GR_DB], got[GR_DG],
+                                       got[GR_DBE]) != 0) {
+                for (int q = 0; q < N_GRADS; ++q) floor[q] = NAN;
+                break;
+            }
+            for (int q = 0; q < N_GRADS; ++q) {
+                double num = 0.0, den = 0.0;
+                for (int64_t i = 0; i < grad_rows(s, q) * grad_cols(s, q); ++i) {
+                    const double d = got[q][i] - c->ref[q][i];
+                    num += d * d, den += c->ref[q][i] * c->ref[q][i];
+                }
+                const double e = den > 0.0 ? sqrt(num / den) : sqrt(num);
+                floor[q] = fmax(floor[q], e);
+            }
+        }
+    }
+    free(x), free(w);
+    for (int q = 0; q < N_GRADS; ++q) free(got[q]);
+}
+
 static void describe(char *buf, size_t len, const target_t *t, const case_data_t *c,
                      lgh_math_t math)
 {
@@ -497,26 +565,39 @@ static int run_one(target_t *t, const case_data_t *c, lgh_math_t math)
                                             : LGH_MATH_DEFAULT;
             const double bound = bwd_bound(c->dt, resolved);
             const int di = c->id % N_DTYPES, mi = (int)resolved;
-            char detail[512] = "";
+            char detail[768] = "";
             size_t at = 0;
+            tst_err_t e[N_GRADS];
+            int64_t damage[N_GRADS] = {0};
+            int past = 0;
             for (int q = 0; q < N_GRADS; ++q) {
                 if (!(s->want & WANT(q))) continue;
-                const tst_err_t e = tst_compare(c->dt, out[q].host, grad_rows(s, q),
-                                                grad_cols(s, q), grad_ld(s, q), c->ref[q]);
-                const int64_t damage = tst_guard_damage(c->dt, out[q].host, grad_rows(s, q),
-                                                        grad_cols(s, q), grad_ld(s, q),
-                                                        (int64_t)c->out_elems[q]);
-                const int this_ok = e.rel <= bound && damage == 0;
+                e[q] = tst_compare(c->dt, out[q].host, grad_rows(s, q), grad_cols(s, q),
+                                   grad_ld(s, q), c->ref[q]);
+                damage[q] = tst_guard_damage(c->dt, out[q].host, grad_rows(s, q), grad_cols(s, q),
+                                             grad_ld(s, q), (int64_t)c->out_elems[q]);
+                past |= !(e[q].rel <= bound);
+            }
+            /* tf32 past the bound: bound + the floor of these inputs (tf32_floors). */
+            double floor[N_GRADS] = {0};
+            const int use_floor = c->dt == LGH_DTYPE_FLOAT32 && resolved == LGH_MATH_TF32 && past;
+            if (use_floor) tf32_floors(c, floor);
+            for (int q = 0; q < N_GRADS; ++q) {
+                if (!(s->want & WANT(q))) continue;
+                const int this_ok = e[q].rel <= bound + floor[q] && damage[q] == 0;
                 ok &= this_ok;
-                if (!(e.rel <= t->worst[di][mi][q])) t->worst[di][mi][q] = e.rel;
+                if (!(e[q].rel <= t->worst[di][mi][q])) t->worst[di][mi][q] = e[q].rel;
                 at += (size_t)snprintf(detail + at, sizeof detail - at, "%s%s %.3g%s", at ? ", " : "",
-                                       kGradNames[q], e.rel, this_ok ? "" : " (!)");
-                if (e.nonfinite && at < sizeof detail)
+                                       kGradNames[q], e[q].rel, this_ok ? "" : " (!)");
+                if (use_floor && at < sizeof detail)
+                    at += (size_t)snprintf(detail + at, sizeof detail - at, " [tf32 floor %.3g]",
+                                           floor[q]);
+                if (e[q].nonfinite && at < sizeof detail)
                     at += (size_t)snprintf(detail + at, sizeof detail - at,
-                                           " [%" PRId64 " non-finite]", e.nonfinite);
-                if (damage && at < sizeof detail)
+                                           " [%" PRId64 " non-finite]", e[q].nonfinite);
+                if (damage[q] && at < sizeof detail)
                     at += (size_t)snprintf(detail + at, sizeof detail - at,
-                                           " [%" PRId64 " padding/tail elements overwritten]", damage);
+                                           " [%" PRId64 " padding/tail elements overwritten]", damage[q]);
                 if (at >= sizeof detail) at = sizeof detail - 1;
             }
             t->ran[di][mi]++;
