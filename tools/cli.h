@@ -47,6 +47,10 @@ typedef struct run_opts {
     int64_t check_rows; /* -1: choose (all rows when cheap, else 64 sampled) */
     float eps, lo, hi;
     uint64_t seed;
+    /* `lgh run` only: */
+    int backward;         /* --backward: time and check lgh_backward too */
+    int recompute;        /* --recompute: the forward saves mean / rstd only, not h */
+    int64_t check_groups; /* --check-groups: groups whose dW, db, dγ, dβ are checked; -1 auto */
 } run_opts_t;
 
 /* The help text of the options run and profile share. */
@@ -99,5 +103,63 @@ int cli_check_rows(const lgh_args_t *a, const int64_t *row_ids, int64_t rows, co
 
 /* The DESIGN.md bound for dtype and resolved math mode. */
 double cli_bound(lgh_dtype_t dt, lgh_math_t math);
+
+/* ---- the backward's check (check.c) ------------------------------------------------------
+ *
+ * What of lgh_backward's output is compared with lgh_reference_backward: dx on `rows`
+ * rows (row_ids, ascending), and dW, db, dγ, dβ on the channels of `ngroups` groups
+ * (group_ids, ascending) summed over all rows. Gradients sum over rows, so the parameter
+ * gradients are never sampled by row; on a large problem the groups are. The reference
+ * runs on the CPU's threads, split by rows. */
+typedef struct cli_bwd_sample {
+    const int64_t *row_ids;
+    int64_t rows;
+    const int64_t *group_ids;
+    int64_t ngroups;
+} cli_bwd_sample_t;
+
+/* Sets dy (host, packed [m, n] in b->fwd.dtype; b->dy is ignored) to 0 wherever the
+ * reference's z lies within rel_tol·max(1, |lo|, |hi|) of lo or hi, within the part of
+ * the problem the check reads (s's rows, all channels; s's groups, all rows): there a
+ * z that an engine puts a rounding error away from the reference's may fall on the other
+ * side of the clamp, and that element's gradient would then differ by all of dy. *zeroed
+ * counts the elements set to 0. b holds host pointers to the forward's inputs. Returns 0,
+ * or -1 if the reference refused or memory ran out. */
+int cli_mask_near_clamp(const lgh_backward_args_t *b, const cli_bwd_sample_t *s, void *dy,
+                        double rel_tol, int64_t *zeroed);
+
+/* Errors of the five gradients, in the order dx, dW, db, dγ, dβ: relative Frobenius
+ * ||g - ref|| / ||ref|| (NaN when an element is NaN, e.g. unwritten) and max |g - ref|. */
+typedef struct cli_bwd_errors {
+    double rel[5];
+    double max_abs[5];
+} cli_bwd_errors_t;
+
+/* Compares lgh's gradients (host, in b->fwd.dtype) with lgh_reference_backward on the
+ * part s: dx_rows packed [s->rows, k] (row i is row s->row_ids[i] of dx); dw_groups packed
+ * [s->ngroups * n/groups, k] (the dW rows of the listed groups, in order); dbias, dgamma,
+ * dbeta all n channels. b holds host pointers to the forward's inputs and to dy (packed,
+ * as given to lgh_backward). Returns 0, or -1 if the reference refused or memory ran out. */
+int cli_check_backward(const lgh_backward_args_t *b, const cli_bwd_sample_t *s,
+                       const void *dx_rows, const void *dw_groups, const void *dbias,
+                       const void *dgamma, const void *dbeta, cli_bwd_errors_t *out);
+
+/* The bound of a gradient for dtype and resolved math mode (float32 / 3xtf32 1e-5, tf32
+ * 1e-3, bfloat16 / float16 2e-2), and the rel_tol cli_mask_near_clamp uses (1e-2 for
+ * float32, whatever its math mode; 5e-2 for the 16-bit types). */
+double cli_backward_bound(lgh_dtype_t dt, lgh_math_t math);
+double cli_near_clamp_tolerance(lgh_dtype_t dt);
+
+/* ---- `lgh run --backward` (run_backward.c) ------------------------------------------------ */
+
+/* What run() hands the backward stage: the context, the options, the forward problem
+ * (a: device pointers, as run; host: the same inputs on the host), the stream and the
+ * forward-only median in ms. Prints the backward's lines; returns CLI_OK, CLI_FAIL or
+ * CLI_USAGE. */
+int cli_run_backward(lgh_context_t ctx, const run_opts_t *o, const lgh_args_t *a,
+                     const lgh_args_t *host, void *stream, double forward_ms);
+
+/* The median of n floats (sorts them). */
+double cli_median(float *ms, int n);
 
 #endif

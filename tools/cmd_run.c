@@ -12,6 +12,10 @@
  * The check uses all rows when the reference is cheap (M*N*K <= 2^28), otherwise 64
  * rows spread over M, and says which ("error on 64 sampled rows (of 1024)"). An error
  * above DESIGN.md's bound exits 1.
+ *
+ * With --backward, run_backward.c then times training steps (the forward saving what
+ * lgh_backward needs, then lgh_backward for all five gradients) and checks the gradients
+ * against lgh_reference_backward.
  */
 #include <inttypes.h>
 #include <math.h>
@@ -37,18 +41,26 @@ static void print_help(void)
            "  --warmup N         untimed calls first (default 10 on a GPU, 1 on the CPU)\n"
            "  --check-rows R     check R rows spread over M against the reference (default:\n"
            "                     all rows when M*N*K <= 2^28, else 64); 0: no check\n"
+           "  --backward         also time training steps: the forward saving mean, rstd and\n"
+           "                     the pre-norm h, then lgh_backward for dx, dW, db, dgamma and\n"
+           "                     dbeta; prints the median step time next to the forward-only\n"
+           "                     time and the backward alone, and each gradient's error\n"
+           "                     against the fp64 reference (bounds: float32 fp32/3xtf32 1e-5,\n"
+           "                     tf32 1e-3; bfloat16/float16 2e-2). dy is random in [-1, 1),\n"
+           "                     zeroed where z is within 1e-2 (16-bit: 5e-2) of lo or hi\n"
+           "  --recompute        with --backward: the forward saves only mean and rstd and\n"
+           "                     the backward recomputes h (less memory, one more GEMM)\n"
+           "  --check-groups G   with --backward: check dW, db, dgamma, dbeta on G groups\n"
+           "                     spread over the groups (default: all when M*N*K <= 2^28,\n"
+           "                     else about 2^31 multiply-adds' worth); dx is checked on\n"
+           "                     the --check-rows rows\n"
            "  --help             this text\n"
            "\n"
            "examples:\n"
            "  lgh run                                   the reference problem, float32, tf32\n"
            "  lgh run --dtype bfloat16 --engine cublaslt\n"
-           "  lgh run --m 64 --k 64 --n 64 --groups 4 --device cpu\n");
-}
-
-static int cmp_float(const void *a, const void *b)
-{
-    const float x = *(const float *)a, y = *(const float *)b;
-    return (x > y) - (x < y);
+           "  lgh run --m 64 --k 64 --n 64 --groups 4 --device cpu\n"
+           "  lgh run --backward --dtype bfloat16       a training step of the reference problem\n");
 }
 
 typedef struct call {
@@ -229,9 +241,7 @@ static int run(const run_opts_t *o_in)
             if (i >= o.warmup) r.ms[i - o.warmup] = (float)(t1 - t0);
         }
     }
-    qsort(r.ms, (size_t)o.iters, sizeof(float), cmp_float);
-    const double median = o.iters % 2 ? r.ms[o.iters / 2]
-                                      : 0.5 * ((double)r.ms[o.iters / 2 - 1] + r.ms[o.iters / 2]);
+    const double median = cli_median(r.ms, o.iters);
     const double flop = 2.0 * (double)o.m * (double)o.n * (double)o.k;
 
     const lgh_math_t math = o.math == LGH_MATH_DEFAULT ? LGH_MATH_TF32 : o.math;
@@ -254,13 +264,17 @@ static int run(const run_opts_t *o_in)
     printf("  speed:  %.3g TFLOP/s (2*M*N*K = %.3g GFLOP per call)\n", flop / (median * 1e-3) / 1e12,
            flop * 1e-9);
 
+    lgh_args_t host = a;
+    host.x = r.host[0], host.w = r.host[1], host.bias = r.host[2], host.gamma = r.host[3];
+    host.beta = r.host[4], host.y = NULL;
+
     /* The check: all rows when cheap, else R rows spread evenly (first and last included). */
     int64_t rows = o.check_rows;
     if (rows < 0) rows = (double)o.m * (double)o.n * (double)o.k <= 268435456.0 ? o.m : 64;
     if (rows > o.m) rows = o.m;
     if (rows == 0) {
         printf("  error:  not checked (--check-rows 0)\n");
-        rc = CLI_OK;
+        rc = o.backward ? cli_run_backward(r.ctx, &o, &a, &host, r.stream, median) : CLI_OK;
         goto out;
     }
     r.rows = malloc(sizeof(int64_t) * (size_t)rows);
@@ -282,9 +296,6 @@ static int run(const run_opts_t *o_in)
             goto out;
         }
     }
-    lgh_args_t host = a;
-    host.x = r.host[0], host.w = r.host[1], host.bias = r.host[2], host.gamma = r.host[3];
-    host.beta = r.host[4], host.y = NULL;
     double rel = NAN, max_abs = NAN;
     int64_t nonfinite = 0;
     if (cli_check_rows(&host, r.rows, rows, r.sample, &rel, &max_abs, &nonfinite)) {
@@ -303,6 +314,10 @@ static int run(const run_opts_t *o_in)
     if (nonfinite)
         printf("  %" PRId64 " elements of y are NaN or infinite (never written?)\n", nonfinite);
     rc = ok ? CLI_OK : CLI_FAIL;
+    if (o.backward) {
+        const int brc = cli_run_backward(r.ctx, &o, &a, &host, r.stream, median);
+        if (brc != CLI_OK) rc = brc;
+    }
 
 out:
     release(&r);

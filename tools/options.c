@@ -83,12 +83,24 @@ int cli_parse_run_opts(const char *cmd, int argc, char **argv, run_opts_t *o)
     o->check_rows = -1;
     o->eps = 1e-5f, o->lo = -2.0f, o->hi = 2.0f;
     o->seed = 1;
+    o->check_groups = -1;
 
     for (int i = 1; i < argc; ++i) {
         const char *arg = argv[i];
         if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) return CLI_HELP;
         if (strncmp(arg, "--", 2) != 0 || !arg[2])
             return cli_usage_error(cmd, "unexpected argument '%s'", arg);
+
+        /* Flags of `lgh run` (no value). */
+        const int is_run = !strcmp(cmd, "run");
+        if (is_run && !strcmp(arg, "--backward")) {
+            o->backward = 1;
+            continue;
+        }
+        if (is_run && !strcmp(arg, "--recompute")) {
+            o->recompute = 1;
+            continue;
+        }
 
         /* --name=value or --name value */
         char name[64];
@@ -104,6 +116,7 @@ int cli_parse_run_opts(const char *cmd, int argc, char **argv, run_opts_t *o)
                                             "--check-rows", "--eps", "--lo", "--hi", "--seed"};
         int found = 0;
         for (size_t j = 0; j < sizeof known / sizeof known[0]; ++j) found |= !strcmp(name, known[j]);
+        found |= is_run && !strcmp(name, "--check-groups");
         if (!found) return cli_usage_error(cmd, "unknown option '%s'", name);
         if (eq) {
             v = eq + 1;
@@ -130,6 +143,8 @@ int cli_parse_run_opts(const char *cmd, int argc, char **argv, run_opts_t *o)
         } else if (!strcmp(name, "--warmup")) {
             rc = parse_int(cmd, name, v, 0, 1000000, "an integer from 0 to 1000000", &x);
             o->warmup = (int)x, o->warmup_given = 1;
+        } else if (!strcmp(name, "--check-groups")) {
+            rc = parse_int(cmd, name, v, 1, big, "a positive group count", &o->check_groups);
         } else if (!strcmp(name, "--check-rows")) {
             rc = parse_int(cmd, name, v, 0, big, "a row count (0: no check)", &o->check_rows);
         } else if (!strcmp(name, "--seed")) {
@@ -180,6 +195,10 @@ int cli_parse_run_opts(const char *cmd, int argc, char **argv, run_opts_t *o)
         }
         if (rc != CLI_OK) return rc;
     }
+    if (o->recompute && !o->backward)
+        return cli_usage_error(cmd, "--recompute only applies with --backward");
+    if (o->check_groups > 0 && !o->backward)
+        return cli_usage_error(cmd, "--check-groups only applies with --backward");
     /* eps, lo, hi that parse but are invalid (eps <= 0, lo > hi, NaN) are left to the
      * library, whose message names them. */
     return CLI_OK;
