@@ -6,7 +6,7 @@
 # Build on the development machine first (`make`), then, with the device tool:
 #   run  command: bench/gpu.sh [preset | step...]   carry: [build, .seed]
 # .seed/ (git-ignored) holds a copy of the seed's seed_modelnew.py for the benchmark.
-# Steps:   facts ctest forced sanitize pytest kernelbench bench msweep profile sm80
+# Steps:   facts ctest forced sanitize pytest kernelbench bench msweep profile sm80 train
 # Presets: tests = facts ctest pytest     quick = tests bench
 #          final = facts ctest forced sanitize kernelbench bench profile
 set -u -o pipefail
@@ -17,7 +17,7 @@ for a in "$@"; do
     tests) steps+=(facts ctest pytest) ;;
     quick) steps+=(facts ctest pytest bench) ;;
     final) steps+=(facts ctest bench forced sm80 profile sanitize) ;;
-    facts | ctest | forced | sanitize | pytest | kernelbench | bench | msweep | profile | sm80) steps+=("$a") ;;
+    facts | ctest | forced | sanitize | pytest | kernelbench | bench | msweep | profile | sm80 | train) steps+=("$a") ;;
     *) echo "gpu.sh: unknown step '$a'" >&2; exit 2 ;;
     esac
 done
@@ -48,7 +48,7 @@ step_facts() {
     note "facts: $(grep -c 'LDL/STL 0' "$OUT/facts.txt") kernels without local memory, $(grep -vc 'LDL/STL 0' <(grep 'LDL/STL' "$OUT/facts.txt")) with"
 }
 step_ctest() {
-    timeout 120 ctest --test-dir build --output-on-failure -j 1 > "$OUT/ctest.log" 2>&1
+    timeout ${CTEST_TIMEOUT:-300} ctest --test-dir build --output-on-failure -j 1 > "$OUT/ctest.log" 2>&1
     note "ctest: $(grep -E 'tests passed|tests failed' "$OUT/ctest.log" | tail -n 1)"
 }
 step_forced() { # issue 3: the whole matrix with the engine forced through LGH_ENGINE, and
@@ -100,6 +100,11 @@ step_msweep() { # issue 7's M sweep (K = N = 8192, G = 16), tf32 and bf16, GEMM 
     tail -n 40 "$OUT/ms/msweep.log" >> "$checks"
     find "$OUT/ms" -type f ! -name '*.json' -delete
 }
+step_train() { # training step (forward + backward), lgh vs PyTorch: bench/train.py
+    timeout "${TRAIN_TIMEOUT:-300}" python3 bench/train.py --shape "${TRAIN_SHAPE:-1024x8192x8192:16}" \
+        --out "$OUT" --name "${TRAIN_NAME:-train}" > "$OUT/train.log" 2>&1
+    note "train: exit $?"
+}
 step_profile() {
     echo "== lgh profile (reference problem)" >> "$checks"
     timeout 60 build/lgh profile >> "$checks" 2>&1
@@ -122,4 +127,5 @@ echo "== failures"
 grep -hE "^FAIL|Failed|\*\*\*Failed|failed|ERROR SUMMARY: [1-9]" "$OUT/ctest.log" "$OUT/pytest.log" "$checks" 2>/dev/null | head -n 20
 if [ -f "$OUT/bench.log" ]; then echo "== bench"; tail -n 32 "$OUT/bench.log"; fi
 if [ -d "$OUT/ms" ]; then echo "== msweep"; tail -n 24 "$checks"; fi
+if [ -f "$OUT/train.log" ]; then echo "== train"; tail -n 14 "$OUT/train.log"; fi
 echo "== summary"; printf '%s\n' "${summary[@]}"

@@ -192,10 +192,15 @@ LGH_API lgh_status_t lgh_forward(lgh_context_t ctx, const lgh_args_t *args,
  *     dh = rstd·(dz·γ − mean_group(dz·γ) − x̂·mean_group(dz·γ·x̂))
  *     db = Σ_rows dh,   dx = dh·W,   dW = dhᵀ·x
  *
- * The forward must have saved mean and rstd (lgh_args_t.mean / .rstd); it may also have
- * saved h (lgh_args_t.h), which spares the backward one product (recomputing h costs as
- * much as the forward's GEMM). z, the clamp mask and x̂ are recomputed from h, mean and
- * rstd with the forward's own formula, so the mask is the forward's.
+ * The forward may have saved h (lgh_args_t.h), which spares the backward one product
+ * (recomputing h costs as much as the forward's GEMM), and mean and rstd (lgh_args_t.mean
+ * / .rstd). z, the clamp mask and x̂ are recomputed from h with the forward's own formula.
+ * Statistics: for float32 data with h saved, the forward's mean and rstd are used when
+ * given (h and the statistics then come from the same float32 values, so the mask is the
+ * forward's); otherwise the backward computes them from the h it uses — a saved h is rounded to the data's dtype, and the gradient is then the exact
+ * gradient at that h, as in PyTorch's 16-bit GroupNorm (which keeps its 16-bit input):
+ * statistics of the float32 values with an h rounded to 16 bits would make x̂ noise
+ * where a group's spread is near the rounding (a group of one channel, a large mean).
  *
  * Conventions as lgh_forward: checked before anything is written (a refused call writes
  * no gradient), stream-ordered, no allocation after the first call for a shape when the
@@ -212,8 +217,9 @@ typedef struct lgh_backward_args {
     const void *dy; /* [m, n], dtype */
     int64_t lddy;   /* >= n; 0 means n */
 
-    /* What the forward saved: mean and rstd [m, groups] float32 (required); h [m, n] in
-     * the data's dtype (optional: NULL recomputes x·Wᵀ + b). */
+    /* What the forward saved, all optional: mean and rstd [m, groups] float32 (both or
+     * neither; used for float32 data with h), h [m, n] in the data's dtype (NULL
+     * recomputes x·Wᵀ + b). */
     const float *mean;
     const float *rstd;
     const void *h;

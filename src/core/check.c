@@ -152,17 +152,19 @@ lgh_status_t lgh_check_backward(struct lgh_context *ctx, const lgh_backward_args
     if (s != LGH_STATUS_SUCCESS) return s;
     const lgh_args_t *a = &p->f.a;
     if (!args->dy) return lgh_set_error(ctx, LGH_STATUS_NULL_POINTER, "dy is NULL");
-    if (!args->mean || !args->rstd) {
+    if ((args->mean == NULL) != (args->rstd == NULL)) {
         return lgh_set_error(ctx, LGH_STATUS_NULL_POINTER,
-                             "%s is NULL: the backward needs the mean and rstd the forward saved",
-                             args->mean ? "rstd" : "mean");
+                             "mean and rstd are optional together: %s is NULL but %s is not",
+                             args->mean ? "rstd" : "mean", args->mean ? "mean" : "rstd");
     }
     if (!args->dx && !args->dw && !args->dbias && !args->dgamma && !args->dbeta) {
         return lgh_set_error(ctx, LGH_STATUS_NULL_POINTER,
                              "no gradient asked for: dx, dw, dbias, dgamma and dbeta are all NULL");
     }
     p->dy = args->dy;
-    p->mean = args->mean, p->rstd = args->rstd;
+    /* The forward's statistics serve float32 data with the forward's own h only (lgh.h:
+     * a 16-bit h is rounded, a recomputed one may round differently). */
+    if (a->dtype == LGH_DTYPE_FLOAT32 && args->h) p->mean = args->mean, p->rstd = args->rstd;
     p->h = args->h;
     p->dx = args->dx, p->dw = args->dw;
     p->dbias = args->dbias, p->dgamma = args->dgamma, p->dbeta = args->dbeta;

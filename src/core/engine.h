@@ -39,7 +39,7 @@ typedef struct lgh_bwd_problem {
     lgh_problem_t f;
     const void *dy;
     int64_t lddy;
-    const float *mean, *rstd;
+    const float *mean, *rstd; /* the forward's (float32 data only), or NULL: from h */
     const void *h; /* NULL: recompute x·Wᵀ + b */
     int64_t ldh;
     void *dx;

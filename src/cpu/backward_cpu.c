@@ -3,9 +3,10 @@
  *
  *   1. h: the forward's saved pre-norm (any dtype, read widened), or recomputed as
  *      x·Wᵀ (sgemm) + b in float, the same float addition as the forward's pass;
- *   2. per (row, group), one thread: z, the clamp mask, x̂ from h and the forward's mean
- *      and rstd with the forward's own formula (common/norm_output.h), the two group sums
- *      Σ dz·γ and Σ dz·γ·x̂ in double, then dh into a float32 buffer;
+ *   2. per (row, group), one thread: z, the clamp mask, x̂ from h and its mean and rstd
+ *      (the forward's for float32 data with h saved, else two passes over h in double:
+ *      lgh.h says why) with the forward's own formula (common/norm_output.h), the two
+ *      group sums Σ dz·γ and Σ dz·γ·x̂ in double, then dh into a float32 buffer;
  *   3. per block of columns, one thread, rows in order: dβ = Σ dz, dγ = Σ dz·x̂ and
  *      db = Σ dh accumulated in double (z, dz, x̂ recomputed) — a fixed order, so the sums
  *      are the same on every run;
@@ -32,7 +33,7 @@
 enum { ALIGN = 64, COL_BLOCK = 64 };
 
 typedef struct bwd_layout {
-    size_t h, dh, wt, dht, xt, xf, wf, bf, gf, betaf, dxf, dwf, scratch, total;
+    size_t h, stats, dh, wt, dht, xt, xf, wf, bf, gf, betaf, dxf, dwf, scratch, total;
 } bwd_layout_t;
 
 static bool place(size_t *end, int64_t count, size_t elem, size_t *at)
@@ -61,6 +62,9 @@ static bool make_layout(const struct lgh_context *ctx, const lgh_bwd_problem_t *
     const bool gemm_x = !p->h || p->dw;  /* x as float32 for a product */
     const bool gemm_w = !p->h || p->dx;
     if (!p->h && !place(&end, mn, f, &l->h)) return false;
+    int64_t mg2;
+    if (__builtin_mul_overflow(a->m, 2 * a->groups, &mg2)) return false;
+    if (!p->mean && !place(&end, mg2, f, &l->stats)) return false; /* mean, rstd from h */
     if (needs_dh(p) && !place(&end, mn, f, &l->dh)) return false;
     if (p->dx && !place(&end, nk, f, &l->wt)) return false;
     if (p->dw && (!place(&end, mn, f, &l->dht) || !place(&end, mk, f, &l->xt))) return false;
@@ -225,6 +229,31 @@ lgh_status_t lgh_cpu_bwd_run(struct lgh_context *ctx, const lgh_bwd_problem_t *p
         in.hf = h;
     }
 
+    /* The statistics: the forward's, or mean and rstd of the h used here (lgh.h), two
+     * passes in double as the forward's. */
+    const float *mean_of = p->mean, *rstd_of = p->rstd;
+    if (!p->mean) {
+        float *st = AT(stats);
+        const int64_t items = m * groups;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(threads)
+#endif
+        for (int64_t t = 0; t < items; ++t) {
+            const int64_t r = t / groups, c0 = (t % groups) * gs;
+            double sum = 0.0;
+            for (int64_t c = c0; c < c0 + gs; ++c) sum += h_at(&in, r, c);
+            const double mean = sum / (double)gs;
+            double m2 = 0.0;
+            for (int64_t c = c0; c < c0 + gs; ++c) {
+                const double d = h_at(&in, r, c) - mean;
+                m2 += d * d;
+            }
+            st[t] = (float)mean;
+            st[items + t] = (float)(1.0 / sqrt(m2 / (double)gs + (double)a->eps));
+        }
+        mean_of = st, rstd_of = st + items;
+    }
+
     /* 2. dh per (row, group) */
     float *dh = needs_dh(p) ? AT(dh) : NULL;
     if (dh) {
@@ -234,7 +263,7 @@ lgh_status_t lgh_cpu_bwd_run(struct lgh_context *ctx, const lgh_bwd_problem_t *p
 #endif
         for (int64_t t = 0; t < items; ++t) {
             const int64_t r = t / groups, g = t % groups, c0 = g * gs;
-            const float mean = p->mean[t], rstd = p->rstd[t];
+            const float mean = mean_of[t], rstd = rstd_of[t];
             double s1 = 0.0, s2 = 0.0;
             for (int64_t c = c0; c < c0 + gs; ++c) {
                 float dz, xhat;
@@ -264,7 +293,7 @@ lgh_status_t lgh_cpu_bwd_run(struct lgh_context *ctx, const lgh_bwd_problem_t *p
                 for (int64_t c = c0; c < c1; ++c) {
                     const int64_t t = r * groups + c / gs;
                     float dz, xhat;
-                    dz_xhat(&in, r, c, p->mean[t], p->rstd[t], &dz, &xhat);
+                    dz_xhat(&in, r, c, mean_of[t], rstd_of[t], &dz, &xhat);
                     sbe[c - c0] += dz;
                     sg[c - c0] += (double)dz * xhat;
                     if (dh) sb[c - c0] += dh[r * n + c];

@@ -26,6 +26,7 @@
 
 #include "core/context.h"
 #include "core/engine.h"
+#include "cublaslt/backward_cublaslt.h"
 #include "cublaslt/lt_plan.h"
 #include "epilogue/groupnorm_kernel.h"
 
@@ -60,18 +61,6 @@ static size_t workspace_size(struct lgh_context *ctx, const lgh_problem_t *p)
     return (WS_ALIGN - 1) + bias_slot_bytes(p) + LGH_LT_VENDOR_WORKSPACE;
 }
 
-static lgh_status_t get_cache(struct lgh_context *ctx, lgh_lt_cache_t **cache)
-{
-    void **slot = lgh_engine_state(ctx, LGH_ENGINE_CUBLASLT);
-    if (!*slot) {
-        lgh_lt_cache_t *c = NULL;
-        lgh_status_t s = lgh_lt_cache_create(ctx, &c);
-        if (s != LGH_STATUS_SUCCESS) return s;
-        *slot = c;
-    }
-    *cache = (lgh_lt_cache_t *)*slot;
-    return LGH_STATUS_SUCCESS;
-}
 
 static lgh_status_t run_here(struct lgh_context *ctx, const lgh_problem_t *p, void *ws,
                              size_t ws_bytes, cudaStream_t stream)
@@ -83,7 +72,7 @@ static lgh_status_t run_here(struct lgh_context *ctx, const lgh_problem_t *p, vo
                              workspace_size(ctx, p));
     }
     lgh_lt_cache_t *cache = NULL;
-    lgh_status_t st = get_cache(ctx, &cache);
+    lgh_status_t st = lgh_lt_context_cache(ctx, &cache);
     if (st != LGH_STATUS_SUCCESS) return st;
 
     char *base = (char *)(((uintptr_t)ws + WS_ALIGN - 1) & ~(uintptr_t)(WS_ALIGN - 1));
@@ -102,8 +91,13 @@ static lgh_status_t run_here(struct lgh_context *ctx, const lgh_problem_t *p, vo
         bias = bias_slot;
     }
 
+    /* With the pre-norm h asked for, the GEMM writes h and the norm pass reads it from
+     * there into y; otherwise the GEMM writes y and the pass runs in place. */
+    lgh_problem_t gemm = *p;
+    if (p->want_h) gemm.a.y = a->h, gemm.a.ldy = a->ldh;
+    void *d = gemm.a.y;
     lgh_lt_key_t key;
-    lgh_lt_key_of(p, bias, &key);
+    lgh_lt_key_of(&gemm, bias, &key);
     lgh_lt_plan_t *plan = NULL;
     st = lgh_lt_plan_get(ctx, cache, &key, bias, &plan);
     if (st != LGH_STATUS_SUCCESS) return st;
@@ -113,7 +107,7 @@ static lgh_status_t run_here(struct lgh_context *ctx, const lgh_problem_t *p, vo
     if (s == CUBLAS_STATUS_SUCCESS) {
         const float alpha = 1.0f, beta = 0.0f;
         s = cublasLtMatmul(cache->handle, plan->op, &alpha, a->w, plan->a, a->x, plan->b, &beta,
-                           a->y, plan->d, a->y, plan->d, &plan->algo, vendor,
+                           d, plan->d, d, plan->d, &plan->algo, vendor,
                            LGH_LT_VENDOR_WORKSPACE, stream);
     }
     if (s != CUBLAS_STATUS_SUCCESS) {
@@ -124,7 +118,8 @@ static lgh_status_t run_here(struct lgh_context *ctx, const lgh_problem_t *p, vo
                              lgh_dtype_name(a->dtype), lgh_math_name(a->math));
     }
 
-    const lgh_groupnorm_args_t n = lgh_groupnorm_args_in_place(a); /* the GEMM added the bias */
+    lgh_groupnorm_args_t n = lgh_groupnorm_args_in_place(a); /* the GEMM added the bias */
+    if (p->want_h) n.src = a->h, n.lds = a->ldh;
     cudaError_t e = lgh_groupnorm_launch(&n, stream);
     if (e != cudaSuccess) {
         return lgh_set_error(ctx, LGH_STATUS_CUDA_ERROR,
@@ -170,4 +165,7 @@ const lgh_engine_ops_t lgh_engine_cublaslt = {
     .run = run,
     .kernel_info = kernel_info,
     .destroy_state = destroy_state,
+    .bwd_can_implement = lgh_cublaslt_bwd_can_implement,
+    .bwd_workspace_size = lgh_cublaslt_bwd_workspace_size,
+    .bwd_run = lgh_cublaslt_bwd_run,
 };

@@ -1,6 +1,7 @@
 /* cuBLASLt handle, descriptors and heuristic choice, cached per problem (lt_plan.h). */
 #include "cublaslt/lt_plan.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -33,9 +34,21 @@ void lgh_lt_key_of(const lgh_problem_t *p, const void *bias, lgh_lt_key_t *key)
     key->align_bias = alignment_of(bias);
 }
 
+void lgh_lt_key_backward(const lgh_problem_t *p, int op, const void *a, int64_t lda, const void *b,
+                         int64_t ldb, const void *d, int64_t ldd, lgh_lt_key_t *key)
+{
+    lgh_lt_key_of(p, NULL, key);
+    key->op = op;
+    key->ldw = lda, key->ldx = ldb, key->ldy = ldd;
+    key->align_w = alignment_of(a);
+    key->align_x = alignment_of(b);
+    key->align_y = alignment_of(d);
+    key->align_bias = 0;
+}
+
 static int key_equal(const lgh_lt_key_t *a, const lgh_lt_key_t *b)
 {
-    return a->m == b->m && a->n == b->n && a->k == b->k && a->ldx == b->ldx &&
+    return a->op == b->op && a->m == b->m && a->n == b->n && a->k == b->k && a->ldx == b->ldx &&
            a->ldw == b->ldw && a->ldy == b->ldy && a->dtype == b->dtype && a->math == b->math &&
            a->align_x == b->align_x && a->align_w == b->align_w && a->align_y == b->align_y &&
            a->align_bias == b->align_bias;
@@ -106,8 +119,10 @@ static lgh_status_t plan_build(struct lgh_context *ctx, cublasLtHandle_t handle,
 
     s = cublasLtMatmulDescCreate(&p->op, compute, CUDA_R_32F);
     if (s != CUBLAS_STATUS_SUCCESS) return lt_error(ctx, "cublasLtMatmulDescCreate", s, k);
-    const int32_t trans_a = CUBLAS_OP_T, trans_b = CUBLAS_OP_N;
-    const uint32_t epilogue = CUBLASLT_EPILOGUE_BIAS;
+    const bool fwd = k->op == LGH_LT_FORWARD;
+    const int32_t trans_a = fwd ? CUBLAS_OP_T : CUBLAS_OP_N;
+    const int32_t trans_b = k->op == LGH_LT_WGRAD ? CUBLAS_OP_T : CUBLAS_OP_N;
+    const uint32_t epilogue = fwd ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
     const int32_t bias_type = (int32_t)t;
     struct {
         cublasLtMatmulDescAttributes_t attr;
@@ -120,18 +135,30 @@ static lgh_status_t plan_build(struct lgh_context *ctx, cublasLtHandle_t handle,
         {CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type, sizeof bias_type},
         {CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias},
     };
-    for (size_t i = 0; i < sizeof attrs / sizeof attrs[0]; ++i) {
+    for (size_t i = 0; i < sizeof attrs / sizeof attrs[0] - (fwd ? 0 : 2); ++i) {
         s = cublasLtMatmulDescSetAttribute(p->op, attrs[i].attr, attrs[i].value, attrs[i].bytes);
         if (s != CUBLAS_STATUS_SUCCESS) return lt_error(ctx, "cublasLtMatmulDescSetAttribute", s, k);
     }
 
-    /* Column-major views (see lt_plan.h): A = W [K, N] ld ldw (transposed by the op),
-     * B = xᵀ [K, M] ld ldx, D = C = yᵀ [N, M] ld ldy. */
-    s = cublasLtMatrixLayoutCreate(&p->a, t, (uint64_t)k->k, (uint64_t)k->n, k->ldw);
-    if (s == CUBLAS_STATUS_SUCCESS)
-        s = cublasLtMatrixLayoutCreate(&p->b, t, (uint64_t)k->k, (uint64_t)k->m, k->ldx);
-    if (s == CUBLAS_STATUS_SUCCESS)
-        s = cublasLtMatrixLayoutCreate(&p->d, t, (uint64_t)k->n, (uint64_t)k->m, k->ldy);
+    /* Column-major views (lt_plan.h), rows x columns and leading dimension of A, B, D. */
+    uint64_t ar, ac, br, bc, dr, dc;
+    switch (k->op) {
+    case LGH_LT_DGRAD: /* A = W [K, N], B = dhᵀ [N, M], D = dxᵀ [K, M] */
+        ar = (uint64_t)k->k, ac = (uint64_t)k->n, br = (uint64_t)k->n, bc = (uint64_t)k->m;
+        dr = (uint64_t)k->k, dc = (uint64_t)k->m;
+        break;
+    case LGH_LT_WGRAD: /* A = xᵀ [K, M], B = dhᵀ [N, M] (transposed by the op), D = dWᵀ [K, N] */
+        ar = (uint64_t)k->k, ac = (uint64_t)k->m, br = (uint64_t)k->n, bc = (uint64_t)k->m;
+        dr = (uint64_t)k->k, dc = (uint64_t)k->n;
+        break;
+    default: /* A = W [K, N] (transposed by the op), B = xᵀ [K, M], D = C = yᵀ [N, M] */
+        ar = (uint64_t)k->k, ac = (uint64_t)k->n, br = (uint64_t)k->k, bc = (uint64_t)k->m;
+        dr = (uint64_t)k->n, dc = (uint64_t)k->m;
+        break;
+    }
+    s = cublasLtMatrixLayoutCreate(&p->a, t, ar, ac, k->ldw);
+    if (s == CUBLAS_STATUS_SUCCESS) s = cublasLtMatrixLayoutCreate(&p->b, t, br, bc, k->ldx);
+    if (s == CUBLAS_STATUS_SUCCESS) s = cublasLtMatrixLayoutCreate(&p->d, t, dr, dc, k->ldy);
     if (s != CUBLAS_STATUS_SUCCESS) return lt_error(ctx, "cublasLtMatrixLayoutCreate", s, k);
 
     cublasLtMatmulPreference_t pref = NULL;
@@ -203,5 +230,18 @@ lgh_status_t lgh_lt_plan_get(struct lgh_context *ctx, lgh_lt_cache_t *c, const l
     p->key = *key;
     p->in_use = 1;
     *out = p;
+    return LGH_STATUS_SUCCESS;
+}
+
+lgh_status_t lgh_lt_context_cache(struct lgh_context *ctx, lgh_lt_cache_t **cache)
+{
+    void **slot = lgh_engine_state(ctx, LGH_ENGINE_CUBLASLT);
+    if (!*slot) {
+        lgh_lt_cache_t *c = NULL;
+        lgh_status_t s = lgh_lt_cache_create(ctx, &c);
+        if (s != LGH_STATUS_SUCCESS) return s;
+        *slot = c;
+    }
+    *cache = (lgh_lt_cache_t *)*slot;
     return LGH_STATUS_SUCCESS;
 }

@@ -30,9 +30,21 @@ extern "C" {
 /* Plans kept per context; the oldest is replaced when full. */
 #define LGH_LT_PLAN_SLOTS 16
 
+/* The products the plans compute, all row-major in lgh's terms:
+ *   FORWARD  y[M, N]  = x[M, K]·W[N, K]ᵀ + b   (A = W, B = x, D = y; bias epilogue)
+ *   DGRAD    dx[M, K] = dh[M, N]·W[N, K]       (A = W, B = dh, D = dx)
+ *   WGRAD    dW[N, K] = dh[M, N]ᵀ·x[M, K]      (A = x, B = dh, D = dW)
+ * In cuBLASLt's column-major views: FORWARD D = yᵀ = op_T(W as [K, N])·(xᵀ as [K, M]);
+ * DGRAD D = dxᵀ = (W as [K, N])·(dhᵀ as [N, M]); WGRAD D = dWᵀ = (x as [K, M])·op_T(dhᵀ
+ * as [N, M]). */
+enum lgh_lt_op { LGH_LT_FORWARD = 0, LGH_LT_DGRAD = 1, LGH_LT_WGRAD = 2 };
+
 /* Everything the heuristic's answer depends on. Pointer alignments (bytes, capped at
- * 256) are part of it: cuBLASLt picks kernels by the alignment of the pointers it sees. */
+ * 256) are part of it: cuBLASLt picks kernels by the alignment of the pointers it sees.
+ * m, n, k are the layer's sizes; ldw / ldx / ldy are the leading dimensions of the A, B
+ * and D operands above (W, x, y for the forward), align_w / align_x / align_y theirs. */
 typedef struct lgh_lt_key {
+    int op; /* enum lgh_lt_op */
     int64_t m, n, k, ldx, ldw, ldy;
     int dtype;
     int math; /* LGH_MATH_TF32 or LGH_MATH_FP32 for float32 data; 0 for 16-bit data */
@@ -57,8 +69,16 @@ typedef struct lgh_lt_cache {
 /* The key of problem p with the given bias pointer (the one cuBLASLt will read). */
 void lgh_lt_key_of(const lgh_problem_t *p, const void *bias, lgh_lt_key_t *key);
 
+/* The key of a backward product (LGH_LT_DGRAD or LGH_LT_WGRAD) of problem p: A, B and D
+ * pointers with their leading dimensions; math as the forward's (3xtf32 plans fp32). */
+void lgh_lt_key_backward(const lgh_problem_t *p, int op, const void *a, int64_t lda, const void *b,
+                         int64_t ldb, const void *d, int64_t ldd, lgh_lt_key_t *key);
+
 /* Creates the handle and an empty cache. */
 lgh_status_t lgh_lt_cache_create(struct lgh_context *ctx, lgh_lt_cache_t **out);
+
+/* The context's cache (its cublaslt engine state), created on first use. */
+lgh_status_t lgh_lt_context_cache(struct lgh_context *ctx, lgh_lt_cache_t **cache);
 
 /* Destroys every plan and the handle. */
 void lgh_lt_cache_destroy(lgh_lt_cache_t *cache);

@@ -30,7 +30,8 @@ namespace {
 
 struct norm_params {
     void *y;
-    int64_t ldy, m, groups, gs;
+    const void *src; // read from here (y itself for the in-place pass)
+    int64_t ldy, lds, m, groups, gs;
     const void *gamma, *beta;
     float eps, lo, hi;
     float *mean, *rstd;
@@ -74,11 +75,12 @@ __global__ void __launch_bounds__(kWarpThreads) lgh_norm_warp(norm_params p, int
         const int64_t row = live ? seg / p.groups : 0;
         const int64_t col0 = (live ? seg - row * p.groups : 0) * p.gs + (int64_t)lane * N;
         T *ys = static_cast<T *>(p.y) + row * p.ldy + col0;
+        const T *xs = static_cast<const T *>(p.src) + row * p.lds + col0;
 
         typename IO::U v[kWarpItems];
 #pragma unroll
         for (int i = 0; i < kWarpItems; ++i) {
-            if (live && lane + i * team < units) v[i] = IO::load(ys + i * step);
+            if (live && lane + i * team < units) v[i] = IO::load(xs + i * step);
         }
         lgh_stats s = lgh_norm_thread_stats<IO, kWarpItems>(v, live, lane, team, units);
         s = lgh_norm_team_reduce(s, team);
@@ -116,11 +118,12 @@ __global__ void __launch_bounds__(kBlockMaxThreads, 1) lgh_norm_block(norm_param
         const int64_t row = seg / p.groups;
         const int64_t col0 = (seg - row * p.groups) * p.gs + (int64_t)lane * N;
         T *ys = static_cast<T *>(p.y) + row * p.ldy + col0;
+        const T *xs = static_cast<const T *>(p.src) + row * p.lds + col0;
 
         typename IO::U v[kBlockItems];
 #pragma unroll
         for (int i = 0; i < kBlockItems; ++i) {
-            if (lane + i * team < units) v[i] = IO::load(ys + i * step);
+            if (lane + i * team < units) v[i] = IO::load(xs + i * step);
         }
         lgh_stats s = lgh_norm_thread_stats<IO, kBlockItems>(v, true, lane, team, units);
         s = lgh_norm_block_reduce(s, sh);
@@ -158,6 +161,7 @@ __global__ void __launch_bounds__(kMaxThreads) lgh_norm_wide(norm_params p)
         const int64_t row = seg / p.groups;
         const int64_t col0 = (seg - row * p.groups) * p.gs;
         T *ys = static_cast<T *>(p.y) + row * p.ldy + col0;
+        const T *xs = static_cast<const T *>(p.src) + row * p.lds + col0;
 
         // First read: per-chunk stats, merged into the thread's running stats.
         lgh_stats s = lgh_stats_empty();
@@ -166,7 +170,7 @@ __global__ void __launch_bounds__(kMaxThreads) lgh_norm_wide(norm_params p)
 #pragma unroll
             for (int i = 0; i < kWideItems; ++i) {
                 const int64_t u = base + lane + i * team;
-                if (u < units) v[i] = IO::load(ys + u * N);
+                if (u < units) v[i] = IO::load(xs + u * N);
             }
             s = lgh_stats_combine(
                 s, lgh_norm_thread_stats<IO, kWideItems>(v, true, base + lane, team, units));
@@ -185,7 +189,7 @@ __global__ void __launch_bounds__(kMaxThreads) lgh_norm_wide(norm_params p)
 #pragma unroll
             for (int i = 0; i < kWideItems; ++i) {
                 const int64_t u = base + lane + i * team;
-                if (u < units) v[i] = IO::load(ys + u * N);
+                if (u < units) v[i] = IO::load(xs + u * N);
             }
 #pragma unroll
             for (int i = 0; i < kWideItems; ++i) {
@@ -251,7 +255,8 @@ launch_shape pick(const lgh_groupnorm_args_t *a)
     const int64_t gs = a->n / a->groups;
     const int64_t vec_n = 16 / elem;
     const bool vec = aligned16(a->y) && aligned16(a->gamma) && aligned16(a->beta) &&
-                     (a->ldy * elem) % 16 == 0 && gs % vec_n == 0;
+                     (a->ldy * elem) % 16 == 0 && gs % vec_n == 0 &&
+                     (!a->src || (aligned16(a->src) && (a->lds * elem) % 16 == 0));
     const int64_t units = vec ? gs / vec_n : gs;
     const int64_t nseg = a->m * a->groups;
     launch_shape s;
@@ -316,6 +321,8 @@ extern "C" cudaError_t lgh_groupnorm_launch(const lgh_groupnorm_args_t *a, void 
     norm_params p;
     p.y = a->y;
     p.ldy = a->ldy;
+    p.src = a->src ? a->src : a->y;
+    p.lds = a->src ? a->lds : a->ldy;
     p.m = a->m;
     p.groups = a->groups;
     p.gs = a->n / a->groups;

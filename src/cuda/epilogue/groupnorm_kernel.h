@@ -1,6 +1,7 @@
 /*
  * The group-norm finishing pass: one CUDA kernel launch that, for every (row, group) of
- * y, reduces the group's statistics, normalises, applies γ/β and clamps, in place.
+ * y, reduces the group's statistics, normalises, applies γ/β and clamps, in place (or
+ * from a separate pre-norm input, src).
  *
  *     y[r, c] = clamp( (y[r, c] + bias[c] - mean[r, g]) * rstd[r, g] * γ[c] + β[c] ; lo, hi )
  *
@@ -27,8 +28,11 @@ extern "C" {
 #endif
 
 typedef struct lgh_groupnorm_args {
-    void *y;             /* [m, n] row-major, dtype, in place */
+    void *y;             /* [m, n] row-major, dtype: the output */
     int64_t ldy;         /* >= n, elements */
+    const void *src;     /* [m, n] dtype, the pre-norm input at leading dim lds; NULL: y
+                            itself (the pass runs in place) */
+    int64_t lds;
     int64_t m, n, groups;
     lgh_dtype_t dtype;   /* of y, bias, gamma, beta */
     const void *bias;    /* [n] added before the statistics; NULL when y already has it */

@@ -205,6 +205,10 @@ lgh_status_t can_implement(struct lgh_context *ctx, const lgh_problem_t *p, char
         snprintf(why, len, "math fp32: the sm80 kernel computes float32 data in tf32 or 3xtf32 only");
         return LGH_STATUS_NOT_SUPPORTED;
     }
+    if (p->want_h) {
+        snprintf(why, len, "the sm80 kernel does not write the pre-norm h (sm90, cublaslt and cpu do)");
+        return LGH_STATUS_NOT_SUPPORTED;
+    }
     // Tile coordinates, k_bytes and the wide fixup's indices are int32.
     const int64_t limit = INT32_MAX / 4 - 1024;
     if (a->m > limit || a->n > limit || a->k > limit) {

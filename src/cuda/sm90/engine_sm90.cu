@@ -225,6 +225,11 @@ lgh_status_t can_implement(struct lgh_context *ctx, const lgh_problem_t *p, char
                       "the kernel stores y in pairs: y must be %lld-byte aligned and ldy even (ldy = %lld)",
                       (long long)(2 * elem), (long long)a->ldy);
     }
+    if (p->want_h && ((uintptr_t)a->h % (2 * elem) != 0 || a->ldh % 2 != 0)) {
+        return refuse(why, len,
+                      "the kernel stores h in pairs: h must be %lld-byte aligned and ldh even (ldh = %lld)",
+                      (long long)(2 * elem), (long long)a->ldh);
+    }
     const lgh_device_props_t *d = lgh_device_props(ctx);
     const int need = smem_bytes(family_of(a));
     if (d->smem_per_block_optin < (size_t)need) {
@@ -251,7 +256,11 @@ lgh_status_t cuda_fail(struct lgh_context *ctx, const char *what, cudaError_t e)
     return lgh_set_error(ctx, LGH_STATUS_CUDA_ERROR, "sm90: %s: %s", what, cudaGetErrorString(e));
 }
 
-lgh_status_t run(struct lgh_context *ctx, const lgh_problem_t *p, void *ws, size_t, void *stream)
+} // namespace
+
+// The launch, for the layer (plain = 0) or, in 3xtf32, for a plain product y = x·Wᵀ
+// (plain = 1: lgh_sm90_plain_product).
+static lgh_status_t run_launch(struct lgh_context *ctx, const lgh_problem_t *p, void *ws, void *stream, int plain)
 {
     const lgh_args_t *a = &p->a;
     sm90_state *st = get_state(ctx);
@@ -294,6 +303,9 @@ lgh_status_t run(struct lgh_context *ctx, const lgh_problem_t *p, void *ws, size
     prm.beta = a->beta;
     prm.y = a->y;
     prm.ldy = a->ldy;
+    prm.h = p->want_h ? a->h : nullptr;
+    prm.ldh = a->ldh;
+    prm.plain = plain;
     prm.mean = a->mean;
     prm.rstd = a->rstd;
     prm.m = (int)a->m;
@@ -376,6 +388,13 @@ lgh_status_t run(struct lgh_context *ctx, const lgh_problem_t *p, void *ws, size
     return LGH_STATUS_SUCCESS;
 }
 
+namespace {
+
+lgh_status_t run(struct lgh_context *ctx, const lgh_problem_t *p, void *ws, size_t, void *stream)
+{
+    return run_launch(ctx, p, ws, stream, 0);
+}
+
 int kernel_info(struct lgh_context *ctx, lgh_kernel_info_t *out, int capacity)
 {
     sm90_state *st = get_state(ctx);
@@ -407,7 +426,40 @@ void destroy_state(void *s) { free(s); }
 
 } // namespace
 
+// The backward (backward_sm90.cu).
+extern "C" lgh_status_t lgh_sm90_bwd_can_implement(struct lgh_context *ctx, const lgh_bwd_problem_t *p, char *why,
+                                                   size_t len);
+extern "C" size_t lgh_sm90_bwd_workspace_size(struct lgh_context *ctx, const lgh_bwd_problem_t *p);
+extern "C" lgh_status_t lgh_sm90_bwd_run(struct lgh_context *ctx, const lgh_bwd_problem_t *p, void *ws, size_t bytes,
+                                         void *stream);
+
 extern "C" const lgh_engine_ops_t lgh_engine_sm90 = {
     LGH_ENGINE_SM90, "sm90",        true, available, can_implement, workspace_size, run, kernel_info,
-    destroy_state,
+    destroy_state,   nullptr,       lgh_sm90_bwd_can_implement, lgh_sm90_bwd_workspace_size, lgh_sm90_bwd_run,
 };
+
+// A plain float32-accurate product d[m, n] = a[m, k]·b[n, k]ᵀ (row-major, float32) on the
+// 3xtf32 kernel (for the backward, backward_sm90.cu): the layer's launch with groups of
+// one tile width (no statistics exchange) and the epilogue replaced by a plain store.
+// n must be a multiple of LGH_SM90_BN; a, b as the forward's x, W (TMA alignment).
+extern "C++" lgh_status_t lgh_sm90_plain_product(struct lgh_context *ctx, const float *a, int64_t m, int64_t k,
+                                                 int64_t lda, const float *b, int64_t n, int64_t ldb, float *d,
+                                                 int64_t ldd, void *stream)
+{
+    lgh_problem_t q = {};
+    lgh_args_init(&q.a, m, k, n, n / LGH_SM90_BN);
+    q.a.math = LGH_MATH_3XTF32;
+    q.a.x = a, q.a.ldx = lda;
+    q.a.w = b, q.a.ldw = ldb;
+    q.a.y = d, q.a.ldy = ldd;
+    q.a.bias = q.a.gamma = q.a.beta = d; // not read by a plain product
+    q.elem_bytes = 4;
+    q.group_size = LGH_SM90_BN;
+    char why[256];
+    if (n % LGH_SM90_BN != 0 || can_implement(ctx, &q, why, sizeof why) != LGH_STATUS_SUCCESS) {
+        return lgh_set_error(ctx, LGH_STATUS_NOT_SUPPORTED, "sm90 plain product %lldx%lldx%lld: %s", (long long)m,
+                             (long long)k, (long long)n,
+                             n % LGH_SM90_BN != 0 ? "n is not a multiple of the tile width" : why);
+    }
+    return run_launch(ctx, &q, nullptr, stream, 1);
+}

@@ -82,6 +82,10 @@ struct lgh_sm90_params {
     const void *bias, *gamma, *beta;
     void *y;
     int64_t ldy;
+    void *h;        // optional pre-norm output (x·Wᵀ + b in T), or NULL
+    int64_t ldh;
+    int plain;      // X3 only: store the plain product x·Wᵀ into y (no bias, no norm) — the
+                    // backward's float32-accurate products (backward_sm90.cu)
     float *mean, *rstd;
     int m, n, groups, group_size;
     float eps, lo, hi;
@@ -368,6 +372,11 @@ __global__ void __launch_bounds__(LGH_SM90_THREADS, 1)
                 else if constexpr (RNA) lgh_sm90_consume_tile_tf32_rna(&sm->ring, pos, acc, cw, p.k_blocks, p.release);
                 else lgh_sm90_consume_tile<T>(&sm->ring, pos, acc, cw, p.k_blocks, p.release);
                 if constexpr (X3) {
+                    if (p.plain) { // every consumer thread takes this branch: no barrier is skipped by some only
+                        tile_origin(ct, j, &m0, &unit_n0, &c);
+                        lgh_epi_store<32>(acc, lgh_epi_args_of<T>(p), m0 + tile_row, unit_n0 + j * LGH_SM90_BN);
+                        continue;
+                    }
                     tile_origin(ct, j, &m0, &unit_n0, &c);
                     ld.load(bias, gamma, beta, unit_n0 + j * LGH_SM90_BN + consumer_thread, p.n);
                 }
@@ -384,6 +393,12 @@ __global__ void __launch_bounds__(LGH_SM90_THREADS, 1)
                 const lgh_epi_args<T> a = lgh_epi_args_of<T>(p);
 
                 lgh_epi_add_bias<32>(acc, tp);
+                if (p.h != nullptr) { // the pre-norm, for the backward: stored like y, from the registers
+                    lgh_epi_args<T> ha = a;
+                    ha.y = static_cast<T *>(p.h);
+                    ha.ldy = p.ldh;
+                    lgh_epi_store<32>(acc, ha, row, n0);
+                }
                 if constexpr (GS == LGH_SM90_BN) {
                     lgh_stats s0 = lgh_epi_group_stats<32, GS>(acc, 0, 0);
                     lgh_stats s1 = lgh_epi_group_stats<32, GS>(acc, 0, 1);
