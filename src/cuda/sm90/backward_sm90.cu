@@ -13,6 +13,7 @@
 //
 // version 1: a 32x32 shared-memory transpose, then the layer's kernel in plain mode.
 #include <stdint.h>
+#include <stdio.h>
 
 #include <cuda_runtime_api.h>
 
