@@ -263,11 +263,12 @@ def cuda_engines():
 
 @pytest.fixture
 def full_fp32_torch():
-    """torch's CUDA float32 reference in full float32 (no tf32 in its matmul)."""
-    saved = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = False
+    """torch's CUDA float32 reference in full float32 (no tf32 in its matmul); lgh's math
+    is always given explicitly, so this does not change what lgh computes."""
+    saved = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("highest")
     yield
-    torch.backends.cuda.matmul.allow_tf32 = saved
+    torch.set_float32_matmul_precision(saved)
 
 
 @pytest.mark.parametrize("where", WHERE)
