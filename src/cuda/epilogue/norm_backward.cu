@@ -77,8 +77,8 @@ __global__ void __launch_bounds__(256) lgh_bwd_row_sums(bwd_params p)
             float dz, xhat;
             dz_xhat(lgh_epi_to_float(h[r * p.ldh + c]), lgh_epi_to_float(dy[r * p.lddy + c]), mean, rstd,
                     g, lgh_epi_to_float(beta[c]), p.lo, p.hi, &dz, &xhat);
-            const float gv = dz * g;
-            s1 += gv;
+            const float gv = __fmul_rn(dz, g); // rounded as in the elementwise kernel (no FMA
+            s1 += gv;                          // contraction): g - mean(g) is exactly 0 in a group of one
             s2 = fmaf(gv, xhat, s2);
         }
 #pragma unroll
@@ -120,7 +120,7 @@ __global__ void __launch_bounds__(256) lgh_bwd_elementwise(bwd_params p)
         sbe += dz;
         sg = fmaf(dz, xhat, sg);
         if (dh != nullptr) {
-            const float d = rstd * (dz * g - p.row_sums[2 * t] - xhat * p.row_sums[2 * t + 1]);
+            const float d = rstd * (__fmul_rn(dz, g) - p.row_sums[2 * t] - xhat * p.row_sums[2 * t + 1]);
             lgh_epi_store1(dh + r * p.n + c, d);
             sb += d;
         }
