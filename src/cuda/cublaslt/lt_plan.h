@@ -37,7 +37,10 @@ extern "C" {
  * In cuBLASLt's column-major views: FORWARD D = yᵀ = op_T(W as [K, N])·(xᵀ as [K, M]);
  * DGRAD D = dxᵀ = (W as [K, N])·(dhᵀ as [N, M]); WGRAD D = dWᵀ = (x as [K, M])·op_T(dhᵀ
  * as [N, M]). */
-enum lgh_lt_op { LGH_LT_FORWARD = 0, LGH_LT_DGRAD = 1, LGH_LT_WGRAD = 2 };
+enum lgh_lt_op { LGH_LT_FORWARD = 0, LGH_LT_DGRAD = 1, LGH_LT_WGRAD = 2, LGH_LT_PLAIN = 3 };
+/* LGH_LT_PLAIN: D[m, n] = A[m, k]·B[n, k]ᵀ, the forward's layout (both operands K-major)
+ * without the bias, for sizes of its own: the backward's dW = (dhᵀ)·(xᵀ)ᵀ on transposed
+ * copies, which tf32 tensor cores read directly (WGRAD's layout makes cuBLASLt slower). */
 
 /* Everything the heuristic's answer depends on. Pointer alignments (bytes, capped at
  * 256) are part of it: cuBLASLt picks kernels by the alignment of the pointers it sees.
@@ -73,6 +76,10 @@ void lgh_lt_key_of(const lgh_problem_t *p, const void *bias, lgh_lt_key_t *key);
  * pointers with their leading dimensions; math as the forward's (3xtf32 plans fp32). */
 void lgh_lt_key_backward(const lgh_problem_t *p, int op, const void *a, int64_t lda, const void *b,
                          int64_t ldb, const void *d, int64_t ldd, lgh_lt_key_t *key);
+
+/* The key of an LGH_LT_PLAIN product of problem p's dtype and math: d[m, n] = a[m, k]·b[n, k]ᵀ. */
+void lgh_lt_key_plain(const lgh_problem_t *p, int64_t m, int64_t n, int64_t k, const void *a, int64_t lda,
+                      const void *b, int64_t ldb, const void *d, int64_t ldd, lgh_lt_key_t *key);
 
 /* Creates the handle and an empty cache. */
 lgh_status_t lgh_lt_cache_create(struct lgh_context *ctx, lgh_lt_cache_t **out);

@@ -11,7 +11,7 @@
 // so the operands are transposed into the workspace first (one read and one write each;
 // Wᵀ costs as much memory as W).
 //
-// version 1: a 32x32 shared-memory transpose, then the layer's kernel in plain mode.
+// version 1: the operands transposed (util/transpose.cu), then the layer's kernel in plain mode.
 #include <stdint.h>
 #include <stdio.h>
 
@@ -21,6 +21,7 @@
 #include "core/engine.h"
 #include "cublaslt/backward_cublaslt.h"
 #include "sm90/kernel_sm90.cuh"
+#include "util/transpose.h"
 
 lgh_status_t lgh_sm90_plain_product(struct lgh_context *ctx, const float *a, int64_t m, int64_t k, int64_t lda,
                                     const float *b, int64_t n, int64_t ldb, float *d, int64_t ldd, void *stream);
@@ -30,30 +31,6 @@ namespace {
 constexpr size_t kAlign = 256;
 
 size_t aligned(size_t v) { return (v + kAlign - 1) / kAlign * kAlign; }
-
-// dst[c][r] = src[r][c] for a rows x cols matrix (leading dimension lds); dst packed.
-__global__ void __launch_bounds__(256) lgh_sm90_transpose_f32(const float *src, int64_t rows, int64_t cols,
-                                                              int64_t lds, float *dst)
-{
-    __shared__ float tile[32][33];
-    const int64_t c0 = (int64_t)blockIdx.x * 32, r0 = (int64_t)blockIdx.y * 32;
-    for (int i = threadIdx.y; i < 32; i += 8) {
-        const int64_t r = r0 + i, c = c0 + threadIdx.x;
-        if (r < rows && c < cols) tile[i][threadIdx.x] = src[r * lds + c];
-    }
-    __syncthreads();
-    for (int i = threadIdx.y; i < 32; i += 8) {
-        const int64_t c = c0 + i, r = r0 + threadIdx.x;
-        if (r < rows && c < cols) dst[c * rows + r] = tile[threadIdx.x][i];
-    }
-}
-
-cudaError_t transpose(const float *src, int64_t rows, int64_t cols, int64_t lds, float *dst, cudaStream_t s)
-{
-    const dim3 grid((unsigned)((cols + 31) / 32), (unsigned)((rows + 31) / 32));
-    lgh_sm90_transpose_f32<<<grid, dim3(32, 8), 0, s>>>(src, rows, cols, lds, dst);
-    return cudaGetLastError();
-}
 
 bool accurate(const lgh_bwd_problem_t *p)
 {
@@ -73,14 +50,13 @@ lgh_status_t products(struct lgh_context *ctx, const lgh_bwd_problem_t *p, const
                       void *stream)
 {
     const lgh_args_t *a = &p->f.a;
-    const cudaStream_t s = static_cast<cudaStream_t>(stream);
     const float *dh = static_cast<const float *>(dh_);
     char *at = static_cast<char *>(scratch);
     cudaError_t e;
     if (p->dx) { // dx[m, k] = dh[m, n]·(Wᵀ[k, n])ᵀ
         float *wt = reinterpret_cast<float *>(at);
         at += aligned((size_t)a->k * (size_t)a->n * 4);
-        if ((e = transpose(static_cast<const float *>(a->w), a->n, a->k, a->ldw, wt, s)) != cudaSuccess)
+        if ((e = lgh_transpose_f32(static_cast<const float *>(a->w), a->n, a->k, a->ldw, wt, stream)) != cudaSuccess)
             return lgh_set_error(ctx, LGH_STATUS_CUDA_ERROR, "sm90 backward: transposing W: %s", cudaGetErrorString(e));
         lgh_status_t st = lgh_sm90_plain_product(ctx, dh, a->m, a->n, a->n, wt, a->k, a->n,
                                                  static_cast<float *>(p->dx), p->lddx, stream);
@@ -90,8 +66,8 @@ lgh_status_t products(struct lgh_context *ctx, const lgh_bwd_problem_t *p, const
         float *dht = reinterpret_cast<float *>(at);
         at += aligned((size_t)a->n * (size_t)a->m * 4);
         float *xt = reinterpret_cast<float *>(at);
-        if ((e = transpose(dh, a->m, a->n, a->n, dht, s)) != cudaSuccess ||
-            (e = transpose(static_cast<const float *>(a->x), a->m, a->k, a->ldx, xt, s)) != cudaSuccess)
+        if ((e = lgh_transpose_f32(dh, a->m, a->n, a->n, dht, stream)) != cudaSuccess ||
+            (e = lgh_transpose_f32(static_cast<const float *>(a->x), a->m, a->k, a->ldx, xt, stream)) != cudaSuccess)
             return lgh_set_error(ctx, LGH_STATUS_CUDA_ERROR, "sm90 backward: transposing dh or x: %s",
                                  cudaGetErrorString(e));
         lgh_status_t st = lgh_sm90_plain_product(ctx, dht, a->n, a->m, a->m, xt, a->k, a->m,
