@@ -1,7 +1,7 @@
 """Training-step benchmark: forward + backward of all five inputs (x, W, b, γ, β) of
 Linear -> GroupNorm -> Hardtanh, lgh against PyTorch, side by side in one process.
 
-    python3 bench/train.py [--shape 1024x8192x8192:16] [--reps 20] [--out DIR] [--name NAME]
+    python3 bench/train.py [--shape 1024x8192x8192:16] [--reps 10] [--out DIR] [--name NAME]
 
 For each precision class the same inputs, parameters and output gradient dy go through:
   float32-accurate: torch-eager-train (fp32, no TF32) | lgh-auto-train (3xtf32)
@@ -135,25 +135,30 @@ class Step:
         return sum(seen.values())
 
 
-def time_step(step, reps, warmup=3):
+def time_step(step, reps, warmup=5, rounds=7):
+    """Median over `rounds` of the mean step time of `reps` back-to-back steps (as in a
+    training loop: no synchronisation between steps, so the host's launch work overlaps
+    the GPU's; a synchronisation after every step would add the launch latency of a
+    whole step and let the clocks drop while the GPU waits), and the fastest round."""
     for _ in range(warmup):
         step()
     torch.cuda.synchronize()
     times = []
-    for _ in range(reps):
+    for _ in range(rounds):
         e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         e0.record()
-        step()
+        for _ in range(reps):
+            step()
         e1.record()
         e1.synchronize()
-        times.append(e0.elapsed_time(e1))
+        times.append(e0.elapsed_time(e1) / reps)
     return statistics.median(times), min(times)
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--shape", default="1024x8192x8192:16")
-    ap.add_argument("--reps", type=int, default=20)
+    ap.add_argument("--reps", type=int, default=10)
     ap.add_argument("--out", default=None)
     ap.add_argument("--name", default="train")
     ap.add_argument("--no-compile", action="store_true")
