@@ -128,8 +128,8 @@ def build_parser():
     p.add_argument("--compile-budget", type=float,
                    help="seconds all compiles may take together (default quick 100, full 240)")
     p.add_argument("--seed", metavar="PATH",
-                   help="the seed's seed_modelnew.py (default ../shared/seed/seed_modelnew.py "
-                        "when present)")
+                   help="the seed's seed_modelnew.py (default .seed/seed_modelnew.py or "
+                        "shared/seed/seed_modelnew.py in the repository, when present)")
     p.add_argument("--out", metavar="DIR", help="output folder (default bench/results)")
     p.add_argument("--name", help="output base name (default <gpu-slug>-<yyyy-mm-dd>)")
     p.add_argument("--reps", type=int, default=100, help="timed calls per measurement (>= 50)")
@@ -322,7 +322,6 @@ def load_lgh():
 def load_seed(path_arg):
     """The seed's module, or (None, why)."""
     candidates = [path_arg] if path_arg else [
-        os.path.join(ROOT, "..", "shared", "seed", "seed_modelnew.py"),
         os.path.join(ROOT, "shared", "seed", "seed_modelnew.py"),
         os.path.join(ROOT, ".seed", "seed_modelnew.py")]
     path = next((c for c in candidates if c and os.path.isfile(c)), None)

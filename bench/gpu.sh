@@ -51,7 +51,7 @@ step_ctest() {
     timeout ${CTEST_TIMEOUT:-300} ctest --test-dir build --output-on-failure -j 1 > "$OUT/ctest.log" 2>&1
     note "ctest: $(grep -E 'tests passed|tests failed' "$OUT/ctest.log" | tail -n 1)"
 }
-step_forced() { # issue 3: the whole matrix with the engine forced through LGH_ENGINE, and
+step_forced() { # the whole matrix with the engine forced through LGH_ENGINE, and
     # the sm90 paths its default choice does not take (unit mode and hardware clusters for wide
     # groups, no x multicast, multicast clusters, truncated tf32)
     echo "== LGH_ENGINE=sm90 test_matrix --engine auto" >> "$checks"
@@ -91,7 +91,7 @@ step_bench() {
         > "$OUT/bench.log" 2>&1
     note "bench: exit $? $(ls "$OUT"/*.json 2>/dev/null | head -n 1)"
 }
-step_msweep() { # issue 7's M sweep (K = N = 8192, G = 16), tf32 and bf16, GEMM baselines and lgh
+step_msweep() { # the M sweep (K = N = 8192, G = 16), tf32 and bf16, GEMM baselines and lgh
     # Its json alone comes back (the device returns at most 8 files): report.py remakes the rest.
     mkdir -p "$OUT/ms"
     timeout 200 python3 bench/bench.py --shapes m-sweep --modes tf32,bf16 --impls addmm,lgh \

@@ -45,7 +45,7 @@ MODES = {
 }
 MODE_ORDER = ["fp32", "tf32", "3xtf32", "bf16", "fp16"]
 
-# DESIGN.md's bounds on ||y - ref|| / ||ref|| against the float64 reference, by math.
+# docs/PRECISION.md's bounds on ||y - ref|| / ||ref|| against the float64 reference, by math.
 BOUNDS = {"fp32": 1e-5, "3xtf32": 1e-5, "tf32": 1e-3, "bf16": 1e-2, "fp16": 1e-2}
 
 # Which measured tensor-core peak a dtype is compared with (meta.peak_tflops keys).
@@ -469,7 +469,7 @@ def markdown(doc):
                          f"(bound {_fmt_e(r.get('bound'))}){'; ' + r['note'] if r.get('note') else ''}")
     else:
         n = sum(1 for r in doc["records"] if r.get("rel_err") is not None)
-        lines.append(f"All {n} checked outputs are within DESIGN.md's bounds "
+        lines.append(f"All {n} checked outputs are within docs/PRECISION.md's bounds "
                      "(fp32, 3xtf32 ≤ 1e-5; tf32 ≤ 1e-3; bf16, fp16 ≤ 1e-2; "
                      "‖y − ref‖ / ‖ref‖ against float64).")
     lines.append("")

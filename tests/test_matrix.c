@@ -1,6 +1,6 @@
 /*
  * test_matrix: lgh_forward over the shape matrix, checked against the double-precision
- * reference (lgh_reference_rows) within DESIGN.md's bounds.
+ * reference (lgh_reference_rows) within docs/PRECISION.md's bounds.
  *
  *   test_matrix [--engine cpu|cublaslt|sm80|sm90|auto|all|cpu-staged] [--case N] [--reduced]
  *               [--verbose]
@@ -26,8 +26,8 @@
  * Without a device the GPU engines exit 77 (ctest SKIP_RETURN_CODE) after printing
  * "GPU tier: skipped (no CUDA device)". cpu, cublaslt and auto must take every shape;
  * sm80 / sm90 may answer LGH_STATUS_NOT_SUPPORTED, which is a counted, printed skip
- * (and then nothing may have been written). With LGH_ENGINE set (e.g. LGH_ENGINE=sm90, as
- * issue 3 asks), the auto target runs that engine under the same rules.
+ * (and then nothing may have been written). With LGH_ENGINE set (e.g. LGH_ENGINE=sm90), the auto
+ * target runs that engine under the same rules.
  * Exit: 0 all passed (some may be skipped), 1 a failure, 77 nothing ran.
  *
  * cpu-staged runs the CPU engine with every buffer moved through the GPU tier's upload /
@@ -222,7 +222,7 @@ static int make_case(case_data_t *c, int id, uint64_t seed)
     return tst_reference(&a, c->ref_y, c->ref_mean, c->ref_rstd);
 }
 
-/* The error floor of tf32 on this case's inputs. DESIGN.md's tf32 bound (1e-3) holds at
+/* The error floor of tf32 on this case's inputs. docs/PRECISION.md's tf32 bound (1e-3) holds at
  * typical conditioning; but a group of a few channels whose values nearly agree divides
  * the operands' rounding error by a small standard deviation, and then no tf32 engine
  * meets it (seen: M = 1, K = 100, one group of 8 channels, 1.35e-3 on sm90). The floor is

@@ -101,7 +101,7 @@ int cli_gpu_sync(void *stream, char *err, size_t len);
 int cli_check_rows(const lgh_args_t *a, const int64_t *row_ids, int64_t rows, const void *y,
                    double *rel, double *max_abs, int64_t *nonfinite);
 
-/* The DESIGN.md bound for dtype and resolved math mode. */
+/* The docs/PRECISION.md bound for dtype and resolved math mode. */
 double cli_bound(lgh_dtype_t dt, lgh_math_t math);
 
 /* ---- the backward's check (check.c) ------------------------------------------------------

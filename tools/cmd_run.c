@@ -11,7 +11,7 @@
  *
  * The check uses all rows when the reference is cheap (M*N*K <= 2^28), otherwise 64
  * rows spread over M, and says which ("error on 64 sampled rows (of 1024)"). An error
- * above DESIGN.md's bound exits 1.
+ * above docs/PRECISION.md's bound exits 1.
  *
  * With --backward, run_backward.c then times training steps (the forward saving what
  * lgh_backward needs, then lgh_backward for all five gradients) and checks the gradients

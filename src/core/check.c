@@ -82,7 +82,7 @@ static lgh_status_t check_forward(struct lgh_context *ctx, const lgh_args_t *arg
     p->a = *a;
     p->a.ldx = a->ldx ? a->ldx : a->k;
     p->a.ldw = a->ldw ? a->ldw : a->k;
-    p->a.ldy = a->ldy ? a->ldy : a->n;
+    p->a.ldy = need_y && a->ldy ? a->ldy : a->n; /* a backward ignores y and its ldy */
     if (p->a.ldx < a->k || p->a.ldw < a->k || p->a.ldy < a->n) {
         const char *which = p->a.ldx < a->k ? "ldx" : p->a.ldw < a->k ? "ldw" : "ldy";
         int64_t got = p->a.ldx < a->k ? p->a.ldx : p->a.ldw < a->k ? p->a.ldw : p->a.ldy;

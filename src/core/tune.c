@@ -84,12 +84,15 @@ struct lgh_tune_cache {
  * paths depend on it, so problems differing only there are tuned apart. */
 static int align_class(const lgh_problem_t *p)
 {
-    const int64_t eb = (int64_t)p->elem_bytes;
-    const int64_t bytes[3] = {p->a.ldx * eb, p->a.ldw * eb, p->a.ldy * eb};
-    int a = 16;
+    /* A stride in bytes may exceed int64 (one row: any ld >= its row is accepted); only its
+     * residue mod 16 matters, which the wrapping uint64_t product keeps. */
+    const uint64_t eb = (uint64_t)p->elem_bytes;
+    const uint64_t bytes[3] = {(uint64_t)p->a.ldx * eb, (uint64_t)p->a.ldw * eb,
+                               (uint64_t)p->a.ldy * eb};
+    unsigned a = 16;
     for (int i = 0; i < 3; ++i)
         while (a > 1 && bytes[i] % a != 0) a /= 2;
-    return a;
+    return (int)a;
 }
 
 static tune_key_t problem_key(const lgh_problem_t *p)

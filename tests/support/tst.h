@@ -75,7 +75,7 @@ typedef struct tst_err {
 tst_err_t tst_compare(lgh_dtype_t dt, const void *y, int64_t rows, int64_t cols, int64_t ld,
                       const double *ref);
 
-/* The bound DESIGN.md sets for a dtype and (resolved) math mode. */
+/* The bound docs/PRECISION.md sets for a dtype and (resolved) math mode. */
 double tst_bound(lgh_dtype_t dt, lgh_math_t math);
 
 /* ---- the reference, threaded ------------------------------------------------------------ */
