@@ -6,7 +6,7 @@
 # Build on the development machine first (`make`), then, with the device tool:
 #   run  command: bench/gpu.sh [preset | step...]   carry: [build, .seed]
 # .seed/ (git-ignored) holds a copy of the seed's seed_modelnew.py for the benchmark.
-# Steps:   facts ctest forced sanitize pytest kernelbench bench msweep profile sm80 train
+# Steps:   facts ctest forced sanitize pytest kernelbench bench msweep profile sm80 train mps
 # Presets: tests = facts ctest pytest     quick = tests bench
 #          final = facts ctest forced sanitize kernelbench bench profile
 set -u -o pipefail
@@ -17,7 +17,7 @@ for a in "$@"; do
     tests) steps+=(facts ctest pytest) ;;
     quick) steps+=(facts ctest pytest bench) ;;
     final) steps+=(facts ctest bench forced sm80 profile sanitize) ;;
-    facts | ctest | forced | sanitize | pytest | kernelbench | bench | msweep | profile | sm80 | train) steps+=("$a") ;;
+    facts | ctest | forced | sanitize | pytest | kernelbench | bench | msweep | profile | sm80 | train | mps) steps+=("$a") ;;
     *) echo "gpu.sh: unknown step '$a'" >&2; exit 2 ;;
     esac
 done
@@ -59,7 +59,7 @@ step_forced() { # the whole matrix with the engine forced through LGH_ENGINE, an
     note "forced sm90 (exit $?): $(tail -n 1 "$checks")"
     # (a variant may set several variables, joined by commas)
     for v in LGH_SM90_WIDE=unit LGH_SM90_WIDE=cluster LGH_SM90_WIDE=cluster,LGH_SM90_XMC=0 LGH_SM90_CLUSTER_N=2 \
-        LGH_SM90_CLUSTER_M=2 LGH_SM90_TF32_RNA=0; do
+        LGH_SM90_CLUSTER_M=2 LGH_SM90_TF32_RNA=0 LGH_SM90_REFUSE_COOPERATIVE=1; do
         echo "== $v test_matrix --engine sm90" >> "$checks"
         env ${v//,/ } timeout 40 build/tests/test_matrix --engine sm90 >> "$checks" 2>&1
         note "sm90 $v (exit $?): $(tail -n 1 "$checks")"
@@ -104,6 +104,22 @@ step_train() { # training step (forward + backward), lgh vs PyTorch: bench/train
     timeout "${TRAIN_TIMEOUT:-300}" python3 bench/train.py --shape "${TRAIN_SHAPE:-1024x8192x8192:16}" \
         --out "$OUT" --name "${TRAIN_NAME:-train}" > "$OUT/train.log" 2>&1
     note "train: exit $?"
+}
+step_mps() { # the sm90 engine under MPS with half the SMs: its cooperative launch (software
+    # clusters) is refused there and must fall back with the same results
+    export CUDA_MPS_PIPE_DIRECTORY=/tmp/lgh-mps-pipe CUDA_MPS_LOG_DIRECTORY=/tmp/lgh-mps-log
+    mkdir -p "$CUDA_MPS_PIPE_DIRECTORY" "$CUDA_MPS_LOG_DIRECTORY"
+    if ! nvidia-cuda-mps-control -d >> "$checks" 2>&1; then
+        note "mps: the MPS daemon did not start (the forced refusal runs in step forced)"
+        return
+    fi
+    echo "== MPS, CUDA_MPS_ACTIVE_THREAD_PERCENTAGE=50: test_matrix --engine sm90" >> "$checks"
+    CUDA_MPS_ACTIVE_THREAD_PERCENTAGE=50 timeout 60 build/tests/test_matrix --engine sm90 >> "$checks" 2>&1
+    note "mps sm90 (exit $?): $(tail -n 1 "$checks")"
+    CUDA_MPS_ACTIVE_THREAD_PERCENTAGE=50 timeout 60 build/tests/test_backward --engine sm90 >> "$checks" 2>&1
+    note "mps sm90 backward (exit $?): $(tail -n 1 "$checks")"
+    echo quit | nvidia-cuda-mps-control >> "$checks" 2>&1
+    unset CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY
 }
 step_profile() {
     echo "== lgh profile (reference problem)" >> "$checks"

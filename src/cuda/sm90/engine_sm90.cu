@@ -51,6 +51,11 @@ struct sm90_state {
     int wide;                                         // WIDE_AUTO, _UNIT, _CLUSTER or _GLOBAL
     bool x_multicast;                                 // share x over a cluster row when there is one
     bool tf32_rna;                                    // tf32: x rounded to nearest (FAMILY_F32_RNA)
+    // Launch fallbacks (run_launch): a cooperative launch (software clusters) or a cluster
+    // launch the device refused once — MPS with an SM limit, a green context — is not
+    // tried again on this context; wide groups then take the next way down.
+    bool coop_refused, cluster_refused;
+    bool refuse_coop_for_test; // LGH_SM90_REFUSE_COOPERATIVE=1: treat every cooperative launch as refused
 };
 
 // Groups wider than the CTA tile: one CTA does the group's tiles in turn (unit mode), or a
@@ -114,21 +119,34 @@ bool use_units(int span, int wide, bool x3)
     return !cluster_can || wide == WIDE_UNIT;
 }
 
+// The way wide groups are done, after the launch fallbacks this context has met: software
+// clusters (cooperative launch) -> hardware clusters -> one CTA tile after tile (not in
+// 3xtf32, whose instances have no unit mode).
+int effective_wide(const sm90_state *st)
+{
+    if (st->cluster_refused) return WIDE_UNIT;
+    if (st->coop_refused && (st->wide == WIDE_AUTO || st->wide == WIDE_GLOBAL)) return WIDE_CLUSTER;
+    return st->wide;
+}
+
 layout layout_of(const lgh_problem_t *p, const sm90_state *st)
 {
+    const int wide = effective_wide(st);
     layout l;
     const int64_t gs = p->group_size;
     const int span = gs > LGH_SM90_BN ? (int)(gs / LGH_SM90_BN) : 1;
     l.gs_tile = gs < LGH_SM90_BN ? (int)gs : LGH_SM90_BN;
-    const bool units = span > 1 && use_units(span, st->wide, family_of(&p->a) == FAMILY_F32X3);
+    const bool units = span > 1 && use_units(span, wide, family_of(&p->a) == FAMILY_F32X3);
     l.subtiles = units ? span : 1;
     l.group_ctas = units ? 1 : span;
-    l.global = l.group_ctas > 1 && (st->wide == WIDE_GLOBAL || st->wide == WIDE_AUTO);
-    l.x_mc = LGH_SM90_MULTICAST && st->x_multicast && !l.global;
+    l.global = l.group_ctas > 1 && (wide == WIDE_GLOBAL || wide == WIDE_AUTO);
+    // Clusters formed only for multicast are dropped once a cluster launch was refused.
+    const bool mc = LGH_SM90_MULTICAST && !st->cluster_refused;
+    l.x_mc = mc && st->x_multicast && !l.global;
     l.cn = l.group_ctas > 1 ? l.group_ctas
-                            : (LGH_SM90_MULTICAST && st->cluster_n > 1 && p->a.n > (int64_t)LGH_SM90_BN * span ? 2 : 1);
+                            : (mc && st->cluster_n > 1 && p->a.n > (int64_t)LGH_SM90_BN * span ? 2 : 1);
     // (The 3xtf32 producer has W multicast compiled out.)
-    l.cm = st->cluster_m > 1 && !l.global && family_of(&p->a) != FAMILY_F32X3 && p->a.m > LGH_SM90_BM &&
+    l.cm = mc && st->cluster_m > 1 && !l.global && family_of(&p->a) != FAMILY_F32X3 && p->a.m > LGH_SM90_BM &&
                    l.cn * 2 <= LGH_SM90_MAX_CLUSTER
                ? 2
                : 1;
@@ -149,6 +167,8 @@ sm90_state *get_state(struct lgh_context *ctx)
         st->tf32_rna = env == nullptr || env[0] != '0';
         env = getenv("LGH_SM90_XMC");
         st->x_multicast = env == nullptr || env[0] != '0';
+        env = getenv("LGH_SM90_REFUSE_COOPERATIVE");
+        st->refuse_coop_for_test = env != nullptr && env[0] == '1';
         env = getenv("LGH_SM90_WIDE");
         st->wide = env == nullptr ? WIDE_AUTO
                    : strcmp(env, "unit") == 0    ? WIDE_UNIT
@@ -365,6 +385,11 @@ static lgh_status_t run_launch(struct lgh_context *ctx, const lgh_problem_t *p, 
         if (cluster > 1) {
             cfg.gridDim = dim3(cluster * lgh_device_props(ctx)->sm_count, 1, 1);
             e = cudaOccupancyMaxActiveClusters(&n, kernel, &cfg);
+            if ((e != cudaSuccess || n < 1) && !st->cluster_refused) { // no cluster fits: without one
+                cudaGetLastError();
+                st->cluster_refused = true;
+                return run_launch(ctx, p, ws, stream, plain);
+            }
             if (e != cudaSuccess) return cuda_fail(ctx, "cudaOccupancyMaxActiveClusters", e);
             if (n < 1) {
                 return lgh_set_error(ctx, LGH_STATUS_NOT_SUPPORTED,
@@ -383,7 +408,18 @@ static lgh_status_t run_launch(struct lgh_context *ctx, const lgh_problem_t *p, 
     prm.clusters = (int)clusters;
 
     void *args[] = {&map_x, &map_w, &prm};
-    e = cudaLaunchKernelExC(&cfg, kernel, args);
+    const bool refuse = l.global && st->refuse_coop_for_test;
+    e = refuse ? cudaErrorCooperativeLaunchTooLarge : cudaLaunchKernelExC(&cfg, kernel, args);
+    if (e != cudaSuccess && (l.global || cluster > 1) && !(l.global ? st->coop_refused : st->cluster_refused)) {
+        // Refused (an SM limit under MPS, a green context, ...): take the next way down
+        // for this and every later call on the context, with the same result. A launch
+        // error is not sticky; clear it. Nothing of this launch ran; the exchange counters
+        // cleared above are simply not used.
+        cudaGetLastError();
+        if (l.global) st->coop_refused = true;
+        else st->cluster_refused = true;
+        return run_launch(ctx, p, ws, stream, plain);
+    }
     if (e != cudaSuccess) return cuda_fail(ctx, "launch", e);
     return LGH_STATUS_SUCCESS;
 }
