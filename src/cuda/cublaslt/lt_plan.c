@@ -55,7 +55,7 @@ void lgh_lt_key_plain(const lgh_problem_t *p, int64_t m, int64_t n, int64_t k, c
 
 static int key_equal(const lgh_lt_key_t *a, const lgh_lt_key_t *b)
 {
-    return a->op == b->op && a->m == b->m && a->n == b->n && a->k == b->k && a->ldx == b->ldx &&
+    return a->op == b->op && a->d_f32 == b->d_f32 && a->m == b->m && a->n == b->n && a->k == b->k && a->ldx == b->ldx &&
            a->ldw == b->ldw && a->ldy == b->ldy && a->dtype == b->dtype && a->math == b->math &&
            a->align_x == b->align_x && a->align_w == b->align_w && a->align_y == b->align_y &&
            a->align_bias == b->align_bias;
@@ -131,7 +131,8 @@ static lgh_status_t plan_build(struct lgh_context *ctx, cublasLtHandle_t handle,
     const int32_t trans_a = fwd_layout ? CUBLAS_OP_T : CUBLAS_OP_N;
     const int32_t trans_b = k->op == LGH_LT_WGRAD ? CUBLAS_OP_T : CUBLAS_OP_N;
     const uint32_t epilogue = fwd ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
-    const int32_t bias_type = (int32_t)t;
+    const cudaDataType_t td = k->d_f32 ? CUDA_R_32F : t; /* D (= C) and the bias */
+    const int32_t bias_type = (int32_t)td;
     struct {
         cublasLtMatmulDescAttributes_t attr;
         const void *value;
@@ -166,7 +167,7 @@ static lgh_status_t plan_build(struct lgh_context *ctx, cublasLtHandle_t handle,
     }
     s = cublasLtMatrixLayoutCreate(&p->a, t, ar, ac, k->ldw);
     if (s == CUBLAS_STATUS_SUCCESS) s = cublasLtMatrixLayoutCreate(&p->b, t, br, bc, k->ldx);
-    if (s == CUBLAS_STATUS_SUCCESS) s = cublasLtMatrixLayoutCreate(&p->d, t, dr, dc, k->ldy);
+    if (s == CUBLAS_STATUS_SUCCESS) s = cublasLtMatrixLayoutCreate(&p->d, td, dr, dc, k->ldy);
     if (s != CUBLAS_STATUS_SUCCESS) return lt_error(ctx, "cublasLtMatrixLayoutCreate", s, k);
 
     cublasLtMatmulPreference_t pref = NULL;

@@ -52,6 +52,8 @@ typedef struct lgh_lt_key {
     int dtype;
     int math; /* LGH_MATH_TF32 or LGH_MATH_FP32 for float32 data; 0 for 16-bit data */
     int align_x, align_w, align_y, align_bias;
+    int d_f32; /* FORWARD of 16-bit data: D and the bias in float32 (the pre-norm kept beyond
+                  float16's range) */
 } lgh_lt_key_t;
 
 typedef struct lgh_lt_plan {

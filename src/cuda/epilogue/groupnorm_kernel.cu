@@ -37,6 +37,17 @@ struct norm_params {
     float *mean, *rstd;
 };
 
+// The IO of a variant: T in and out, or (F32_SRC: 16-bit T only, scalar path) a float32
+// source normalised into T.
+template <typename T, bool VECTOR, bool F32_SRC> struct lgh_norm_io_pick {
+    using type = lgh_norm_io<T, VECTOR>;
+    using src = T;
+};
+template <typename T> struct lgh_norm_io_pick<T, false, true> {
+    using type = lgh_norm_io_f32_src<T>;
+    using src = float;
+};
+
 constexpr int kWarpItems = 4;
 constexpr int kWarpThreads = 256;
 constexpr int kBlockItems = 8;
@@ -54,10 +65,11 @@ __device__ __forceinline__ float lgh_rstd(const lgh_stats &s, float eps)
     return 1.0f / sqrtf(var + eps);
 }
 
-template <typename T, bool VECTOR>
+template <typename T, bool VECTOR, bool F32_SRC = false>
 __global__ void __launch_bounds__(kWarpThreads) lgh_norm_warp(norm_params p, int team)
 {
-    using IO = lgh_norm_io<T, VECTOR>;
+    using IO = typename lgh_norm_io_pick<T, VECTOR, F32_SRC>::type;
+    using S = typename lgh_norm_io_pick<T, VECTOR, F32_SRC>::src;
     constexpr int N = IO::N;
     const int units = (int)(p.gs / N); // <= kWarpItems * 32 on this tier
     const int64_t nseg = p.m * p.groups;
@@ -75,7 +87,7 @@ __global__ void __launch_bounds__(kWarpThreads) lgh_norm_warp(norm_params p, int
         const int64_t row = live ? seg / p.groups : 0;
         const int64_t col0 = (live ? seg - row * p.groups : 0) * p.gs + (int64_t)lane * N;
         T *ys = static_cast<T *>(p.y) + row * p.ldy + col0;
-        const T *xs = static_cast<const T *>(p.src) + row * p.lds + col0;
+        const S *xs = static_cast<const S *>(p.src) + row * p.lds + col0;
 
         typename IO::U v[kWarpItems];
 #pragma unroll
@@ -102,10 +114,11 @@ __global__ void __launch_bounds__(kWarpThreads) lgh_norm_warp(norm_params p, int
     }
 }
 
-template <typename T, bool VECTOR>
+template <typename T, bool VECTOR, bool F32_SRC = false>
 __global__ void __launch_bounds__(kBlockMaxThreads, 1) lgh_norm_block(norm_params p)
 {
-    using IO = lgh_norm_io<T, VECTOR>;
+    using IO = typename lgh_norm_io_pick<T, VECTOR, F32_SRC>::type;
+    using S = typename lgh_norm_io_pick<T, VECTOR, F32_SRC>::src;
     constexpr int N = IO::N;
     __shared__ lgh_stats sh[33];
     const int units = (int)(p.gs / N); // <= kBlockItems * kBlockMaxThreads on this tier
@@ -118,7 +131,7 @@ __global__ void __launch_bounds__(kBlockMaxThreads, 1) lgh_norm_block(norm_param
         const int64_t row = seg / p.groups;
         const int64_t col0 = (seg - row * p.groups) * p.gs + (int64_t)lane * N;
         T *ys = static_cast<T *>(p.y) + row * p.ldy + col0;
-        const T *xs = static_cast<const T *>(p.src) + row * p.lds + col0;
+        const S *xs = static_cast<const S *>(p.src) + row * p.lds + col0;
 
         typename IO::U v[kBlockItems];
 #pragma unroll
@@ -145,10 +158,11 @@ __global__ void __launch_bounds__(kBlockMaxThreads, 1) lgh_norm_block(norm_param
     }
 }
 
-template <typename T, bool VECTOR>
+template <typename T, bool VECTOR, bool F32_SRC = false>
 __global__ void __launch_bounds__(kMaxThreads) lgh_norm_wide(norm_params p)
 {
-    using IO = lgh_norm_io<T, VECTOR>;
+    using IO = typename lgh_norm_io_pick<T, VECTOR, F32_SRC>::type;
+    using S = typename lgh_norm_io_pick<T, VECTOR, F32_SRC>::src;
     constexpr int N = IO::N;
     __shared__ lgh_stats sh[33];
     const int64_t units = p.gs / N;
@@ -161,7 +175,7 @@ __global__ void __launch_bounds__(kMaxThreads) lgh_norm_wide(norm_params p)
         const int64_t row = seg / p.groups;
         const int64_t col0 = (seg - row * p.groups) * p.gs;
         T *ys = static_cast<T *>(p.y) + row * p.ldy + col0;
-        const T *xs = static_cast<const T *>(p.src) + row * p.lds + col0;
+        const S *xs = static_cast<const S *>(p.src) + row * p.lds + col0;
 
         // First read: per-chunk stats, merged into the thread's running stats.
         lgh_stats s = lgh_stats_empty();
@@ -206,18 +220,25 @@ __global__ void __launch_bounds__(kMaxThreads) lgh_norm_wide(norm_params p)
 
 enum tier { TIER_WARP = 0, TIER_BLOCK = 1, TIER_WIDE = 2, TIER_COUNT = 3 };
 constexpr int kDtypes = 3;
-constexpr int kVariants = kDtypes * 2 * TIER_COUNT;
+constexpr int kSameVariants = kDtypes * 2 * TIER_COUNT;
+// After those: a float32 source into bf16 / fp16 (scalar), one per tier.
+constexpr int kVariants = kSameVariants + 2 * TIER_COUNT;
 
 // Variant index: ((dtype * 2 + vector) * TIER_COUNT + tier).
-template <typename T, bool V> const void *tier_fn(int tier)
+template <typename T, bool V, bool F = false> const void *tier_fn(int tier)
 {
-    if (tier == TIER_WARP) return reinterpret_cast<const void *>(&lgh_norm_warp<T, V>);
-    if (tier == TIER_BLOCK) return reinterpret_cast<const void *>(&lgh_norm_block<T, V>);
-    return reinterpret_cast<const void *>(&lgh_norm_wide<T, V>);
+    if (tier == TIER_WARP) return reinterpret_cast<const void *>(&lgh_norm_warp<T, V, F>);
+    if (tier == TIER_BLOCK) return reinterpret_cast<const void *>(&lgh_norm_block<T, V, F>);
+    return reinterpret_cast<const void *>(&lgh_norm_wide<T, V, F>);
 }
 
 const void *variant_fn(int index)
 {
+    if (index >= kSameVariants) { // float32 source
+        const int i = index - kSameVariants;
+        return i / TIER_COUNT == 0 ? tier_fn<__nv_bfloat16, false, true>(i % TIER_COUNT)
+                                   : tier_fn<__half, false, true>(i % TIER_COUNT);
+    }
     const int tier = index % TIER_COUNT;
     const int vec = (index / TIER_COUNT) % 2;
     const int dtype = index / (TIER_COUNT * 2);
@@ -254,7 +275,8 @@ launch_shape pick(const lgh_groupnorm_args_t *a)
     const int64_t elem = a->dtype == LGH_DTYPE_FLOAT32 ? 4 : 2;
     const int64_t gs = a->n / a->groups;
     const int64_t vec_n = 16 / elem;
-    const bool vec = aligned16(a->y) && aligned16(a->gamma) && aligned16(a->beta) &&
+    const bool f32_src = a->src_f32 && a->dtype != LGH_DTYPE_FLOAT32;
+    const bool vec = !f32_src && aligned16(a->y) && aligned16(a->gamma) && aligned16(a->beta) &&
                      (a->ldy * elem) % 16 == 0 && gs % vec_n == 0 &&
                      (!a->src || (aligned16(a->src) && (a->lds * elem) % 16 == 0));
     const int64_t units = vec ? gs / vec_n : gs;
@@ -281,7 +303,7 @@ launch_shape pick(const lgh_groupnorm_args_t *a)
     }
     if (s.blocks > kMaxGrid) s.blocks = kMaxGrid;
     const int dt = a->dtype == LGH_DTYPE_FLOAT32 ? 0 : a->dtype == LGH_DTYPE_BFLOAT16 ? 1 : 2;
-    s.variant = (dt * 2 + (vec ? 1 : 0)) * TIER_COUNT + tier;
+    s.variant = f32_src ? kSameVariants + (dt - 1) * TIER_COUNT + tier : (dt * 2 + (vec ? 1 : 0)) * TIER_COUNT + tier;
     return s;
 }
 
@@ -353,10 +375,15 @@ extern "C" cudaError_t lgh_groupnorm_kernel_info(int index, lgh_kernel_info_t *o
 {
     if (index < 0 || index >= kVariants || !out) return cudaErrorInvalidValue;
     const int tier = index % TIER_COUNT;
-    const int vec = (index / TIER_COUNT) % 2;
-    const int dtype = index / (TIER_COUNT * 2);
-    snprintf(out->name, sizeof out->name, "lgh_norm_%s<%s,%s>", kTierNames[tier],
-             kDtypeNames[dtype], vec ? "vec16" : "scalar");
+    if (index >= kSameVariants) {
+        snprintf(out->name, sizeof out->name, "lgh_norm_%s<f32->%s,scalar>", kTierNames[tier],
+                 kDtypeNames[1 + (index - kSameVariants) / TIER_COUNT]);
+    } else {
+        const int vec = (index / TIER_COUNT) % 2;
+        const int dtype = index / (TIER_COUNT * 2);
+        snprintf(out->name, sizeof out->name, "lgh_norm_%s<%s,%s>", kTierNames[tier],
+                 kDtypeNames[dtype], vec ? "vec16" : "scalar");
+    }
     const int threads = tier == TIER_WARP ? kWarpThreads : tier == TIER_BLOCK ? kBlockMaxThreads : kMaxThreads;
     return lgh_kernel_facts(variant_fn(index), threads, 0, out); // no dynamic shared memory
 }

@@ -33,6 +33,8 @@ typedef struct lgh_groupnorm_args {
     const void *src;     /* [m, n] dtype, the pre-norm input at leading dim lds; NULL: y
                             itself (the pass runs in place) */
     int64_t lds;
+    int src_f32;         /* src holds float32 values (16-bit outputs only): a pre-norm kept
+                            in float32, beyond float16's range */
     int64_t m, n, groups;
     lgh_dtype_t dtype;   /* of y, bias, gamma, beta */
     const void *bias;    /* [n] added before the statistics; NULL when y already has it */

@@ -107,3 +107,15 @@ template <typename T> struct lgh_norm_io<T, true> {
         unpack(__ldg(reinterpret_cast<const uint4 *>(p)), f);
     }
 };
+
+// A float32 source with 16-bit outputs (a pre-norm kept in float32 so that values beyond
+// float16's range survive until normalisation): the scalar path, loads from float.
+template <typename T> struct lgh_norm_io_f32_src {
+    static constexpr int N = 1;
+    using U = float;
+    __device__ __forceinline__ static U load(const float *p) { return *p; }
+    __device__ __forceinline__ static void store(T *p, U u) { lgh_elem<T>::store(p, u); }
+    __device__ __forceinline__ static void unpack(U u, float (&f)[N]) { f[0] = u; }
+    __device__ __forceinline__ static U pack(const float (&f)[N]) { return f[0]; }
+    __device__ __forceinline__ static void load_param(const T *p, float (&f)[N]) { f[0] = lgh_elem<T>::ldg(p); }
+};
