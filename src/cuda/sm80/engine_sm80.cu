@@ -313,6 +313,10 @@ bool candidate(struct lgh_context *ctx, sm80_state *st, const lgh_problem_t *p, 
     if (st->forced_cfg >= 0 && cfg != st->forced_cfg) return false;
     if (st->forced_mode == MODE_PRE && md != MODE_PRE) return false;
     if (!allow_pre && md == MODE_PRE) return false;
+    // float16: the wide and pre-norm modes keep pre-norm tiles in y, where a value beyond
+    // float16's range (65504) would become Inf before normalisation; only the fused mode,
+    // which normalises from float32 registers, is right for every input.
+    if (a->dtype == LGH_DTYPE_FLOAT16 && md != MODE_FUSED) return false;
     const cfg_info &c = kCfgs[kind][cfg];
     if (d->smem_per_block_optin < (size_t)c.smem) return false;
     if (c.sm90_only && d->cc_major != 9) return false;

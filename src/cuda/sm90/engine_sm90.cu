@@ -219,6 +219,13 @@ lgh_status_t can_implement(struct lgh_context *ctx, const lgh_problem_t *p, char
                       "as 512 or 1024 (a cluster of CTAs)",
                       (long long)gs, (long long)LGH_SM90_BN);
     }
+    const sm90_state *st = get_state(ctx);
+    if (a->dtype == LGH_DTYPE_FLOAT16 && gs > LGH_SM90_BN && st != nullptr && layout_of(p, st).subtiles > 1) {
+        return refuse(why, len,
+                      "float16 group size %lld: a group wider than a cluster is done tile after tile with the "
+                      "earlier tiles kept pre-norm in y, where values beyond float16's range would become Inf",
+                      (long long)gs);
+    }
     const int64_t limit = INT32_MAX - 2 * LGH_SM90_BN;
     if (a->m > limit || a->n > limit || a->k > limit) {
         return refuse(why, len, "M, N and K must be below %lld for the kernel's int32 tile coordinates",
