@@ -34,6 +34,17 @@ run: build
 test: build
 	@./scripts/test.sh $(BUILD)
 
+# libFuzzer over the C API's arguments and the tuning-cache parser (tests/fuzz/fuzz.sh):
+# clang + ASan/UBSan build in $(FUZZ_BUILD), FUZZ_SECONDS per target, one core.
+FUZZ_BUILD   ?= build-fuzz
+FUZZ_SECONDS ?= 60
+.PHONY: fuzz
+fuzz:
+	@./tests/fuzz/fuzz.sh deps
+	@./tests/fuzz/fuzz.sh build $(FUZZ_BUILD)
+	@./tests/fuzz/fuzz.sh run $(FUZZ_BUILD) api $(FUZZ_SECONDS)
+	@./tests/fuzz/fuzz.sh run $(FUZZ_BUILD) cache $(FUZZ_SECONDS)
+
 install: build
 	cmake --install $(BUILD) --prefix $(PREFIX)
 

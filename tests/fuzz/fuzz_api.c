@@ -417,9 +417,15 @@ static bool gpu_forced(const lgh_args_t *a)
     return want != LGH_ENGINE_AUTO && want != LGH_ENGINE_CPU;
 }
 
+static bool verbose; /* LGH_FUZZ_VERBOSE=1: one line per call (reading a crash input) */
+
 static void check_status(lgh_context_t ctx, const char *call, lgh_status_t s, unsigned bad,
                          bool gpu, bool may_not_support)
 {
+    if (verbose)
+        fprintf(stderr, "  %s: %d %s%s%s (expected mask 0x%x%s)\n", call, (int)s,
+                lgh_status_string(s), s ? ": " : "", s ? lgh_last_error(ctx) : "", bad,
+                gpu ? ", GPU engine forced" : "");
     FUZZ_CHECK((unsigned)s <= LGH_STATUS_INTERNAL_ERROR, "%s returned %d", call, (int)s);
     FUZZ_CHECK(strcmp(lgh_status_string(s), "unknown status") != 0, "%s: status %d has no name",
                call, (int)s);
@@ -864,6 +870,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc, (void)argv;
     setenv("LGH_CACHE", "0", 1); /* the tuner's file stays untouched (fuzz_cache covers it) */
+    verbose = getenv("LGH_FUZZ_VERBOSE") && !strcmp(getenv("LGH_FUZZ_VERBOSE"), "1");
     return 0;
 }
 
@@ -1036,6 +1043,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     b->dbias = b->dbias ? B[BDB].p : NULL, b->dgamma = b->dgamma ? B[BDG].p : NULL;
     b->dbeta = b->dbeta ? B[BDBE].p : NULL;
 
+    if (verbose)
+        fprintf(stderr,
+                "flags 0x%x: M=%lld K=%lld N=%lld G=%lld dtype %d math %d engine %d eps %g "
+                "lo %g hi %g ldx %lld ldw %lld ldy %lld ldh %lld mean %d rstd %d h %d | "
+                "backward: ldy %lld lddy %lld ldh %lld lddx %lld lddw %lld grads 0x%x "
+                "mean %d rstd %d h %d chain %d | real: fwd %d bwd %d\n",
+                flags, (long long)a->m, (long long)a->k, (long long)a->n, (long long)a->groups,
+                (int)a->dtype, (int)a->math, (int)a->engine, (double)a->eps, (double)a->lo,
+                (double)a->hi, (long long)a->ldx, (long long)a->ldw, (long long)a->ldy,
+                (long long)a->ldh, !!a->mean, !!a->rstd, !!a->h, (long long)b->fwd.ldy,
+                (long long)b->lddy, (long long)b->ldh, (long long)b->lddx, (long long)b->lddw,
+                gmask, !!b->mean, !!b->rstd, !!b->h, chain, e.fwd_real, e.bwd_real);
     if (ctx_mode >= 254) {
         run_null(&e, ctx_mode);
     } else {

@@ -48,6 +48,7 @@
 #define LINE_MAX_BYTES 511    /* with its newline (tune.c reads lines into 512 bytes) */
 #define MAX_DIM ((int64_t)1 << 40)
 
+static bool verbose; /* LGH_FUZZ_VERBOSE=1: what each input's file holds and gives */
 static char tmp_root[256];
 static char cache_path[1024];
 static char cache_key[512];
@@ -73,6 +74,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     snprintf(tmp_root, sizeof tmp_root, "%s/lgh-fuzz-cache-XXXXXX", base);
     FUZZ_CHECK(mkdtemp(tmp_root), "mkdtemp %s", tmp_root);
     atexit(cleanup);
+    verbose = getenv("LGH_FUZZ_VERBOSE") && !strcmp(getenv("LGH_FUZZ_VERBOSE"), "1");
     setenv("XDG_CACHE_HOME", tmp_root, 1);
     setenv("LGH_CACHE", "1", 1);
     unsetenv("LGH_TUNE");
@@ -407,7 +409,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                            i + 3);
         }
     }
-    (void)queried;
+    if (verbose)
+        fprintf(stderr, "file: %d lines, %d entry lines, header %s, %s; %d keys asked, %d found\n",
+                lines, count, header_ok ? "right" : "wrong", canonical ? "canonical" : "not canonical",
+                queried, found);
 
     /* ---- the round trip: lgh rewrites the file, a new context reads it back ---- */
     if (mode & 8) {
