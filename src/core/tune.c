@@ -274,7 +274,7 @@ static int parse_entry(char *line, tune_entry_t *e)
     const double ms = strtod(field[8], &end);
     if (!*field[8] || *end || errno || !isfinite(ms) || ms <= 0.0 || ms > TUNE_MAX_MS) return 0;
     e->ms = (float)ms;
-    return 1;
+    return e->ms > 0.0f; /* below float's range: it would be written back as "0" */
 }
 
 /* Reads the whole file into tmp[]; 0 (and nothing kept) on any fault. */
