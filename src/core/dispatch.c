@@ -151,16 +151,36 @@ lgh_status_t lgh_plan(lgh_context_t ctx, const lgh_args_t *args, lgh_engine_t *e
     return s;
 }
 
+/* Whether a caller's workspace of `bytes` is enough for every engine that can run p.
+ * Tuning on lgh_forward times them all on the call's own y (and mean, rstd, h), so it
+ * must not start when the engine it then picks could still refuse the workspace: a
+ * refused call writes nothing. */
+static bool workspace_fits_every_engine(struct lgh_context *ctx, const lgh_problem_t *p,
+                                        size_t bytes)
+{
+    char why[256];
+    for (int i = 0; i < ENGINE_COUNT; ++i) {
+        const lgh_engine_ops_t *e = engine_table[i];
+        if (e->available(ctx) && e->can_implement(ctx, p, why, sizeof why) == LGH_STATUS_SUCCESS &&
+            e->workspace_size(ctx, p) > bytes)
+            return false;
+    }
+    return true;
+}
+
 /* After the checks: the engine choice, the workspace and the run, with the context's
  * device current (context.h: lgh_device_enter). */
 static lgh_status_t forward_on_device(struct lgh_context *ctx, const lgh_problem_t *p, void *workspace,
                                       size_t workspace_bytes, void *stream)
 {
     lgh_status_t s;
-    /* LGH_TUNE=1: the first AUTO call of an untuned problem measures the engines first. */
+    /* LGH_TUNE=1: the first AUTO call of an untuned problem measures the engines first
+     * (not a call whose own workspace is too small for one of them: it runs untuned, or
+     * is refused before anything is written). */
     const lgh_engine_t want = p->a.engine != LGH_ENGINE_AUTO ? p->a.engine : ctx->env_engine;
     if (want == LGH_ENGINE_AUTO && lgh_tune_on_forward(ctx) &&
-        lgh_tune_lookup(ctx, p, NULL) == LGH_ENGINE_AUTO) {
+        lgh_tune_lookup(ctx, p, NULL) == LGH_ENGINE_AUTO &&
+        (workspace == NULL || workspace_fits_every_engine(ctx, p, workspace_bytes))) {
         s = lgh_tune_problem(ctx, p, stream, NULL, NULL, NULL, NULL, 0, NULL);
         if (s != LGH_STATUS_SUCCESS) return s;
     }
