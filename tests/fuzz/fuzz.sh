@@ -92,5 +92,5 @@ ctest)
     fi
     mkdir -p "$1" && build "$1" && run "$@"
     ;;
-*) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+*) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 2 ;;
 esac
