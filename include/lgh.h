@@ -14,12 +14,33 @@
  * mean / rstd outputs) when a call is refused.
  *
  * A context is bound to one device (a CUDA device ordinal, or LGH_DEVICE_CPU). It owns
- * the vendor handles, a reusable workspace and the per-shape plan cache. A context may
- * be used by one host thread at a time; use one context per thread otherwise.
+ * the vendor handles, reusable workspaces and the per-shape plan cache.
  *
- * lgh_forward() on a CUDA context is stream-ordered: it does no host synchronisation,
- * and after the first call for a given problem it allocates nothing, so it can be
- * captured in a CUDA graph (make one uncaptured call for the shape first).
+ * Threads: any number of host threads may call lgh on one context at the same time, and
+ * each call gives what it gives when the calls are made one after the other. A mutex in
+ * the context guards what it owns (vendor handles, plans, the tuning table, workspaces);
+ * the CPU engine computes outside it, so CPU calls on one context run side by side.
+ * lgh_last_error() is per thread. Only lgh_destroy must not overlap another call on the
+ * context. A workspace passed in by the caller belongs to the caller: two calls whose
+ * work may overlap (on two threads, or on two CUDA streams) need two.
+ *
+ * lgh_forward() on a CUDA context is stream-ordered: it does no host synchronisation, and
+ * after the first call for a given problem on a given stream it allocates nothing. Since
+ * kernels run after the call returns, a GPU context keeps one workspace per stream (the
+ * stream handle; cudaStreamPerThread counts once per thread), so calls on different
+ * streams may overlap on the device, and calls on one stream run in its order. A
+ * context keeps the workspaces of its 32 most recently used streams; a 33rd stream's first
+ * call frees the one used longest ago (cudaFree waits for the device).
+ *
+ * CUDA graphs: a call can be captured once one call of the problem has run on the context,
+ * on any stream (that builds the engine's plans). When the capturing stream has no
+ * workspace large enough yet, one is allocated during the capture (outside the graph, in
+ * relaxed capture mode on the calling thread) and kept until lgh_destroy. A graph uses the
+ * workspace of the stream it was captured on: replay it in order with the other lgh calls
+ * on that stream (or capture with a workspace of your own). An uncaptured call of a larger
+ * problem on that stream later replaces its workspace, and graphs captured earlier on that
+ * stream must then be captured again. The first call of a problem on a stream also must not
+ * run while another thread captures in cudaStreamCaptureModeGlobal (it allocates).
  */
 #ifndef LGH_H
 #define LGH_H
@@ -158,8 +179,11 @@ LGH_API lgh_status_t lgh_engine_from_name(const char *name, lgh_engine_t *engine
 LGH_API lgh_status_t lgh_create(lgh_context_t *ctx, int device);
 LGH_API lgh_status_t lgh_destroy(lgh_context_t ctx);
 
-/* The message of the last failing call on ctx ("" if none). Valid until the next call
- * on ctx. With ctx NULL, the message of the last failing lgh_create on this thread. */
+/* The message of the calling thread's last call on ctx if it failed ("" if it succeeded,
+ * or there was none): a call on another thread never changes it. Valid until the calling
+ * thread's next call on ctx. A thread keeps the messages of the 8 contexts it used last
+ * ("" for older ones). With ctx NULL, the message of the last failing lgh_create on this
+ * thread. */
 LGH_API const char *lgh_last_error(lgh_context_t ctx);
 
 /* The device the context is bound to (LGH_DEVICE_CPU for the CPU). */
@@ -175,8 +199,9 @@ LGH_API lgh_status_t lgh_plan(lgh_context_t ctx, const lgh_args_t *args,
                               lgh_engine_t *engine, size_t *workspace_bytes);
 
 /* Runs the layer. workspace may be NULL: the context then uses (and on the first call
- * for a shape, allocates) its own. Otherwise it must be device memory (host memory on
- * a CPU context) of at least lgh_plan()'s workspace_bytes, not used concurrently.
+ * for a shape on the stream, allocates) its own. Otherwise it must be device memory (host
+ * memory on a CPU context) of at least lgh_plan()'s workspace_bytes, not used
+ * concurrently.
  * stream is a cudaStream_t (NULL: the legacy default stream); ignored on the CPU. */
 LGH_API lgh_status_t lgh_forward(lgh_context_t ctx, const lgh_args_t *args,
                                  void *workspace, size_t workspace_bytes, void *stream);
@@ -203,8 +228,8 @@ LGH_API lgh_status_t lgh_forward(lgh_context_t ctx, const lgh_args_t *args,
  * where a group's spread is near the rounding (a group of one channel, a large mean).
  *
  * Conventions as lgh_forward: checked before anything is written (a refused call writes
- * no gradient), stream-ordered, no allocation after the first call for a shape when the
- * context's workspace is used, graph-capturable. dW, db, dγ and dβ are deterministic:
+ * no gradient), stream-ordered, no allocation after the first call for a shape on the
+ * stream when the context's workspace is used, graph-capturable, thread-safe. dW, db, dγ and dβ are deterministic:
  * bitwise equal from run to run (no floating-point atomics). The math mode of fwd
  * applies to both products (3XTF32: float32 accuracy). Gradients have the data's dtype;
  * every reduction runs in float32 or wider.
@@ -286,7 +311,9 @@ LGH_API const char *lgh_cpu_blas_name(void);
  * Unlike lgh_forward, lgh_tune synchronises the host with the device and may allocate.
  * It needs real inputs (x, w, ... y as for lgh_forward; y is overwritten). With the
  * environment variable LGH_TUNE=1, the first AUTO lgh_forward for an untuned problem
- * tunes it first (that call synchronises and allocates).
+ * tunes it first (that call synchronises and allocates). While it measures, lgh_tune
+ * holds the context's mutex: other threads' calls on the context wait for it (the
+ * progress callback runs without it, and may call lgh).
  */
 typedef struct lgh_tune_result {
     lgh_engine_t engine;

@@ -141,12 +141,14 @@ lgh_status_t lgh_plan(lgh_context_t ctx, const lgh_args_t *args, lgh_engine_t *e
     s = lgh_device_enter(ctx, &scope);
     if (s != LGH_STATUS_SUCCESS) return s;
     const lgh_engine_ops_t *e = NULL;
+    lgh_context_lock(ctx);
     s = choose_engine(ctx, &p, &e, NULL);
     if (s == LGH_STATUS_SUCCESS) {
         if (engine) *engine = e->id;
         if (workspace_bytes) *workspace_bytes = e->workspace_size(ctx, &p);
-        ctx->message[0] = '\0';
+        lgh_clear_error(ctx);
     }
+    lgh_context_unlock(ctx);
     lgh_device_leave(&scope);
     return s;
 }
@@ -168,8 +170,56 @@ static bool workspace_fits_every_engine(struct lgh_context *ctx, const lgh_probl
     return true;
 }
 
+/* The engine's run (forward or backward) on a workspace from the caller or leased from the
+ * context, with ctx's lock held; a reentrant engine runs with it dropped (context.h). The
+ * lease ends when the run returns: GPU work enqueued on it stays ordered on its stream. */
+typedef lgh_status_t (*run_fn)(const lgh_engine_ops_t *e, struct lgh_context *ctx, const void *p,
+                               void *ws, size_t bytes, void *stream);
+
+static lgh_status_t run_fwd(const lgh_engine_ops_t *e, struct lgh_context *ctx, const void *p,
+                            void *ws, size_t bytes, void *stream)
+{
+    return e->run(ctx, (const lgh_problem_t *)p, ws, bytes, stream);
+}
+
+static lgh_status_t run_bwd(const lgh_engine_ops_t *e, struct lgh_context *ctx, const void *p,
+                            void *ws, size_t bytes, void *stream)
+{
+    return e->bwd_run(ctx, (const lgh_bwd_problem_t *)p, ws, bytes, stream);
+}
+
+static lgh_status_t run_engine(struct lgh_context *ctx, const lgh_engine_ops_t *e, run_fn fn,
+                               const void *p, int variant, size_t need, void *workspace,
+                               size_t workspace_bytes, void *stream, const char *what)
+{
+    lgh_ws_lease_t lease = {NULL, -1};
+    void *ws = workspace;
+    lgh_status_t s;
+    if (workspace == NULL) {
+        s = lgh_workspace_acquire(ctx, need, stream, &lease);
+        if (s != LGH_STATUS_SUCCESS) return s;
+        ws = lease.ptr;
+    } else if (workspace_bytes < need) {
+        return lgh_set_error(ctx, LGH_STATUS_WORKSPACE_TOO_SMALL,
+                             "workspace of %zu bytes given, engine %s needs %zu%s", workspace_bytes,
+                             e->name, need, what);
+    }
+    lgh_set_run_variant(ctx, variant);
+    if (e->reentrant) {
+        lgh_context_unlock(ctx);
+        s = fn(e, ctx, p, ws, need, stream);
+        lgh_context_lock(ctx);
+    } else {
+        s = fn(e, ctx, p, ws, need, stream);
+    }
+    lgh_set_run_variant(ctx, -1);
+    lgh_workspace_release(ctx, &lease);
+    if (s == LGH_STATUS_SUCCESS) lgh_clear_error(ctx);
+    return s;
+}
+
 /* After the checks: the engine choice, the workspace and the run, with the context's
- * device current (context.h: lgh_device_enter). */
+ * device current (context.h: lgh_device_enter) and its lock held. */
 static lgh_status_t forward_on_device(struct lgh_context *ctx, const lgh_problem_t *p, void *workspace,
                                       size_t workspace_bytes, void *stream)
 {
@@ -189,21 +239,8 @@ static lgh_status_t forward_on_device(struct lgh_context *ctx, const lgh_problem
     s = choose_engine(ctx, p, &e, &variant);
     if (s != LGH_STATUS_SUCCESS) return s;
 
-    size_t need = e->workspace_size(ctx, p);
-    void *ws = workspace;
-    if (workspace == NULL) {
-        s = lgh_context_workspace(ctx, need, &ws);
-        if (s != LGH_STATUS_SUCCESS) return s;
-    } else if (workspace_bytes < need) {
-        return lgh_set_error(ctx, LGH_STATUS_WORKSPACE_TOO_SMALL,
-                             "workspace of %zu bytes given, engine %s needs %zu", workspace_bytes,
-                             e->name, need);
-    }
-    ctx->run_variant = variant;
-    s = e->run(ctx, p, ws, need, stream);
-    ctx->run_variant = -1;
-    if (s == LGH_STATUS_SUCCESS) ctx->message[0] = '\0';
-    return s;
+    return run_engine(ctx, e, run_fwd, p, variant, e->workspace_size(ctx, p), workspace,
+                      workspace_bytes, stream, "");
 }
 
 lgh_status_t lgh_forward(lgh_context_t ctx, const lgh_args_t *args, void *workspace,
@@ -217,7 +254,9 @@ lgh_status_t lgh_forward(lgh_context_t ctx, const lgh_args_t *args, void *worksp
     lgh_device_scope_t scope;
     s = lgh_device_enter(ctx, &scope);
     if (s != LGH_STATUS_SUCCESS) return s;
+    lgh_context_lock(ctx);
     s = forward_on_device(ctx, &p, workspace, workspace_bytes, stream);
+    lgh_context_unlock(ctx);
     lgh_device_leave(&scope);
     return s;
 }
@@ -230,12 +269,14 @@ lgh_status_t lgh_kernel_info(lgh_context_t ctx, lgh_kernel_info_t *out, int capa
     lgh_status_t s = lgh_device_enter(ctx, &scope);
     if (s != LGH_STATUS_SUCCESS) return s;
     int total = 0;
+    lgh_context_lock(ctx);
     for (int i = 0; i < ENGINE_COUNT; ++i) {
         const lgh_engine_ops_t *e = engine_table[i];
         if (!e->kernel_info || !e->available(ctx)) continue;
         int room = capacity > total ? capacity - total : 0;
         total += e->kernel_info(ctx, room ? out + total : NULL, room);
     }
+    lgh_context_unlock(ctx);
     lgh_device_leave(&scope);
     *count = total;
     return LGH_STATUS_SUCCESS;
@@ -316,12 +357,14 @@ lgh_status_t lgh_backward_plan(lgh_context_t ctx, const lgh_backward_args_t *arg
     s = lgh_device_enter(ctx, &scope);
     if (s != LGH_STATUS_SUCCESS) return s;
     const lgh_engine_ops_t *e = NULL;
+    lgh_context_lock(ctx);
     s = bwd_pick_engine(ctx, &p, &e);
     if (s == LGH_STATUS_SUCCESS) {
         if (engine) *engine = e->id;
         if (workspace_bytes) *workspace_bytes = e->bwd_workspace_size(ctx, &p);
-        ctx->message[0] = '\0';
+        lgh_clear_error(ctx);
     }
+    lgh_context_unlock(ctx);
     lgh_device_leave(&scope);
     return s;
 }
@@ -338,20 +381,12 @@ lgh_status_t lgh_backward(lgh_context_t ctx, const lgh_backward_args_t *args, vo
     s = lgh_device_enter(ctx, &scope);
     if (s != LGH_STATUS_SUCCESS) return s;
     const lgh_engine_ops_t *e = NULL;
+    lgh_context_lock(ctx);
     s = bwd_pick_engine(ctx, &p, &e);
-    if (s == LGH_STATUS_SUCCESS) {
-        const size_t need = e->bwd_workspace_size(ctx, &p);
-        void *ws = workspace;
-        if (workspace == NULL) {
-            s = lgh_context_workspace(ctx, need, &ws);
-        } else if (workspace_bytes < need) {
-            s = lgh_set_error(ctx, LGH_STATUS_WORKSPACE_TOO_SMALL,
-                              "workspace of %zu bytes given, engine %s needs %zu for the backward",
-                              workspace_bytes, e->name, need);
-        }
-        if (s == LGH_STATUS_SUCCESS) s = e->bwd_run(ctx, &p, ws, need, stream);
-        if (s == LGH_STATUS_SUCCESS) ctx->message[0] = '\0';
-    }
+    if (s == LGH_STATUS_SUCCESS)
+        s = run_engine(ctx, e, run_bwd, &p, -1, e->bwd_workspace_size(ctx, &p), workspace,
+                       workspace_bytes, stream, " for the backward");
+    lgh_context_unlock(ctx);
     lgh_device_leave(&scope);
     return s;
 }

@@ -96,12 +96,21 @@ typedef struct lgh_engine_ops {
     size_t (*bwd_workspace_size)(struct lgh_context *ctx, const lgh_bwd_problem_t *p);
     lgh_status_t (*bwd_run)(struct lgh_context *ctx, const lgh_bwd_problem_t *p, void *ws,
                             size_t ws_bytes, void *stream);
+
+    /* Threads (src/core/context.h): every member above is called with the context's lock
+     * held, so an engine may create and change its per-context state freely, except that
+     * run and bwd_run of a reentrant engine are called without it, possibly on several
+     * threads at once for one context (each with a workspace of its own). Only an engine
+     * of CPU contexts that keeps no per-context state may say true (the CPU engine). */
+    bool reentrant;
 } lgh_engine_ops_t;
 
 /* --- services the core gives engines (src/core/context.c) --- */
 
 /* Records a message for lgh_last_error() and returns status, so engines can write
- * `return lgh_set_error(ctx, LGH_STATUS_CUDA_ERROR, "cudaLaunchKernel: %s", ...);` */
+ * `return lgh_set_error(ctx, LGH_STATUS_CUDA_ERROR, "cudaLaunchKernel: %s", ...);`.
+ * Messages are per thread: call it on the thread that called the engine member, never
+ * from inside an OpenMP region's worker threads. */
 lgh_status_t lgh_set_error(struct lgh_context *ctx, lgh_status_t status, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 3, 4)))
@@ -111,11 +120,12 @@ lgh_status_t lgh_set_error(struct lgh_context *ctx, lgh_status_t status, const c
 /* The variant (see lgh_engine_ops_t.variants) the core asks the running engine for: the
  * one being timed while tuning, the tuned one when the problem was tuned on this engine,
  * else -1 (the engine's own choice). Valid inside run(); an id the engine does not know,
- * or that cannot run p, must be treated as -1. */
+ * or that cannot run p, must be treated as -1. Kept per calling thread. */
 int lgh_engine_variant(const struct lgh_context *ctx);
 
 /* The engine's per-context state slot (NULL until the engine stores something). The
- * context calls ops->destroy_state on it when destroyed. */
+ * context calls ops->destroy_state on it when destroyed. Guarded by the context's lock,
+ * which the core holds around every engine member that may touch it (see reentrant). */
 void **lgh_engine_state(struct lgh_context *ctx, lgh_engine_t engine);
 
 /* Device facts the engines need (GPU contexts; zeros on the CPU). */

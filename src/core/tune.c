@@ -444,17 +444,22 @@ static lgh_status_t time_gpu(struct lgh_context *ctx, const lgh_engine_ops_t *e,
 }
 #endif
 
+/* With the context's lock held (the whole timing: lgh_tune synchronises anyway). */
 static lgh_status_t time_engine(struct lgh_context *ctx, const lgh_engine_ops_t *e,
                                 const lgh_problem_t *p, void *stream, float *ms)
 {
     const size_t need = e->workspace_size(ctx, p);
-    void *ws = NULL;
-    lgh_status_t s = lgh_context_workspace(ctx, need, &ws);
+    lgh_ws_lease_t lease;
+    lgh_status_t s = lgh_workspace_acquire(ctx, need, stream, &lease);
     if (s != LGH_STATUS_SUCCESS) return s;
 #ifdef LGH_HAVE_CUDA
-    if (e->on_gpu) return time_gpu(ctx, e, p, ws, need, stream, ms);
+    if (e->on_gpu)
+        s = time_gpu(ctx, e, p, lease.ptr, need, stream, ms);
+    else
 #endif
-    return time_cpu(ctx, e, p, ws, need, ms);
+        s = time_cpu(ctx, e, p, lease.ptr, need, ms);
+    lgh_workspace_release(ctx, &lease);
+    return s;
 }
 
 /* An engine's time for p: its only one, or its fastest variant's (*variant gets that
@@ -473,13 +478,13 @@ static lgh_status_t time_variants(struct lgh_context *ctx, const lgh_engine_ops_
     for (int v = 0; v < n; ++v) {
         if (ids[v] < 0 || ids[v] > TUNE_MAX_VARIANT) continue; /* not storable in the file */
         float t = 0.0f;
-        ctx->run_variant = ids[v];
+        lgh_set_run_variant(ctx, ids[v]);
         const lgh_status_t s = time_engine(ctx, e, p, stream, &t);
-        ctx->run_variant = -1;
+        lgh_set_run_variant(ctx, -1);
         if (s != LGH_STATUS_SUCCESS) {
             if (first == LGH_STATUS_SUCCESS) {
                 first = s;
-                snprintf(failure, sizeof failure, "%s", ctx->message);
+                snprintf(failure, sizeof failure, "%s", lgh_last_error(ctx));
             }
             continue;
         }
@@ -514,7 +519,8 @@ int lgh_tune_on_forward(struct lgh_context *ctx)
 }
 
 /* Called with the context's device current (lgh_tune and lgh_forward enter its scope):
- * the workspace, the events and the engines' launches belong there. */
+ * the workspace, the events and the engines' launches belong there; and with its lock
+ * held, which is dropped only around the progress callback (it may call lgh). */
 lgh_status_t lgh_tune_problem(struct lgh_context *ctx, const lgh_problem_t *p, void *stream,
                               lgh_tune_progress_fn progress, void *user, lgh_engine_t *chosen,
                               lgh_tune_result_t *results, int capacity, int *count)
@@ -542,7 +548,11 @@ lgh_status_t lgh_tune_problem(struct lgh_context *ctx, const lgh_problem_t *p, v
     lgh_status_t first_failure = LGH_STATUS_SUCCESS;
     char failure[LGH_MESSAGE_BYTES] = "";
     for (int i = 0; i < total; ++i) {
-        if (progress) progress(user, cand[i]->id, i + 1, total);
+        if (progress) {
+            lgh_context_unlock(ctx);
+            progress(user, cand[i]->id, i + 1, total);
+            lgh_context_lock(ctx);
+        }
         float ms = 0.0f;
         int variant = -1;
         const lgh_status_t s = time_variants(ctx, cand[i], p, stream, &ms, &variant);
@@ -554,7 +564,8 @@ lgh_status_t lgh_tune_problem(struct lgh_context *ctx, const lgh_problem_t *p, v
         if (s != LGH_STATUS_SUCCESS) {
             if (first_failure == LGH_STATUS_SUCCESS) {
                 first_failure = s;
-                snprintf(failure, sizeof failure, "%s: %.400s", cand[i]->name, ctx->message);
+                snprintf(failure, sizeof failure, "%s: %.400s", cand[i]->name,
+                         lgh_last_error(ctx));
             }
             continue;
         }
@@ -571,7 +582,7 @@ lgh_status_t lgh_tune_problem(struct lgh_context *ctx, const lgh_problem_t *p, v
     insert(t, &e);
     save_file(t);
     if (chosen) *chosen = best->id;
-    ctx->message[0] = '\0';
+    lgh_clear_error(ctx);
     return LGH_STATUS_SUCCESS;
 }
 
@@ -595,7 +606,9 @@ lgh_status_t lgh_tune(lgh_context_t ctx, const lgh_args_t *args, void *stream,
     lgh_device_scope_t scope; /* can_implement reads facts of the current device */
     s = lgh_device_enter(ctx, &scope);
     if (s != LGH_STATUS_SUCCESS) return s;
+    lgh_context_lock(ctx);
     s = lgh_tune_problem(ctx, &p, stream, progress, user, chosen, results, capacity, count);
+    lgh_context_unlock(ctx);
     lgh_device_leave(&scope);
     return s;
 }
@@ -608,14 +621,19 @@ lgh_status_t lgh_tune_cached(lgh_context_t ctx, const lgh_args_t *args, lgh_engi
     lgh_problem_t p;
     lgh_status_t s = lgh_check_args(ctx, args, &p);
     if (s != LGH_STATUS_SUCCESS) return s;
+    lgh_context_lock(ctx);
     struct lgh_tune_cache *t = tune_state(ctx);
-    if (!t) return lgh_set_error(ctx, LGH_STATUS_ALLOC_FAILED, "lgh_tune_cached: out of host memory");
+    if (!t) {
+        lgh_context_unlock(ctx);
+        return lgh_set_error(ctx, LGH_STATUS_ALLOC_FAILED, "lgh_tune_cached: out of host memory");
+    }
     if (!t->loaded) load_file(t);
     const tune_key_t k = problem_key(&p);
     const tune_entry_t *e = find(t, &k);
     *engine = e ? e->engine : LGH_ENGINE_AUTO;
     if (ms) *ms = e ? e->ms : 0.0f;
-    ctx->message[0] = '\0';
+    lgh_context_unlock(ctx);
+    lgh_clear_error(ctx);
     return LGH_STATUS_SUCCESS;
 }
 
@@ -625,7 +643,10 @@ lgh_status_t lgh_tune_cache_file(lgh_context_t ctx, char *path, size_t len)
     if (!path || len == 0)
         return lgh_set_error(ctx, LGH_STATUS_NULL_POINTER, "lgh_tune_cache_file: no buffer");
     path[0] = '\0';
-    struct lgh_tune_cache *t = tune_state(ctx);
+    /* The table's path and use_file never change once it exists: read them unlocked. */
+    lgh_context_lock(ctx);
+    const struct lgh_tune_cache *t = tune_state(ctx);
+    lgh_context_unlock(ctx);
     if (!t) return lgh_set_error(ctx, LGH_STATUS_ALLOC_FAILED, "lgh_tune_cache_file: out of host memory");
     if (!t->use_file)
         return lgh_set_error(ctx, LGH_STATUS_NOT_SUPPORTED,
@@ -635,6 +656,6 @@ lgh_status_t lgh_tune_cache_file(lgh_context_t ctx, char *path, size_t len)
                              "lgh_tune_cache_file: the path needs %zu bytes, %zu given",
                              strlen(t->path) + 1, len);
     memcpy(path, t->path, strlen(t->path) + 1);
-    ctx->message[0] = '\0';
+    lgh_clear_error(ctx);
     return LGH_STATUS_SUCCESS;
 }

@@ -3,7 +3,8 @@
  * (lgh_tune, or the first AUTO lgh_forward of a problem when LGH_TUNE=1), kept in a
  * small table the context owns and in a text file under the user's cache directory.
  * dispatch.c asks lgh_tune_lookup() before its static preference (and for the variant
- * of the engine that runs); context.c frees the table.
+ * of the engine that runs); context.c frees the table. The functions below are called
+ * with the context's lock held (context.h); the public lgh_tune* entry points take it.
  * Internal to src/core.
  */
 #ifndef LGH_CORE_TUNE_H

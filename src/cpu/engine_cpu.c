@@ -161,4 +161,5 @@ const lgh_engine_ops_t lgh_engine_cpu = {
     .bwd_can_implement = lgh_cpu_bwd_can_implement,
     .bwd_workspace_size = lgh_cpu_bwd_workspace_size,
     .bwd_run = lgh_cpu_bwd_run,
+    .reentrant = true, /* no per-context state: calls on one context run side by side */
 };
