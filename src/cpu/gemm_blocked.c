@@ -79,7 +79,9 @@ typedef float vf8 __attribute__((vector_size(32), aligned(4)));
 /* C[mr x nr corner] (=|+=) packed A strip · packed B strip over kc. The 6 x 16
  * accumulators are 12 vf8 values, which the AVX2+FMA clone keeps in registers: per k,
  * two loads of B, six broadcasts of A, twelve FMAs. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_THREAD__)
+/* (Not under ThreadSanitizer: it instruments the clones' ifunc resolver, which the dynamic
+ * loader runs before TSan's runtime is up, and the library crashes as it loads.) */
 __attribute__((target_clones("arch=x86-64-v3", "default")))
 #endif
 static void micro_kernel(int64_t kc, const float *restrict ap, const float *restrict bp,

@@ -97,6 +97,77 @@ int tst_dev_cc(int dev)
     return major * 10 + minor;
 }
 
+int tst_stream_create(void **stream, char *msg, size_t len)
+{
+    cudaStream_t s = NULL;
+    cudaError_t e = cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking);
+    *stream = s;
+    return e == cudaSuccess ? 0 : fail(e, "cudaStreamCreateWithFlags", msg, len);
+}
+
+void tst_stream_destroy(void *stream)
+{
+    if (stream && stream != (void *)cudaStreamPerThread) cudaStreamDestroy((cudaStream_t)stream);
+}
+
+void *tst_stream_per_thread(void) { return (void *)cudaStreamPerThread; }
+
+int tst_stream_sync(void *stream, char *msg, size_t len)
+{
+    cudaError_t e = cudaStreamSynchronize((cudaStream_t)stream);
+    if (e == cudaSuccess) e = cudaGetLastError();
+    return e == cudaSuccess ? 0 : fail(e, "cudaStreamSynchronize", msg, len);
+}
+
+int tst_h2d_async(void *dst, const void *src, size_t bytes, void *stream, char *msg, size_t len)
+{
+    cudaError_t e = cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, (cudaStream_t)stream);
+    return e == cudaSuccess ? 0 : fail(e, "cudaMemcpyAsync host->device", msg, len);
+}
+
+int tst_d2h_async(void *dst, const void *src, size_t bytes, void *stream, char *msg, size_t len)
+{
+    cudaError_t e = cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, (cudaStream_t)stream);
+    return e == cudaSuccess ? 0 : fail(e, "cudaMemcpyAsync device->host", msg, len);
+}
+
+int tst_memset_async(void *dst, int byte, size_t bytes, void *stream, char *msg, size_t len)
+{
+    cudaError_t e = cudaMemsetAsync(dst, byte, bytes, (cudaStream_t)stream);
+    return e == cudaSuccess ? 0 : fail(e, "cudaMemsetAsync", msg, len);
+}
+
+int tst_capture_begin(void *stream, char *msg, size_t len)
+{
+    cudaError_t e = cudaStreamBeginCapture((cudaStream_t)stream, cudaStreamCaptureModeGlobal);
+    return e == cudaSuccess ? 0 : fail(e, "cudaStreamBeginCapture", msg, len);
+}
+
+int tst_capture_end(void *stream, void **exec, char *msg, size_t len)
+{
+    cudaGraph_t graph = NULL;
+    cudaGraphExec_t ge = NULL;
+    *exec = NULL;
+    cudaError_t e = cudaStreamEndCapture((cudaStream_t)stream, &graph);
+    if (e != cudaSuccess) return fail(e, "cudaStreamEndCapture", msg, len);
+    e = cudaGraphInstantiate(&ge, graph, 0);
+    cudaGraphDestroy(graph);
+    if (e != cudaSuccess) return fail(e, "cudaGraphInstantiate", msg, len);
+    *exec = ge;
+    return 0;
+}
+
+int tst_graph_launch(void *exec, void *stream, char *msg, size_t len)
+{
+    cudaError_t e = cudaGraphLaunch((cudaGraphExec_t)exec, (cudaStream_t)stream);
+    return e == cudaSuccess ? 0 : fail(e, "cudaGraphLaunch", msg, len);
+}
+
+void tst_graph_destroy(void *exec)
+{
+    if (exec) cudaGraphExecDestroy((cudaGraphExec_t)exec);
+}
+
 #else /* built without CUDA */
 
 static int none(char *msg, size_t len)
@@ -137,5 +208,49 @@ int tst_dev_cc(int dev)
     (void)dev;
     return -1;
 }
+int tst_stream_create(void **stream, char *msg, size_t len)
+{
+    *stream = NULL;
+    return none(msg, len);
+}
+void tst_stream_destroy(void *stream) { (void)stream; }
+void *tst_stream_per_thread(void) { return NULL; }
+int tst_stream_sync(void *stream, char *msg, size_t len)
+{
+    (void)stream;
+    return none(msg, len);
+}
+int tst_h2d_async(void *dst, const void *src, size_t bytes, void *stream, char *msg, size_t len)
+{
+    (void)dst, (void)src, (void)bytes, (void)stream;
+    return none(msg, len);
+}
+int tst_d2h_async(void *dst, const void *src, size_t bytes, void *stream, char *msg, size_t len)
+{
+    (void)dst, (void)src, (void)bytes, (void)stream;
+    return none(msg, len);
+}
+int tst_memset_async(void *dst, int byte, size_t bytes, void *stream, char *msg, size_t len)
+{
+    (void)dst, (void)byte, (void)bytes, (void)stream;
+    return none(msg, len);
+}
+int tst_capture_begin(void *stream, char *msg, size_t len)
+{
+    (void)stream;
+    return none(msg, len);
+}
+int tst_capture_end(void *stream, void **exec, char *msg, size_t len)
+{
+    (void)stream;
+    *exec = NULL;
+    return none(msg, len);
+}
+int tst_graph_launch(void *exec, void *stream, char *msg, size_t len)
+{
+    (void)exec, (void)stream;
+    return none(msg, len);
+}
+void tst_graph_destroy(void *exec) { (void)exec; }
 
 #endif

@@ -102,6 +102,23 @@ int tst_dev_sync(char *msg, size_t len);
 /* The compute capability of CUDA device `dev` as major*10+minor, or -1. */
 int tst_dev_cc(int dev);
 
+/* Streams and graphs (test_concurrency's GPU tier). A stream is a cudaStream_t as void *;
+ * tst_stream_per_thread() is cudaStreamPerThread. The copies are cudaMemcpyAsync on the
+ * stream, tst_memset_async sets every byte to `byte` (0xff: NaN in every lgh dtype).
+ * Capture runs in cudaStreamCaptureModeGlobal, the strictest mode. */
+int tst_stream_create(void **stream, char *msg, size_t len);
+void tst_stream_destroy(void *stream);
+void *tst_stream_per_thread(void);
+int tst_stream_sync(void *stream, char *msg, size_t len);
+int tst_h2d_async(void *dst, const void *src, size_t bytes, void *stream, char *msg, size_t len);
+int tst_d2h_async(void *dst, const void *src, size_t bytes, void *stream, char *msg, size_t len);
+int tst_memset_async(void *dst, int byte, size_t bytes, void *stream, char *msg, size_t len);
+int tst_capture_begin(void *stream, char *msg, size_t len);
+/* Ends the capture and instantiates the graph into *exec. */
+int tst_capture_end(void *stream, void **exec, char *msg, size_t len);
+int tst_graph_launch(void *exec, void *stream, char *msg, size_t len);
+void tst_graph_destroy(void *exec);
+
 /* A host or device copy of a host buffer: on a GPU context `dev` is a device copy of
  * `host` (uploaded by tst_buf_upload); on the CPU dev == host. */
 typedef struct tst_buf {
