@@ -10,7 +10,7 @@
  *
  * The whole public API is this C11 header. Every call returns an lgh_status_t;
  * lgh_status_string() names a status and lgh_last_error() says in words what was wrong
- * with the last failing call on a context. Nothing is written to y (or to the optional
+ * with the calling thread's last failing call on a context. Nothing is written to y (or to the optional
  * mean / rstd outputs) when a call is refused.
  *
  * A context is bound to one device (a CUDA device ordinal, or LGH_DEVICE_CPU). It owns
@@ -35,11 +35,12 @@
  * CUDA graphs: a call can be captured once one call of the problem has run on the context,
  * on any stream (that builds the engine's plans). When the capturing stream has no
  * workspace large enough yet, one is allocated during the capture (outside the graph, in
- * relaxed capture mode on the calling thread) and kept until lgh_destroy. A graph uses the
- * workspace of the stream it was captured on: replay it in order with the other lgh calls
- * on that stream (or capture with a workspace of your own). An uncaptured call of a larger
- * problem on that stream later replaces its workspace, and graphs captured earlier on that
- * stream must then be captured again. The first call of a problem on a stream also must not
+ * relaxed capture mode on the calling thread); one replaced during a capture is kept until
+ * lgh_destroy. A graph uses the workspace of the stream it was captured on: replay it in
+ * order with the other lgh calls on that stream (or capture with a workspace of your own).
+ * An uncaptured call of a larger problem on that stream later replaces its workspace (as
+ * does the 32-stream limit when that stream's turn comes), and graphs captured on that
+ * stream before must then be captured again. The first call of a problem on a stream also must not
  * run while another thread captures in cudaStreamCaptureModeGlobal (it allocates).
  */
 #ifndef LGH_H
