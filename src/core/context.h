@@ -41,8 +41,9 @@
  * Graph capture: a call captured on a stream uses (and records in the graph) that
  * stream's workspace. When the stream has none yet, or one too small, it is allocated
  * during the capture with the thread's capture mode switched to relaxed around cudaMalloc:
- * the allocation is the context's, outside the graph, and lives until the context is
- * destroyed. A block replaced during a capture is not freed (the graph being captured may
+ * the allocation is the context's, outside the graph (it stays the stream's workspace
+ * until a larger uncaptured call or the stream limit replaces it; include/lgh.h tells
+ * users). A block replaced during a capture is not freed (the graph being captured may
  * already use it) but kept on `retired` until lgh_destroy. So capture works on a stream
  * lgh has never seen, and after one call for the problem on any stream (which builds the
  * engine's plans) a captured call allocates at most its stream's workspace.
