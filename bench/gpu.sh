@@ -48,7 +48,9 @@ step_facts() {
     note "facts: $(grep -c 'LDL/STL 0' "$OUT/facts.txt") kernels without local memory, $(grep -vc 'LDL/STL 0' <(grep 'LDL/STL' "$OUT/facts.txt")) with"
 }
 step_ctest() {
-    timeout ${CTEST_TIMEOUT:-300} ctest --test-dir build --output-on-failure -j 1 > "$OUT/ctest.log" 2>&1
+    # CTEST_EXCLUDE: a regex of tests to leave out (e.g. fuzz, which the CPU tier runs)
+    timeout ${CTEST_TIMEOUT:-300} ctest --test-dir build --output-on-failure -j 1 \
+        ${CTEST_EXCLUDE:+-E "$CTEST_EXCLUDE"} > "$OUT/ctest.log" 2>&1
     note "ctest: $(grep -E 'tests passed|tests failed' "$OUT/ctest.log" | tail -n 1)"
 }
 step_forced() { # the whole matrix with the engine forced through LGH_ENGINE, and
