@@ -197,6 +197,8 @@ int smallest_smem(int kind)
     return s;
 }
 
+int candidates(struct lgh_context *ctx, sm80_state *st, const lgh_problem_t *p, plan_t *out, int capacity);
+
 lgh_status_t can_implement(struct lgh_context *ctx, const lgh_problem_t *p, char *why, size_t len)
 {
     const lgh_args_t *a = &p->a;
@@ -235,6 +237,18 @@ lgh_status_t can_implement(struct lgh_context *ctx, const lgh_problem_t *p, char
     if (d->smem_per_block_optin < (size_t)need) {
         return refuse(why, len, "the kernel needs %lld bytes of shared memory per block, the device has %lld",
                       (long long)need, (long long)d->smem_per_block_optin);
+    }
+    // float16 runs only in the fused mode (candidate()), which takes groups that tile the
+    // CTA tile: anything else goes to an engine that keeps the pre-norm in float32.
+    if (a->dtype == LGH_DTYPE_FLOAT16) {
+        sm80_state *st = get_state(ctx);
+        plan_t one;
+        if (st == nullptr || candidates(ctx, st, p, &one, 1) == 0) {
+            return refuse(why, len,
+                          "float16 with groups of %lld: only the fused mode keeps the pre-norm in float32 (values "
+                          "beyond float16's range), and it takes power-of-two groups no wider than the CTA tile",
+                          (long long)p->group_size);
+        }
     }
     return LGH_STATUS_SUCCESS;
 }
