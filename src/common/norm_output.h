@@ -5,17 +5,19 @@
  *
  *     y = hardtanh( γ·(h − mean)·rstd + β ; lo, hi )
  *
- * Special values follow PyTorch's three modules (nn.Linear → nn.GroupNorm → nn.Hardtanh),
- * which is what a user compares against (docs/PRECISION.md, "Special values"):
+ * Special values follow PyTorch's three modules (nn.Linear → nn.GroupNorm → nn.Hardtanh)
+ * as they run on CUDA, which is what a user compares against (docs/PRECISION.md,
+ * "Special values"):
  *   - a NaN or ±Inf in a group's pre-norm values h makes the group's statistics NaN, so
  *     the whole (row, group) is NaN; that falls out of the arithmetic (Chan's combine and
  *     the two-pass M2 turn Inf into NaN) and needs nothing here;
  *   - the clamp keeps NaN (torch.clamp does; fminf/fmaxf would return lo or hi), and
  *     clamps ±Inf to hi / lo;
- *   - a non-finite γ: GroupNorm computes y = h·a + (β − a·mean) with a = rstd·γ, which
- *     for γ = ±Inf gives NaN or ±Inf depending on the signs of h and mean; lgh uses the
- *     same formula for such a channel. For finite γ, lgh keeps (h − mean)·(rstd·γ) + β,
- *     which does not cancel when |mean| >> std (the two formulas agree to rounding).
+ *   - γ = ±Inf: (h − mean)·(rstd·γ) is ±Inf (NaN where h equals the mean), as PyTorch's
+ *     CUDA GroupNorm computes for [M, N] input, (x − mean)·rstd·γ + β. (Its CPU kernel
+ *     computes h·a + (β − a·mean), a = rstd·γ, which gives NaN where h and the mean have
+ *     the same sign; lgh does not follow that: the branch it needs per element made the
+ *     fused epilogue spill, and the formula cancels when |mean| ≫ std.)
  */
 #ifndef LGH_COMMON_NORM_OUTPUT_H
 #define LGH_COMMON_NORM_OUTPUT_H
@@ -31,12 +33,10 @@
 #define LGH_NORM_FMA(a, b, c) ((a) * (b) + (c))
 #endif
 
-/* γ·(h − mean)·rstd + β, with GroupNorm's formula for a non-finite γ. */
+/* γ·(h − mean)·rstd + β: centred before it is scaled, so it does not cancel. */
 LGH_NORM_FN float lgh_norm_affine(float h, float mean, float rstd, float gamma, float beta)
 {
-    const float a = rstd * gamma;
-    if (isfinite(gamma)) return LGH_NORM_FMA(h - mean, a, beta);
-    return LGH_NORM_FMA(h, a, beta - a * mean);
+    return LGH_NORM_FMA(h - mean, rstd * gamma, beta);
 }
 
 /* hardtanh that keeps NaN: comparisons with NaN are false, so NaN passes through. */
@@ -49,9 +49,7 @@ LGH_NORM_FN float lgh_hardtanh(float v, float lo, float hi)
 /* The double-precision twins, for the reference. */
 LGH_NORM_FN double lgh_norm_affine_d(double h, double mean, double rstd, double gamma, double beta)
 {
-    const double a = rstd * gamma;
-    if (isfinite(gamma)) return (h - mean) * a + beta;
-    return h * a + (beta - a * mean);
+    return (h - mean) * (rstd * gamma) + beta;
 }
 
 LGH_NORM_FN double lgh_hardtanh_d(double v, double lo, double hi)

@@ -252,6 +252,12 @@ lgh_status_t can_implement(struct lgh_context *ctx, const lgh_problem_t *p, char
                       "the kernel stores y in pairs: y must be %lld-byte aligned and ldy even (ldy = %lld)",
                       (long long)(2 * elem), (long long)a->ldy);
     }
+    if (p->want_h && !LGH_SM90_STORES_H(family_of(a) == FAMILY_F32X3, gs)) {
+        return refuse(why, len,
+                      "3xtf32 with groups of %lld channels: the kernel does not write the pre-norm h for groups "
+                      "of 8 or fewer (its registers are full there)",
+                      (long long)gs);
+    }
     if (p->want_h && ((uintptr_t)a->h % (2 * elem) != 0 || a->ldh % 2 != 0)) {
         return refuse(why, len,
                       "the kernel stores h in pairs: h must be %lld-byte aligned and ldh even (ldh = %lld)",

@@ -52,6 +52,9 @@
 #include "ptx/cluster.cuh"
 #include "ptx/regs.cuh"
 
+// Whether an instance can store the pre-norm h (see the epilogue).
+#define LGH_SM90_STORES_H(X3, GS) (!((X3) && (GS) <= 8))
+
 // Register split between the roles (overridable for experiments; 40 + 2 x 232 per
 // 3 x 128 threads fits the 64K-register file).
 #ifndef LGH_SM90_PRODUCER_REGS
@@ -393,7 +396,10 @@ __global__ void __launch_bounds__(LGH_SM90_THREADS, 1)
                 const lgh_epi_args<T> a = lgh_epi_args_of<T>(p);
 
                 lgh_epi_add_bias<32>(acc, tp);
-                if (p.h != nullptr) { // the pre-norm, for the backward: stored like y, from the registers
+                // The pre-norm, for the backward: stored like y, from the registers. Not compiled
+                // into the 3xtf32 instances for groups of 8 or fewer channels, where it spilled
+                // (their consumers have no registers to spare; the engine declines h there).
+                if constexpr (LGH_SM90_STORES_H(X3, GS)) if (p.h != nullptr) {
                     lgh_epi_args<T> ha = a;
                     ha.y = static_cast<T *>(p.h);
                     ha.ldy = p.ldh;
