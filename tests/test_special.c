@@ -8,8 +8,9 @@
  *   W[n, k] or b[n] special -> the group holding channel n NaN in every row
  *   γ[n] or β[n] NaN        -> channel n NaN in every row
  *   β[n] = +Inf / -Inf      -> channel n = hi / lo
- *   γ[n] = ±Inf             -> per element NaN or ±Inf clamped, from the signs of h and
- *                              the mean (GroupNorm's y = h·a + (β − a·mean), a = rstd·γ)
+ *   γ[n] = ±Inf             -> per element ±Inf clamped to hi / lo, from the sign of
+ *                              (h − mean)·γ (y = (h − mean)·(rstd·γ) + β, PyTorch's CUDA
+ *                              GroupNorm on [M, N] input); NaN only where h equals the mean
  *
  *   test_special [--engine cpu|cublaslt|sm80|sm90|auto] [--case N] [--verbose]
  *
@@ -38,10 +39,12 @@
  *     NaN, so finiteness, not NaN-ness, is compared), and the finite ones are within
  *     the bound;
  *   - padding and the tail after y are untouched.
- * One allowance: with γ[n] = ±Inf the result's NaN-ness depends on the signs of h and of
- * the group mean, and an engine computing h in tf32 or with float32 rounding may see the
- * other sign where the reference's |h| or |mean| is within that rounding of zero. Such
- * elements (flagged from an error bound on the product) may be NaN, lo or hi.
+ * One allowance: with γ[n] = ±Inf the result is hi or lo from the sign of h − mean (NaN
+ * where h equals the mean), and an engine computing h in tf32 or with float32 rounding
+ * may see the other sign, or a difference of exactly 0, where the reference's |h − mean|
+ * is within that rounding of zero. Such elements (flagged from error bounds on h and on
+ * the mean) may be NaN, lo or hi; every other element of channel n must be exactly the
+ * reference's lo / hi (not merely within the finite bound).
  *
  * Engines: cpu on a CPU context; cublaslt, sm80, sm90 and auto on CUDA device 0. Without
  * a device the GPU engines print "GPU tier: skipped (no CUDA device)" and exit 77 (ctest
@@ -174,8 +177,9 @@ typedef struct case_data {
     size_t x_elems, w_elems, y_elems, stat_elems;
     void *x, *w, *bias, *gamma, *beta; /* host, dtype dt */
     double *ref_y, *ref_mean, *ref_rstd;
-    /* γ = ±Inf only: per element of y, whether an engine's rounding may flip the sign of
-     * h or of the mean (see ambiguous_elements); NULL otherwise. Per math mode. */
+    /* γ = ±Inf only: per element of y, AMB_EITHER where an engine's rounding may flip the
+     * sign of h − mean or make it 0, AMB_EXACT at the channel's other elements (see
+     * ambiguous_elements); NULL otherwise. Per math mode. */
     unsigned char *ambiguous[4];
     double lo_d, hi_d; /* lo / hi as the dtype stores them */
 } case_data_t;
@@ -217,16 +221,22 @@ static void describe_plant(char *buf, size_t len, const plant_t *p)
     }
 }
 
+/* Per element of y for γ = ±Inf (case_data_t.ambiguous): the general rules; NaN, lo or hi
+ * (the sign of h − mean is within rounding); exactly the reference's value. */
+enum { AMB_NONE = 0, AMB_EITHER = 1, AMB_EXACT = 2 };
+
 /* A bound on how far an engine's h = x·w + b may be from the exact one, relative to
  * Σ|x·w| + |b|, per math mode (index lgh_math_t; DEFAULT = the 16-bit dtypes, whose
  * operands are exact and whose products accumulate in float32). */
 static const double kProductTol[4] = {1e-4, 1e-5, 4e-3, 1e-5};
 
-/* For γ[c] = ±Inf: the elements of channel c whose NaN-ness an engine's rounding may
- * change. y = h·a + (β − a·mean) is NaN where h and mean have the same sign (Inf − Inf),
- * ±Inf otherwise; an element is ambiguous where |h| or |mean| lies within the product's
- * rounding (kProductTol) of zero. 16-bit dtypes: the engine's h may also be rounded to
- * the dtype before the statistics (a 2^-7 relative error on the mean of |h|). */
+/* For γ[c] = ±Inf: the elements of channel c whose value an engine's rounding may change.
+ * y = (h − mean)·(rstd·γ) + β is ±Inf (hi / lo after the clamp) from the sign of h − mean,
+ * NaN where h equals the mean; an element is ambiguous where |h − mean| is within the sum
+ * of the bounds on the engine's errors in h and in the mean: the product's rounding
+ * (kProductTol relative to Σ|x·w| + |b|, for the mean its average over the group), and for
+ * the 16-bit dtypes h rounded to the dtype before the output is formed (twice the half
+ * ulp, relative: 2^-7 bfloat16, 2^-10 float16; on h itself and on the mean of |h|). */
 static int ambiguous_elements(case_data_t *c)
 {
     const shape_t *s = c->s;
@@ -258,16 +268,18 @@ static int ambiguous_elements(case_data_t *c)
             return -1;
         }
         const double tol = kProductTol[m];
+        const double h_round = c->dt == LGH_DTYPE_BFLOAT16 ? 1.0 / 128.0
+                               : c->dt == LGH_DTYPE_FLOAT16 ? 1.0 / 1024.0
+                                                            : 0.0;
         for (int64_t r = 0; r < s->m; ++r) {
             double mean_sc = 0.0, mean_abs = 0.0;
             for (int64_t j = 0; j < gs; ++j)
                 mean_sc += sc[r * gs + j] / (double)gs, mean_abs += fabs(h[r * gs + j]) / (double)gs;
-            double mean_tol = tol * mean_sc;
-            if (c->dt != LGH_DTYPE_FLOAT32) mean_tol += mean_abs / 128.0;
             const double mean = c->ref_mean[r * s->groups + c0 / gs];
             const int64_t j = c->p.col - c0;
-            amb[r * s->n + c->p.col] =
-                fabs(h[r * gs + j]) <= tol * sc[r * gs + j] || fabs(mean) <= mean_tol;
+            const double hv = h[r * gs + j];
+            const double err = tol * (sc[r * gs + j] + mean_sc) + h_round * (fabs(hv) + mean_abs);
+            amb[r * s->n + c->p.col] = fabs(hv - mean) <= err ? AMB_EITHER : AMB_EXACT;
         }
         c->ambiguous[m] = amb;
     }
@@ -345,6 +357,7 @@ typedef struct verdict {
     int64_t inf_wrong;    /* ref ±Inf, y not equal to it */
     int64_t inf_extra;    /* ref finite, y ±Inf */
     int64_t amb_wrong;    /* ambiguous element neither NaN nor lo / hi */
+    int64_t exact_wrong;  /* AMB_EXACT element not the reference's value */
     int64_t sentinel;     /* elements still holding the sentinel */
     int64_t first;        /* row * cols + col of the first bad element, -1 if none */
     int64_t finite;       /* elements compared by value */
@@ -354,12 +367,13 @@ typedef struct verdict {
 
 static int verdict_bad(const verdict_t *v)
 {
-    return v->nan_flip || v->inf_wrong || v->inf_extra || v->amb_wrong || v->sentinel;
+    return v->nan_flip || v->inf_wrong || v->inf_extra || v->amb_wrong || v->exact_wrong ||
+           v->sentinel;
 }
 
 /* Checks y (rows x cols at ld, dtype dt) against ref (packed doubles) as the header says.
- * amb may be NULL; sentinel is the value the unwritten elements would hold (NAN: none to
- * look for). lo / hi as the dtype stores them. */
+ * amb (AMB_* per element) may be NULL; sentinel is the value the unwritten elements would
+ * hold (NAN: none to look for). lo / hi as the dtype stores them. */
 static verdict_t check_y(lgh_dtype_t dt, const void *y, int64_t rows, int64_t cols, int64_t ld,
                          const double *ref, const unsigned char *amb, double lo, double hi,
                          double sentinel)
@@ -375,9 +389,12 @@ static verdict_t check_y(lgh_dtype_t dt, const void *y, int64_t rows, int64_t co
             int bad = 0;
             if (!isnan(sentinel) && got == sentinel) {
                 ++v.sentinel, bad = 1;
-            } else if (amb && amb[i]) {
+            } else if (amb && amb[i] == AMB_EITHER) {
                 ++v.ambiguous;
                 if (!(isnan(got) || got == lo || got == hi)) ++v.amb_wrong, bad = 1;
+            } else if (amb && amb[i] == AMB_EXACT &&
+                       !(got == rounded(dt, want) || (isnan(got) && isnan(want)))) {
+                ++v.exact_wrong, bad = 1;
             } else if (isnan(got) != isnan(want)) {
                 ++v.nan_flip, bad = 1;
             } else if (isinf(want)) {
@@ -649,6 +666,8 @@ static int run_call(target_t *t, const case_data_t *c, lgh_math_t math, int sent
         if (v.inf_wrong) printf(", %" PRId64 " infinities wrong", v.inf_wrong);
         if (v.inf_extra) printf(", %" PRId64 " infinite where the reference is finite", v.inf_extra);
         if (v.amb_wrong) printf(", %" PRId64 " sign-ambiguous elements neither NaN, lo nor hi", v.amb_wrong);
+        if (v.exact_wrong)
+            printf(", %" PRId64 " gamma=±Inf elements not the reference's lo / hi", v.exact_wrong);
         if (v.sentinel) printf(", %" PRId64 " elements unwritten (still the sentinel)", v.sentinel);
         if (damage) printf(", %" PRId64 " padding/tail elements of y overwritten", damage);
         if (c->stats) {
@@ -740,7 +759,7 @@ static int checker_self_test(void)
         ref[1 * C + 1] = NAN;
 
         /* The same flip on an element marked ambiguous is allowed (NaN or lo / hi only). */
-        amb[1 * C + 1] = amb[0 * C + 2] = 1;
+        amb[1 * C + 1] = amb[0 * C + 2] = AMB_EITHER;
         ref[1 * C + 1] = hi;
         v = check_y(dt, y, R, C, LD, ref, amb, lo, hi, NAN);
         bad += verdict_bad(&v) || v.ambiguous != 2;
@@ -749,6 +768,17 @@ static int checker_self_test(void)
         bad += v.amb_wrong != 1;
         tst_store(dt, y, 0 * LD + 2, hi);
         ref[1 * C + 1] = NAN;
+
+        /* An element marked exact must be the reference's lo / hi: the other one is caught,
+         * though the finite bound over many elements might let it pass. */
+        amb[2 * C + 2] = AMB_EXACT;
+        v = check_y(dt, y, R, C, LD, ref, amb, lo, hi, NAN);
+        bad += verdict_bad(&v);
+        tst_store(dt, y, 2 * LD + 2, lo);
+        v = check_y(dt, y, R, C, LD, ref, amb, lo, hi, NAN);
+        bad += !(v.exact_wrong == 1 && v.first == 2 * C + 2);
+        tst_store(dt, y, 2 * LD + 2, hi);
+        amb[2 * C + 2] = AMB_NONE;
 
         /* An element left holding the sentinel. */
         const double sent = rounded(dt, SENTINEL);

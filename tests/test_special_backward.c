@@ -18,7 +18,9 @@
  *   x[r, k] special                     -> dx row r, all of dW, db, dγ NaN; dβ finite
  *   W[c, k] or b[c] special             -> all of dx, dW rows of g, db[g], dγ[g] NaN; dβ finite
  *   γ[c] = NaN                          -> all of dx, dW rows of g, db[g] NaN; dγ, dβ finite
- *   γ[c] = ±Inf                         -> as γ = NaN, with dW rows of g and db[g] NaN or ±Inf
+ *   γ[c] = ±Inf                         -> as γ = NaN: z[:, c] = (h − mean)·rstd·γ + β is
+ *                                          ±Inf, clamped, so dz = 0 and 0·γ is NaN in every
+ *                                          row; dγ[c] = dβ[c] = 0
  *   β[c] = NaN                          -> every gradient finite: z[:, c] is NaN, so channel c
  *                                          passes dy in every row (dβ[c] = Σ_r dy[r, c])
  *   β[c] = ±Inf                         -> every gradient finite: z[:, c] = ±Inf is clamped,
@@ -63,14 +65,14 @@
  * dy is 0 where the oracle's z is within 1e-2 (float32) or 5e-2 (16-bit) of lo or hi,
  * relative to max(1, |lo|, |hi|) (lgh_reference_near_clamp says why: an engine's z a
  * rounding error away may fall on the other side of the clamp), and, for γ[c] = ±Inf, at
- * the elements of channel c whose z (NaN or ±Inf from the signs of h and of the group
- * mean) an engine's rounding may classify differently (|h| or |mean| within the product's
- * rounding of zero, as test_special): there dz = 0 either way, and 0·γ is NaN either way.
+ * the elements of channel c where an engine's h − mean may be exactly 0 and so its z NaN
+ * (passing dy) rather than ±Inf (clamped): |h − mean| within the engine's rounding, as
+ * test_special. There dz = 0 either way, and 0·γ is NaN either way.
  *
  * The two allowances, where the oracle is non-finite and an engine may correctly give
  * another non-finite value; nowhere else:
- *   1. Signs of x̂. When a (row, group) holds one infinite dz·γ (dy = ±Inf, or γ = ±Inf
- *      with z NaN), m1 = mean(dz·γ) and m2 = mean(dz·γ·x̂) are infinite and
+ *   1. Signs of x̂. When a (row, group) holds one infinite dz·γ (dy = ±Inf; γ = ±Inf gives
+ *      none, its z being clamped), m1 = mean(dz·γ) and m2 = mean(dz·γ·x̂) are infinite and
  *      dh = rstd·(dz·γ − m1 − x̂·m2) is, per element, ±Inf or NaN (Inf − Inf) from the sign
  *      of x̂ of that element and of the infinite one; dγ[c] = Σ dz·x̂ likewise. Where such
  *      an |x̂| is within an engine's rounding of zero (|h − mean| within the product's
@@ -244,7 +246,7 @@ typedef struct case_data {
     /* Allowance 1 per math mode (NULL where the mode does not apply to the dtype): 1 where
      * the oracle's non-finite element may be any non-finite value. */
     unsigned char *loose[N_MODES][N_GRADS];
-    int64_t near;     /* elements of dy zeroed near lo / hi or at an ambiguous γ = ±Inf z */
+    int64_t near;     /* elements of dy zeroed near lo / hi or where a γ = ±Inf z may be NaN */
 } case_data_t;
 
 static int64_t grad_rows(const shape_t *s, int q)
@@ -391,15 +393,14 @@ static int xhat_sign_fragile(const case_data_t *c, const model_t *md, int mode, 
     return !(d > tol);
 }
 
-/* For γ[col] = ±Inf: whether an engine may classify z at (r, col) differently (NaN where
- * h and the mean have the same sign, ±Inf otherwise): |h| or |mean| within the loosest
- * rounding of the dtype's modes (as test_special's ambiguous_elements). */
+/* For γ[col] = ±Inf: whether an engine's z at (r, col) may be NaN (h − mean exactly 0 in
+ * its arithmetic) where the oracle's is ±Inf, or the reverse: |h − mean| within the
+ * rounding of the dtype's loosest mode (as test_special's ambiguous_elements). z = ±Inf of
+ * either sign is clamped, so only that matters, not the sign. */
 static int gamma_inf_z_fragile(const case_data_t *c, const model_t *md, int64_t r, int64_t col)
 {
-    const int64_t G = c->s->groups, n = c->s->n, t = r * G + col / (n / G);
-    const double tol = c->dt == LGH_DTYPE_FLOAT32 ? kProductTol[LGH_MATH_TF32] : kProductTol[0];
-    const double mean_tol = tol * md->msc[t] + md->mabs[t] * rounding_of_h(c->dt);
-    return fabs(md->h[r * n + col]) <= tol * md->sc[r * n + col] || fabs(md->mu[t]) <= mean_tol;
+    return xhat_sign_fragile(c, md, c->dt == LGH_DTYPE_FLOAT32 ? LGH_MATH_TF32 : LGH_MATH_DEFAULT,
+                             r, col);
 }
 
 /* Allowance 1 for one math mode (see the header): per element of each gradient, whether
@@ -580,7 +581,7 @@ static int make_case(case_data_t *c, int id, uint64_t seed, char *why, size_t wh
     if (!near || make_model(c, &md) != 0) goto out;
 
     /* dy = 0 near the clamp (an infinite clamp has nothing near it: a finite z cannot
-     * reach it) and at the γ = ±Inf elements whose z class an engine may see otherwise. */
+     * reach it) and at the γ = ±Inf elements whose z an engine may see as NaN. */
     lgh_args_t a = host_args(c);
     if (finite_clamp(s) && lgh_reference_near_clamp(&a, near_tolerance(c->dt), near, NULL) != 0) {
         snprintf(why, why_len, "lgh_reference_near_clamp failed");
@@ -669,7 +670,7 @@ static int expected_class(const case_data_t *c, int q, int64_t i, int64_t j)
         switch (q) {
         case GR_DX: return EXP_NAN;
         case GR_DW:
-        case GR_DB: return in_group ? (p->value == 0 ? EXP_NAN : EXP_NONFINITE) : EXP_FINITE;
+        case GR_DB: return in_group ? EXP_NAN : EXP_FINITE; /* γ NaN or ±Inf alike */
         default: return EXP_FINITE;
         }
     default: return EXP_FINITE; /* β */
@@ -708,6 +709,12 @@ static int check_rules(const case_data_t *c, char *buf, size_t len)
         (c->ref[GR_DBE][ch] != 0.0 || c->ref[GR_DG][ch] != 0.0)) {
         snprintf(buf, len, "beta[%" PRId64 "]=±Inf clamps the channel, yet dgamma %g dbeta %g", ch,
                  c->ref[GR_DG][ch], c->ref[GR_DBE][ch]);
+        return 1;
+    }
+    if (p->where == AT_GAMMA && p->value != 0 &&
+        (c->ref[GR_DBE][ch] != 0.0 || c->ref[GR_DG][ch] != 0.0)) {
+        snprintf(buf, len, "gamma[%" PRId64 "]=±Inf clamps the channel, yet dgamma %g dbeta %g",
+                 ch, c->ref[GR_DG][ch], c->ref[GR_DBE][ch]);
         return 1;
     }
     if (p->where == AT_BETA && p->value == 0) { /* every z of the channel NaN: dy passes */

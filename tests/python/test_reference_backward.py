@@ -7,7 +7,11 @@ cc); the test is skipped when there is none. The clamp's backward is written out
 lgh.h states it (dz = dy unless z <= lo or z >= hi, so a NaN z passes the gradient), which
 is torch's rule in its scalar CPU and CUDA kernels; torch's vectorised CPU kernel zeroes
 the gradient at a NaN z, so torch's own F.hardtanh backward is compared only where z is
-finite.
+finite. The z the clamp's backward sees is written out as lgh forms it,
+(h - mean) * rstd * gamma + beta (torch's CUDA GroupNorm on [M, N] input); torch's CPU
+GroupNorm forms h * a + (beta - a * mean), a = rstd * gamma, which for gamma = +-Inf is NaN
+where h and the mean share a sign. torch's GroupNorm backward does not depend on how z was
+formed.
 """
 
 import ctypes
@@ -110,9 +114,13 @@ def _run(lib, m, k, n, groups, dt, lo, hi, eps, seed, pad=0, gamma0=None, want=(
     b = torch.tensor(bv, requires_grad=True)
     ga = torch.tensor(gv, requires_grad=True)
     be = torch.tensor(bev, requires_grad=True)
-    z = F.group_norm(F.linear(x, w, b), groups, ga, be, eps32)
+    h = F.linear(x, w, b)
+    z = F.group_norm(h, groups, ga, be, eps32)
     dy = torch.tensor(dyv[:, :n])
-    zd = z.detach()
+    hg = h.detach().view(m, groups, n // groups)
+    mean = hg.mean(dim=2, keepdim=True)
+    rstd = (((hg - mean) ** 2).mean(dim=2, keepdim=True) + eps32).rsqrt()
+    zd = ((hg - mean) * rstd).view(m, n) * ga.detach() + be.detach()
     dz = torch.where((zd <= lo32) | (zd >= hi32), torch.zeros_like(dy), dy)
     if not torch.isnan(zd).any():
         zz = zd.clone().requires_grad_()
@@ -163,9 +171,10 @@ def test_oracle_subsets(ref, want):
 
 @pytest.mark.parametrize("gamma0", [np.inf, -np.inf, np.nan], ids=["inf", "-inf", "nan"])
 def test_oracle_nonfinite_gamma(ref, gamma0):
-    """A non-finite γ: z as the forward computes it (GroupNorm's formula), NaN z passing
-    the gradient. Non-finite gradients sit where torch's do; torch's GroupNorm backward
-    folds its terms differently, so where one has ±Inf the other may have NaN."""
+    """A non-finite γ: z as the forward computes it ((h − mean)·rstd·γ + β: ±Inf, clamped,
+    for γ = ±Inf; NaN, passing the gradient, for γ = NaN). Non-finite gradients sit where
+    torch's do; torch's GroupNorm backward folds its terms differently, so where one has
+    ±Inf the other may have NaN."""
     outs, grads, *_ = _run(ref, 4, 16, 8, 2, 0, -2.0, 2.0, 1e-5, 7, gamma0=gamma0)
     for name, o, g in zip(GRADS, outs, grads):
         assert np.array_equal(np.isfinite(o), np.isfinite(g)), name

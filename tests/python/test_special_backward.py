@@ -19,8 +19,8 @@ What is compared, per gradient:
     (tf32; past it, plus the error exact arithmetic makes on tf32-rounded x and W) and
     2e-2 (bfloat16, float16).
 Where no infinity occurs (in lgh's gradient nor torch's), "finite" is "not NaN", so the NaN
-patterns are compared exactly. Where an infinity meets another (dy = +-Inf; gamma = +-Inf),
-torch's GroupNorm backward forms its result from the raw h and the mean
+patterns are compared exactly. Where an infinity meets another (dy = +-Inf), torch's
+GroupNorm backward forms its result from the raw h and the mean
 (dx = c1 * dy + c2 * h + c3), lgh from x_hat = (h - mean) * rstd; Inf - Inf then falls on
 other elements, so one may give NaN where the other gives an infinity, and only finiteness is
 compared there. The C test holds each engine to lgh's own float64 oracle element by
@@ -31,18 +31,26 @@ computes ((z > lo) & (z < hi)) & dy, which zeroes the gradient at a NaN z, while
 kernel (the tail of a tensor whose length is not a multiple of the vector width, and every
 element of a small tensor) computes (z <= lo || z >= hi) ? 0 : dy, which passes dy. So
 torch's result at a NaN z depends on where the element sits in memory. lgh.h's rule is the
-scalar one (as torch's CUDA kernel): a NaN z passes dy. Every plant in x, W, b or gamma,
-and beta = NaN, makes some z NaN with a non-zero dy there, and those cases are skipped in
-the comparison with torch's modules (test_backward_matches_torch_modules, reason given);
-test_backward_matches_torch_at_nan_z runs them with the clamp's backward written out as
-lgh.h states it, feeding torch's Linear and GroupNorm backward, where torch is consistent.
-dy plants and beta = +-Inf leave every z a number, and are compared with the modules as
-they are (the test checks that no NaN z with a non-zero dy occurs there).
+scalar one (as torch's CUDA kernel): a NaN z passes dy. Every plant in x, W or b, and
+gamma = NaN and beta = NaN, makes some z NaN with a non-zero dy there, and those cases are
+skipped in the comparison with torch's modules (test_backward_matches_torch_modules,
+reason given); test_backward_matches_torch_at_nan_z runs them with the clamp's backward
+written out as lgh.h states it, feeding torch's Linear and GroupNorm backward, where torch
+is consistent. dy plants and beta = +-Inf leave every z a number, and are compared with
+the modules as they are (the test checks that no NaN z with a non-zero dy occurs there).
+
+gamma = +-Inf: lgh's z is (h - mean) * rstd * gamma + beta, +-Inf (clamped, dz = 0) in
+every row, as torch's CUDA GroupNorm computes for [M, N] input; torch's CPU GroupNorm
+computes h * a + (beta - a * mean), a = rstd * gamma, which is NaN (passing dy) where h
+and the mean share a sign. So z, here and wherever this file needs it, is formed with the
+CUDA formula in float64 (lgh_z), and test_backward_matches_torch_gamma_inf takes the
+clamp's backward written out on that z, feeding torch's GroupNorm and Linear backward
+(which do not depend on how the forward formed z).
 
 dy is set to zero where the float64 z is within a tolerance of lo or hi (the clamp's
 gradient jumps there, and an engine's z a rounding error away may fall on the other
-side), and, for gamma = +-Inf, where the NaN-or-infinity of z follows a sign of h or of the
-group mean that lies within the product's rounding of zero.
+side), and, for gamma = +-Inf, where |h - mean| lies within the rounding of h and of the
+mean (an engine may find h equal to the mean there, and its z NaN rather than clamped).
 
 CPU tier: the CPU engine, float32 (fp32), bfloat16 and float16. GPU tier (skipped without
 a device or a CUDA build of liblgh): engines cublaslt and sm90, float32 in fp32 / tf32 /
@@ -72,20 +80,28 @@ SHAPES = [
 ]
 
 # Bounds of the finite elements; dy zeroing near lo / hi (relative to max(1, |lo|, |hi|));
-# the product's rounding relative to sum |x.w| + |b| (gamma = +-Inf signs), per mode.
+# the product's rounding relative to sum |x.w| + |b| (gamma = +-Inf), per mode; the
+# relative rounding of an h held in a 16-bit dtype (twice the half ulp).
 BOUND = {"fp32": 1e-5, "3xtf32": 1e-5, "tf32": 1e-3, torch.bfloat16: 2e-2, torch.float16: 2e-2}
 EDGE_TOL = {"fp32": 1e-4, "3xtf32": 1e-4, "tf32": 2e-2, torch.bfloat16: 6e-2,
             torch.float16: 2e-2}
 PRODUCT_TOL = {"fp32": 1e-5, "3xtf32": 1e-5, "tf32": 4e-3, torch.bfloat16: 1e-4,
                torch.float16: 1e-4}
+H_ROUNDING = {torch.float32: 0.0, torch.bfloat16: 1 / 128, torch.float16: 1 / 1024}
 
 # Plants that make some z NaN with a non-zero dy there: torch's CPU hardtanh backward is
 # inconsistent for them (module docstring).
-NAN_Z = {(w, v) for w in ("x", "weight", "bias", "gamma") for v in VALUES} | {("beta", "nan")}
+NAN_Z = ({(w, v) for w in ("x", "weight", "bias") for v in VALUES} |
+         {("gamma", "nan"), ("beta", "nan")})
 NAN_Z_REASON = ("z is NaN here; torch's CPU hardtanh backward zeroes the gradient at a NaN z "
                 "in its vectorised kernel and passes it in its scalar kernel, so its result "
                 "depends on memory position (lgh.h passes it, as the scalar and CUDA kernels "
                 "do); compared in test_backward_matches_torch_at_nan_z instead")
+# gamma = +-Inf: torch's CPU GroupNorm forms a different z (module docstring).
+GAMMA_INF = {("gamma", "+inf"), ("gamma", "-inf")}
+GAMMA_INF_REASON = ("torch's CPU GroupNorm gives z = NaN for gamma = +-Inf where h and the "
+                    "mean share a sign; lgh and torch's CUDA GroupNorm give +-Inf (clamped); "
+                    "compared in test_backward_matches_torch_gamma_inf instead")
 
 
 def shape_id(s):
@@ -122,23 +138,34 @@ def make_inputs(m, k, n, dtype, seed):
     return {name: v.to(dtype) for name, v in t.items()}
 
 
+def lgh_z(h, groups, gamma, beta):
+    """z = (h - mean) * rstd * gamma + beta in h's dtype: torch's CUDA GroupNorm for [M, N]
+    input, and lgh's formula; torch's CPU GroupNorm differs for gamma = +-Inf."""
+    m, n = h.shape
+    hg = h.view(m, groups, n // groups)
+    mean = hg.mean(dim=2, keepdim=True)
+    rstd = (((hg - mean) ** 2).mean(dim=2, keepdim=True) + EPS32).rsqrt()
+    return ((hg - mean) * rstd).view(m, n) * gamma + beta
+
+
 def forward64(p, groups):
-    """h and z in float64 on the CPU (torch's modules)."""
+    """h (torch's Linear) and z (lgh_z) in float64 on the CPU."""
     d = {name: p[name].double().cpu() for name in PARAMS}
     h = F.linear(d["x"], d["weight"], d["bias"])
-    return h, F.group_norm(h, groups, d["gamma"], d["beta"], EPS32)
+    return h, lgh_z(h, groups, d["gamma"], d["beta"])
 
 
 def torch_grads(p, dy, groups, lo, hi, rule):
     """The five gradients in float64 on the CPU. rule False: torch's modules as they are
     (F.hardtanh's own backward); True: the clamp's backward as lgh.h states it
-    (dz = dy unless z <= lo or z >= hi), then torch's GroupNorm and Linear backward."""
+    (dz = dy unless z <= lo or z >= hi, z from lgh_z), then torch's GroupNorm and Linear
+    backward."""
     leaves = {name: p[name].double().cpu().clone().requires_grad_() for name in PARAMS}
     z = F.group_norm(F.linear(leaves["x"], leaves["weight"], leaves["bias"]), groups,
                      leaves["gamma"], leaves["beta"], EPS32)
     dy64 = dy.double().cpu()
     if rule:
-        zd = z.detach()
+        zd = forward64(p, groups)[1]
         z.backward(torch.where((zd <= lo) | (zd >= hi), torch.zeros_like(dy64), dy64))
     else:
         F.hardtanh(z, lo, hi).backward(dy64)
@@ -157,19 +184,18 @@ def prepare(base, where, pos, value, groups, lo, hi, key):
     tol = EDGE_TOL[key] * max(1.0, abs(lo), abs(hi))
     near = ((z - lo).abs() <= tol) | ((z - hi).abs() <= tol)
     if where == "gamma" and abs(value) == INF:
-        # NaN or +-Inf from the signs of h and of the group mean: zero dy where either is
-        # within the product's rounding of zero (then dz = 0 and 0 * gamma is NaN either way).
+        # z = +-Inf, clamped either way; NaN (passing dy) where h equals the mean. Zero dy
+        # where an engine's h - mean may be 0: |h - mean| within the rounding of h and of
+        # the mean (as tests/test_special.c; then dz = 0 and 0 * gamma is NaN either way).
         c = pos[0]
         x, w, b = (p[name].double().cpu() for name in ("x", "weight", "bias"))
         c0 = c // gs * gs
         scale = x.abs() @ w[c0:c0 + gs].abs().T + b[c0:c0 + gs].abs()
         hg = h[:, c0:c0 + gs]
-        ptol = PRODUCT_TOL[key]
-        mean_tol = ptol * scale.mean(dim=1)
-        if p["x"].dtype != torch.float32:
-            mean_tol = mean_tol + hg.abs().mean(dim=1) / 128
-        amb = (hg[:, c - c0].abs() <= ptol * scale[:, c - c0]) | (hg.mean(dim=1).abs() <= mean_tol)
-        near[:, c] |= amb
+        hc = hg[:, c - c0]
+        err = (PRODUCT_TOL[key] * (scale[:, c - c0] + scale.mean(dim=1)) +
+               H_ROUNDING[p["x"].dtype] * (hc.abs() + hg.abs().mean(dim=1)))
+        near[:, c] |= (hc - hg.mean(dim=1)).abs() <= err
     dy = p["dy"]
     dy[near] = 0
     label = "%s%s=%s" % (where, list(pos), value)
@@ -307,13 +333,17 @@ def module_params():
     out = []
     for where in WHERE:
         for value in VALUES:
-            marks = [pytest.mark.skip(reason=NAN_Z_REASON)] if (where, value) in NAN_Z else []
+            marks = ([pytest.mark.skip(reason=NAN_Z_REASON)] if (where, value) in NAN_Z else
+                     [pytest.mark.skip(reason=GAMMA_INF_REASON)] if (where, value) in GAMMA_INF
+                     else [])
             out.append(pytest.param(where, value, marks=marks, id="%s-%s" % (where, value)))
     return out
 
 
 NAN_Z_PARAMS = [pytest.param(w, v, id="%s-%s" % (w, v)) for w in WHERE for v in VALUES
                 if (w, v) in NAN_Z]
+GAMMA_INF_PARAMS = [pytest.param(w, v, id="%s-%s" % (w, v)) for w in WHERE for v in VALUES
+                    if (w, v) in GAMMA_INF]
 
 
 # ---- CPU ---------------------------------------------------------------------------------
@@ -334,6 +364,17 @@ def test_backward_matches_torch_modules(shape, mode, where, value):
 @pytest.mark.parametrize("mode", CPU_DTYPES, ids=mode_id)
 @pytest.mark.parametrize("shape", SHAPES, ids=shape_id)
 def test_backward_matches_torch_at_nan_z(shape, mode, where, value):
+    dtype, math = mode
+    key = math if dtype == torch.float32 else dtype
+    check_case(shape, dtype, math, key, where, value, "cpu", "cpu", rule=True,
+               seed=seed_of(shape, mode, where, value))
+
+
+@cpu_only
+@pytest.mark.parametrize("where,value", GAMMA_INF_PARAMS)
+@pytest.mark.parametrize("mode", CPU_DTYPES, ids=mode_id)
+@pytest.mark.parametrize("shape", SHAPES, ids=shape_id)
+def test_backward_matches_torch_gamma_inf(shape, mode, where, value):
     dtype, math = mode
     key = math if dtype == torch.float32 else dtype
     check_case(shape, dtype, math, key, where, value, "cpu", "cpu", rule=True,
@@ -378,6 +419,16 @@ def test_expected_patterns():
     assert torch.isnan(g["dx"]).all()
     assert torch.isnan(g["dbias"][16:32]).all() and torch.isfinite(g["dbias"][:16]).all()
     assert torch.isfinite(g["dgamma"]).all() and torch.isfinite(g["dbeta"]).all()
+    # gamma = +-Inf: z[:, c] = +-Inf is clamped in every row, so dz = 0 and 0 * gamma is NaN:
+    # as gamma = NaN, and dgamma[c] = dbeta[c] = 0.
+    for value in (INF, -INF):
+        g, dy, z = grads("gamma", (20,), value)
+        assert torch.isinf(z[:, 20]).all()
+        assert torch.isnan(g["dx"]).all() and torch.isnan(g["dweight"][16:32]).all()
+        assert torch.isfinite(g["dweight"][:16]).all() and torch.isfinite(g["dweight"][32:]).all()
+        assert torch.isnan(g["dbias"][16:32]).all() and torch.isfinite(g["dbias"][:16]).all()
+        assert torch.isfinite(g["dgamma"]).all() and torch.isfinite(g["dbeta"]).all()
+        assert g["dgamma"][20] == 0 and g["dbeta"][20] == 0
 
 
 def test_torch_hardtanh_nan_paths():
@@ -433,7 +484,7 @@ def test_cuda_backward_matches_torch(engine, mode, shape, where, cuda_engines):
     for value in VALUES:
         try:
             check_case(shape, dtype, math, key, where, value, engine, "cuda",
-                       rule=(where, value) in NAN_Z,
+                       rule=(where, value) in NAN_Z or (where, value) in GAMMA_INF,
                        seed=seed_of(shape, (dtype, None), where, value) + 13 * GPU_MODES.index(mode))
         except lgh.LghRuntimeError as e:
             if e.status_name in ("LGH_STATUS_NOT_SUPPORTED", "LGH_STATUS_ENGINE_UNAVAILABLE"):

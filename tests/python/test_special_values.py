@@ -5,24 +5,32 @@ One special value is planted per call, at x (first, middle and last row x first 
 k), W (k = 0), b, gamma and beta (first and last channel of the first and last group).
 Expected (docs/PRECISION.md, "Special values"): a special x[r, k] makes row r NaN; a
 special W[n, k] or b[n] makes n's group NaN in every row; gamma[n] or beta[n] NaN makes
-channel n NaN; beta[n] = +-Inf gives hi / lo; gamma[n] = +-Inf gives NaN or +-Inf clamped,
-per element, from the signs of h = x.W^T + b and of the group mean.
+channel n NaN; beta[n] = +-Inf gives hi / lo; gamma[n] = +-Inf gives hi or lo per element,
+from the sign of (h - mean) * gamma (h = x.W^T + b; NaN only where h equals the mean).
 
-CPU: float32 on the CPU engine against torch's CPU modules in float32. CUDA (skipped
-without a device or a CUDA build of liblgh.so): each engine in ("cublaslt", "sm80",
-"sm90"), float32 in fp32 / tf32 / 3xtf32 and bfloat16 / float16, against torch's CUDA
-modules in float32 on the same (rounded) inputs; an engine that declines a shape is a
-skip. Except gamma = +-Inf, compared with torch's CPU modules: torch's CUDA GroupNorm on
-[M, N] input uses (x - mean) * rstd * gamma + beta there (+-Inf where the CPU gives NaN);
-see docs/PRECISION.md. NaN masks must be equal; where torch gives +-Inf (infinite clamp only) lgh gives the
-same; the finite elements agree within a relative Frobenius error of 1e-5 (fp32, 3xtf32),
-1e-3 (tf32; or 1.5 times the error tf32-rounded operands cause, for badly conditioned
-inputs) and 1e-2 (16-bit).
+lgh computes (h - mean) * (rstd * gamma) + beta for every gamma, which is what torch's CUDA
+GroupNorm computes for [M, N] input ((x - mean) * rstd * gamma + beta). torch's CPU
+GroupNorm computes h * a + (beta - a * mean), a = rstd * gamma, instead: the same to
+rounding for a finite gamma, but for gamma = +-Inf NaN (Inf - Inf) where h and the mean
+share a sign. So:
 
-One allowance: with gamma = +-Inf the NaN-ness follows the signs of h and of the mean, so
-where either lies within the product's rounding of zero (tf32 or float32 accumulation,
-bounded from sum |x.w| + |b|) lgh may see the other sign than torch: such elements may be
-NaN, lo or hi.
+CPU: float32 on the CPU engine against torch's CPU modules in float32, except gamma =
++-Inf, compared with torch's CUDA formula emulated on the CPU in float64
+((h - mean) * rstd * gamma + beta, then hardtanh). CUDA (skipped without a device or a CUDA
+build of liblgh.so): each engine in ("cublaslt", "sm80", "sm90"), float32 in fp32 / tf32 /
+3xtf32 and bfloat16 / float16, against torch's CUDA modules in float32 on the same
+(rounded) inputs, every case, gamma = +-Inf included; an engine that declines a shape is a
+skip. NaN masks must be equal; where torch gives +-Inf lgh gives the same; the finite
+elements agree within a relative Frobenius error of 1e-5 (fp32, 3xtf32), 1e-3 (tf32; or
+1.5 times the error tf32-rounded operands cause, for badly conditioned inputs) and 1e-2
+(16-bit).
+
+One allowance, as tests/test_special.c: with gamma = +-Inf the result follows the sign of
+h - mean, so where |h - mean| lies within the rounding of h and of the mean (tf32 or
+float32 accumulation, bounded from sum |x.w| + |b|; for the 16-bit dtypes also h rounded
+to the dtype) lgh may see the other sign, or h equal to the mean, than the reference:
+such elements may be NaN, lo or hi. Every other element of that channel must be exactly
+the reference's lo / hi (or +-Inf with an infinite clamp).
 """
 
 import os
@@ -47,11 +55,13 @@ SHAPES = [
     (9, 16, 48, 3, -INF, INF),       # infinite clamp: the output itself can be +-Inf
 ]
 
-# Relative Frobenius bound of the finite elements, and the product's rounding relative to
-# sum |x.w| + |b| (for the gamma = +-Inf allowance), per mode.
+# Relative Frobenius bound of the finite elements, the product's rounding relative to
+# sum |x.w| + |b| (for the gamma = +-Inf allowance), per mode, and the relative rounding of
+# an h held in a 16-bit dtype (twice the half ulp).
 TOL = {"fp32": 1e-5, "3xtf32": 1e-5, "tf32": 1e-3, torch.bfloat16: 1e-2, torch.float16: 1e-2}
 PRODUCT_TOL = {"fp32": 1e-5, "3xtf32": 1e-5, "tf32": 4e-3, torch.bfloat16: 1e-4,
                torch.float16: 1e-4}
+H_ROUNDING = {torch.float32: 0.0, torch.bfloat16: 1 / 128, torch.float16: 1 / 1024}
 
 
 def shape_id(s):
@@ -100,25 +110,27 @@ def torch_modules(p, groups, lo, hi, device):
 
 
 def ambiguous(p, groups, where, pos, mode):
-    """For gamma = +-Inf: the elements of its channel whose NaN-ness depends on the sign of
-    an |h| or |mean| within the product's rounding of zero."""
+    """For gamma = +-Inf: the elements of its channel whose value depends on the sign of an
+    h - mean within the rounding of h and of the mean (amb: NaN, lo or hi allowed), and the
+    channel's other elements (exact: must equal the reference). Both all False otherwise."""
     m, n = p["x"].shape[0], p["weight"].shape[0]
-    mask = torch.zeros(m, n, dtype=torch.bool)
+    amb = torch.zeros(m, n, dtype=torch.bool)
+    exact = torch.zeros(m, n, dtype=torch.bool)
     if where != "gamma" or not torch.isinf(p["gamma"][pos[0]]):
-        return mask
+        return amb, exact
     x, w, b = (p[name].double().cpu() for name in ("x", "weight", "bias"))
     gs = n // groups
     c = pos[0]
     c0 = c // gs * gs
     h = x @ w[c0:c0 + gs].T + b[c0:c0 + gs]
     scale = x.abs() @ w[c0:c0 + gs].abs().T + b[c0:c0 + gs].abs()
-    tol = PRODUCT_TOL[mode]
-    mean_tol = tol * scale.mean(dim=1)
-    if p["x"].dtype != torch.float32:
-        mean_tol = mean_tol + h.abs().mean(dim=1) / 128  # h may be rounded to the dtype
-    amb = (h[:, c - c0].abs() <= tol * scale[:, c - c0]) | (h.mean(dim=1).abs() <= mean_tol)
-    mask[:, c] = amb
-    return mask
+    hc = h[:, c - c0]
+    err = (PRODUCT_TOL[mode] * (scale[:, c - c0] + scale.mean(dim=1)) +
+           H_ROUNDING[p["x"].dtype] * (hc.abs() + h.abs().mean(dim=1)))
+    near = (hc - h.mean(dim=1)).abs() <= err
+    amb[:, c] = near
+    exact[:, c] = ~near
+    return amb, exact
 
 
 def tf32_floor(p, groups, lo, hi):
@@ -149,9 +161,25 @@ def torch_float64(p, groups, lo, hi):
     return torch.nn.functional.hardtanh(y, lo, hi)
 
 
-def compare(y, want, amb, lo, hi, tol, label, floor=None):
-    """Asserts lgh's y (any dtype, CPU) against torch's want (float32) as the module says.
-    floor: a callable giving the tf32 allowance, called only past tol."""
+def cuda_formula_float64(p, groups, lo, hi):
+    """torch's CUDA GroupNorm for [M, N] input, (h - mean) * rstd * gamma + beta, then
+    hardtanh, in float64 on the CPU: the reference for gamma = +-Inf on the CPU engine
+    (torch's CPU GroupNorm gives NaN there where h and the mean share a sign)."""
+    d = {name: t.double().cpu() for name, t in p.items()}
+    h = torch.nn.functional.linear(d["x"], d["weight"], d["bias"])
+    m, n = h.shape
+    hg = h.view(m, groups, n // groups)
+    mean = hg.mean(dim=2, keepdim=True)
+    rstd = (((hg - mean) ** 2).mean(dim=2, keepdim=True) + EPS).rsqrt()
+    y = ((hg - mean) * rstd).view(m, n) * d["gamma"] + d["beta"]
+    return torch.nn.functional.hardtanh(y, lo, hi)
+
+
+def compare(y, want, masks, lo, hi, tol, label, floor=None):
+    """Asserts lgh's y (any dtype, CPU) against the reference want (float32 or float64) as
+    the module says. masks: (amb, exact) from ambiguous(). floor: a callable giving the
+    tf32 allowance, called only past tol."""
+    amb, exact = masks
     y = y.float().cpu()
     assert y.shape == want.shape, label
     strict = ~amb
@@ -166,6 +194,11 @@ def compare(y, want, amb, lo, hi, tol, label, floor=None):
     amb_ok = torch.isnan(y) | (y == lo32) | (y == hi32)
     assert bool(amb_ok[amb].all()), "%s: a sign-ambiguous gamma=+-Inf element is neither NaN, " \
         "lo nor hi" % label
+    if not bool((y[exact] == want[exact]).all()):
+        idx = (exact & (y != want)).nonzero()[0].tolist()
+        raise AssertionError("%s: a gamma=+-Inf element differs from the reference's lo / hi; "
+                             "first y%s: lgh %r, reference %r" % (
+                                 label, idx, y[tuple(idx)].item(), want[tuple(idx)].item()))
     w_inf = torch.isinf(want) & strict
     assert bool((y[w_inf] == want[w_inf]).all()), "%s: infinities differ" % label
     finite = torch.isfinite(want) & strict
@@ -204,14 +237,17 @@ def test_cpu_float32_matches_torch(shape, where, value):
         p = planted(base, where, pos, VALUES[value])
         y = lgh.linear_groupnorm_hardtanh(p["x"], p["weight"], p["bias"], p["gamma"], p["beta"],
                                           groups, EPS, lo, hi, math="fp32", engine="cpu")
-        want = torch_modules(p, groups, lo, hi, "cpu")
+        if where == "gamma" and value != "nan":
+            want = cuda_formula_float64(p, groups, lo, hi)
+        else:
+            want = torch_modules(p, groups, lo, hi, "cpu")
         label = "cpu float32 %s%s=%s" % (where, list(pos), value)
         compare(y, want, ambiguous(p, groups, where, pos, "fp32"), lo, hi, TOL["fp32"], label)
 
 
 def test_cpu_expected_patterns():
     """The rules themselves, on torch's CPU modules and on lgh: one row, one group, one
-    channel, hi / lo."""
+    channel, hi / lo; and gamma = +-Inf on lgh and on the CUDA formula in float64."""
     m, k, n, groups, lo, hi = 9, 16, 48, 3, -2.0, 2.0
     base = make_inputs(m, k, n, torch.float32, seed=1)
 
@@ -233,6 +269,20 @@ def test_cpu_expected_patterns():
         assert (y[:, 7] == hi).all() and torch.isfinite(y).all()
     for y in both("beta", (7,), -INF):
         assert (y[:, 7] == lo).all()
+    # gamma[5] = +-Inf: hi where (h - mean) * gamma > 0, lo where < 0, in every row (no
+    # element of these inputs has h within rounding of its group's mean).
+    h = torch.nn.functional.linear(base["x"].double(), base["weight"].double(),
+                                   base["bias"].double())
+    d = h[:, 5] - h[:, :16].mean(dim=1)
+    assert bool((d.abs() > 1e-3).all())
+    for value in (INF, -INF):
+        p = planted(base, "gamma", (5,), value)
+        y = lgh.linear_groupnorm_hardtanh(p["x"], p["weight"], p["bias"], p["gamma"], p["beta"],
+                                          groups, EPS, lo, hi, math="fp32", engine="cpu")
+        expected = torch.where((d > 0) == (value > 0), torch.tensor(hi), torch.tensor(lo))
+        for out in (y, cuda_formula_float64(p, groups, lo, hi)):
+            assert torch.equal(out[:, 5].double(), expected.double())
+            assert bool(torch.isfinite(out).all())
 
 
 # ---- CUDA ----------------------------------------------------------------------------------
@@ -297,13 +347,9 @@ def test_cuda_matches_torch(engine, mode, shape, where, cuda_engines, full_fp32_
                     pytest.skip("engine %s declines: %s" % (engine, e))
                 raise
             torch.cuda.synchronize()
-            # gamma = +-Inf: torch's CUDA GroupNorm on [M, N] input (one value per channel)
-            # computes (x - mean) * rstd * gamma + beta, which is +-Inf where its CPU module
-            # and its CUDA module on inputs with spatial dimensions (h * a + (beta - a * mean))
-            # give NaN. lgh follows the latter on every device, so those cases compare with
-            # torch's CPU modules.
-            gamma_inf = where == "gamma" and value != "nan"
-            want = torch_modules(p, groups, lo, hi, "cpu" if gamma_inf else "cuda")
+            # Every case, gamma = +-Inf included: torch's CUDA GroupNorm on [M, N] input
+            # computes (x - mean) * rstd * gamma + beta, as lgh does.
+            want = torch_modules(p, groups, lo, hi, "cuda")
             label = "%s %s %s %s%s=%s" % (engine, str(dtype)[6:], math, where, list(pos), value)
             floor = (lambda q=p: tf32_floor(q, groups, lo, hi)) if key == "tf32" else None
             compare(y, want, ambiguous(p, groups, where, pos, key), lo, hi, TOL[key], label,
