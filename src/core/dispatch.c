@@ -68,22 +68,32 @@ static int auto_rank(const struct lgh_context *ctx, lgh_engine_t id, const lgh_p
 
 /* Picks the engine for a checked problem; tuned: the engine lgh_tune recorded for it,
  * or LGH_ENGINE_AUTO. */
+/* The engine a caller forced (argument or LGH_ENGINE), if it is built in and can run on
+ * ctx's device; what each picker then asks of it (forward or backward) is its own. */
+static lgh_status_t forced_engine(struct lgh_context *ctx, lgh_engine_t want, const lgh_engine_ops_t **out)
+{
+    const lgh_engine_ops_t *e = lgh_find_engine(want);
+    if (!e) {
+        return lgh_set_error(ctx, LGH_STATUS_ENGINE_UNAVAILABLE, "engine %s is not built into this lgh",
+                             lgh_engine_name(want));
+    }
+    if (!e->available(ctx)) {
+        return lgh_set_error(ctx, LGH_STATUS_ENGINE_UNAVAILABLE,
+                             "engine %s cannot run on this context's device (%s)", e->name, ctx->description);
+    }
+    *out = e;
+    return LGH_STATUS_SUCCESS;
+}
+
 static lgh_status_t pick_engine(struct lgh_context *ctx, const lgh_problem_t *p, lgh_engine_t tuned_id,
                                 const lgh_engine_ops_t **out)
 {
     char why[256] = "";
     lgh_engine_t want = p->a.engine != LGH_ENGINE_AUTO ? p->a.engine : ctx->env_engine;
     if (want != LGH_ENGINE_AUTO) {
-        const lgh_engine_ops_t *e = lgh_find_engine(want);
-        if (!e) {
-            return lgh_set_error(ctx, LGH_STATUS_ENGINE_UNAVAILABLE,
-                                 "engine %s is not built into this lgh", lgh_engine_name(want));
-        }
-        if (!e->available(ctx)) {
-            return lgh_set_error(ctx, LGH_STATUS_ENGINE_UNAVAILABLE,
-                                 "engine %s cannot run on this context's device (%s)", e->name,
-                                 ctx->description);
-        }
+        const lgh_engine_ops_t *e = NULL;
+        const lgh_status_t s = forced_engine(ctx, want, &e);
+        if (s != LGH_STATUS_SUCCESS) return s;
         if (e->can_implement(ctx, p, why, sizeof why) != LGH_STATUS_SUCCESS) {
             return lgh_set_error(ctx, LGH_STATUS_NOT_SUPPORTED, "engine %s cannot run this problem: %s",
                                  e->name, why);
@@ -305,16 +315,9 @@ static lgh_status_t bwd_pick_engine(struct lgh_context *ctx, const lgh_bwd_probl
     char why[256] = "";
     lgh_engine_t want = p->f.a.engine != LGH_ENGINE_AUTO ? p->f.a.engine : ctx->env_engine;
     if (want != LGH_ENGINE_AUTO) {
-        const lgh_engine_ops_t *e = lgh_find_engine(want);
-        if (!e) {
-            return lgh_set_error(ctx, LGH_STATUS_ENGINE_UNAVAILABLE,
-                                 "engine %s is not built into this lgh", lgh_engine_name(want));
-        }
-        if (!e->available(ctx)) {
-            return lgh_set_error(ctx, LGH_STATUS_ENGINE_UNAVAILABLE,
-                                 "engine %s cannot run on this context's device (%s)", e->name,
-                                 ctx->description);
-        }
+        const lgh_engine_ops_t *e = NULL;
+        const lgh_status_t s = forced_engine(ctx, want, &e);
+        if (s != LGH_STATUS_SUCCESS) return s;
         if (!e->bwd_run) {
             return lgh_set_error(ctx, LGH_STATUS_NOT_SUPPORTED, "engine %s has no backward",
                                  e->name);
