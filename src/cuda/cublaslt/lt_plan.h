@@ -24,7 +24,7 @@
 extern "C" {
 #endif
 
-/* Vendor workspace the heuristic may use: docs/DESIGN.md bounds it to 32 MB. */
+/* Vendor workspace the heuristic may use: the library bounds it to 32 MB (its memory rule). */
 #define LGH_LT_VENDOR_WORKSPACE ((size_t)32 << 20)
 
 /* Plans kept per context; the oldest is replaced when full. */
