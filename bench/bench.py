@@ -48,6 +48,8 @@ SHAPE_SETS = {
     "ref": [REF_SHAPE],
     "m-sweep": [(m, 8192, 8192, 16) for m in (1, 16, 128, 1024, 4096, 16384)],
     "llama": [(1024, 4096, 11008, 32)],
+    # small batches: W's bytes dominate (split K on sm90)
+    "small-m": [(m, 8192, 8192, 16) for m in (1, 8, 32, 64, 128, 256)] + [(256, 4096, 11008, 32)],
     "g-sweep": [(1024, 8192, 8192, 8192 // gs) for gs in (8, 16, 32, 64, 128, 256, 512, 1024, 2048)],
 }
 SUITES = {

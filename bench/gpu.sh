@@ -6,7 +6,7 @@
 # Build on the development machine first (`make`), then, with the device tool:
 #   run  command: bench/gpu.sh [preset | step...]   carry: [build, .seed]
 # .seed/ (git-ignored) holds a copy of the seed's seed_modelnew.py for the benchmark.
-# Steps:   facts ctest forced sanitize pytest kernelbench bench msweep profile sm80 train mps
+# Steps:   facts ctest forced sanitize pytest kernelbench bench msweep small profile sm80 train mps
 # Presets: tests = facts ctest pytest     quick = tests bench
 #          final = facts ctest forced sanitize kernelbench bench profile
 set -u -o pipefail
@@ -17,7 +17,7 @@ for a in "$@"; do
     tests) steps+=(facts ctest pytest) ;;
     quick) steps+=(facts ctest pytest bench) ;;
     final) steps+=(facts ctest bench forced sm80 profile sanitize) ;;
-    facts | ctest | forced | sanitize | pytest | kernelbench | bench | msweep | profile | sm80 | train | mps) steps+=("$a") ;;
+    facts | ctest | forced | sanitize | pytest | kernelbench | bench | msweep | small | profile | sm80 | train | mps) steps+=("$a") ;;
     *) echo "gpu.sh: unknown step '$a'" >&2; exit 2 ;;
     esac
 done
@@ -61,10 +61,16 @@ step_forced() { # the whole matrix with the engine forced through LGH_ENGINE, an
     note "forced sm90 (exit $?): $(tail -n 1 "$checks")"
     # (a variant may set several variables, joined by commas)
     for v in LGH_SM90_WIDE=unit LGH_SM90_WIDE=cluster LGH_SM90_WIDE=cluster,LGH_SM90_XMC=0 LGH_SM90_CLUSTER_N=2 \
-        LGH_SM90_CLUSTER_M=2 LGH_SM90_TF32_RNA=0 LGH_SM90_REFUSE_COOPERATIVE=1; do
+        LGH_SM90_CLUSTER_M=2 LGH_SM90_TF32_RNA=0 LGH_SM90_REFUSE_COOPERATIVE=1 LGH_SM90_SPLITS=1 LGH_SM90_SPLITS=3; do
         echo "== $v test_matrix --engine sm90" >> "$checks"
         env ${v//,/ } timeout 40 build/tests/test_matrix --engine sm90 >> "$checks" 2>&1
         note "sm90 $v (exit $?): $(tail -n 1 "$checks")"
+    done
+    # split K over the small-batch matrix: the model's choice, no split, and forced part counts
+    for v in LGH_SM90_SPLITS=0 LGH_SM90_SPLITS=1 LGH_SM90_SPLITS=2 LGH_SM90_SPLITS=5 LGH_SM90_SPLITS=16; do
+        echo "== $v test_matrix --engine sm90 --small-m" >> "$checks"
+        env $v timeout 60 build/tests/test_matrix --engine sm90 --small-m >> "$checks" 2>&1
+        note "sm90 small-m $v (exit $?): $(tail -n 1 "$checks")"
     done
 }
 step_sanitize() {
@@ -101,6 +107,15 @@ step_msweep() { # the M sweep (K = N = 8192, G = 16), tf32 and bf16, GEMM baseli
     note "msweep: exit $?"
     tail -n 40 "$OUT/ms/msweep.log" >> "$checks"
     find "$OUT/ms" -type f ! -name '*.json' -delete
+}
+step_small() { # small batches (bench.py --shapes small-m): lgh (split K on sm90) vs addmm and eager,
+    # then the sm90 engine without split K (LGH_SM90_SPLITS=1) for the split's effect
+    timeout 240 python3 bench/bench.py --shapes small-m --modes tf32,bf16,3xtf32 --impls addmm,torch-eager,lgh \
+        --engines auto,sm90,cublaslt --no-compile --name smallm --out "$OUT" > "$OUT/smallm.log" 2>&1
+    note "small: exit $?"
+    LGH_SM90_SPLITS=1 timeout 120 python3 bench/bench.py --shapes small-m --modes tf32,bf16,3xtf32 --impls lgh-sm90 \
+        --engines sm90 --no-compile --name smallm-nosplit --out "$OUT" > "$OUT/smallm-nosplit.log" 2>&1
+    note "small (no split): exit $?"
 }
 step_train() { # training step (forward + backward), lgh vs PyTorch: bench/train.py
     timeout "${TRAIN_TIMEOUT:-300}" python3 bench/train.py --shape "${TRAIN_SHAPE:-1024x8192x8192:16}" \

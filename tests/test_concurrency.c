@@ -79,7 +79,7 @@ static const spec_t cpu_specs[] = {
 
 /* On an H100 these reach every engine: cublaslt (tf32 at M > 128, fp32 math, forced),
  * sm90 (bf16 at small M; 3xtf32 with groups of 512 channels: a software cluster whose
- * statistics go through the workspace), sm80 (forced). */
+ * statistics go through the workspace; split K at small M with long K), sm80 (forced). */
 static const spec_t gpu_specs[] = {
     {"f32 tf32 256x512x1024 g16, h+stats", 256, 512, 1024, 16, 0, 0, LGH_DTYPE_FLOAT32,
      LGH_MATH_TF32, LGH_ENGINE_AUTO, 1, 1, G_ALL},
@@ -93,6 +93,10 @@ static const spec_t gpu_specs[] = {
      LGH_MATH_TF32, LGH_ENGINE_SM80, 1, 0, 0},
     {"f32 fp32 33x70x96 g3", 33, 70, 96, 3, 0, 0, LGH_DTYPE_FLOAT32, LGH_MATH_FP32,
      LGH_ENGINE_AUTO, 0, 0, G_ALL},
+    {"f32 3xtf32 48x2048x1024 g4, sm90 split K, stats", 48, 2048, 1024, 4, 0, 0, LGH_DTYPE_FLOAT32,
+     LGH_MATH_3XTF32, LGH_ENGINE_SM90, 1, 0, 0},
+    {"bf16 16x4096x512 g2, sm90 split K", 16, 4096, 512, 2, 0, 0, LGH_DTYPE_BFLOAT16, LGH_MATH_DEFAULT,
+     LGH_ENGINE_SM90, 0, 0, 0},
 };
 
 enum { IN_X, IN_W, IN_B, IN_G, IN_BE, IN_DY, IN_COUNT };

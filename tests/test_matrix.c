@@ -3,7 +3,7 @@
  * reference (lgh_reference_rows) within docs/PRECISION.md's bounds.
  *
  *   test_matrix [--engine cpu|cublaslt|sm80|sm90|auto|all|cpu-staged] [--case N] [--reduced]
- *               [--verbose]
+ *               [--small-m] [--verbose]
  *
  * Shapes: M in {1, 7, 128, 1000} x K in {8, 100, 1024} x group size in {1, 8, 48, 64,
  * 512, 768, 1024, 2048} x G in {1, 3} (N = group size * G; G = 1 only above 512). Each shape cycles
@@ -34,6 +34,9 @@
  * download code (host memory standing in for the device), to check that code here.
  * --reduced keeps M in {7, 128} and K in {8, 100} (every group size, dtype and math mode),
  * for slow runs such as compute-sanitizer; case numbers stay those of the full matrix.
+ * --small-m replaces the matrix's M and K by the small-batch set, M in {1, 2, 3, 7, 16, 33,
+ * 64, 100, 128, 255} x K in {520, 1048} (K long enough for the sm90 engine to split it:
+ * LGH_SM90_SPLITS=S forces S parts there); with --reduced, M in {1, 33, 128} and K = 520.
  *
  * Before the matrix, the checker checks itself: an unwritten element, a write into the
  * padding or the tail, and a wrong value must each be caught.
@@ -52,6 +55,8 @@
 
 static const int64_t kMs[] = {1, 7, 128, 1000};
 static const int64_t kKs[] = {8, 100, 1024};
+static const int64_t kSmallMs[] = {1, 2, 3, 7, 16, 33, 64, 100, 128, 255};
+static const int64_t kSmallKs[] = {520, 1048};
 static const int64_t kGroupSizes[] = {1, 8, 48, 64, 512, 768, 1024, 2048};
 static const int64_t kGroupCounts[] = {1, 3};
 #define COUNT(a) ((int)(sizeof(a) / sizeof((a)[0])))
@@ -68,20 +73,22 @@ static const lgh_dtype_t kDtypes[] = {LGH_DTYPE_FLOAT32, LGH_DTYPE_BFLOAT16, LGH
 typedef struct dims {
     int64_t m, k, gs, g;
 } dims_t;
-#define MAX_SHAPES (COUNT(kMs) * COUNT(kKs) * COUNT(kGroupSizes) * COUNT(kGroupCounts))
+#define MAX_SHAPES (COUNT(kSmallMs) * COUNT(kSmallKs) * COUNT(kGroupSizes) * COUNT(kGroupCounts))
 static dims_t g_dims[MAX_SHAPES];
 static int g_n_shapes;
 
-static void list_shapes(void)
+static void list_shapes(int small_m)
 {
+    const int64_t *ms = small_m ? kSmallMs : kMs, *ks = small_m ? kSmallKs : kKs;
+    const int n_ms = small_m ? COUNT(kSmallMs) : COUNT(kMs), n_ks = small_m ? COUNT(kSmallKs) : COUNT(kKs);
     g_n_shapes = 0;
-    for (int mi = 0; mi < COUNT(kMs); ++mi)
-        for (int ki = 0; ki < COUNT(kKs); ++ki)
+    for (int mi = 0; mi < n_ms; ++mi)
+        for (int ki = 0; ki < n_ks; ++ki)
             for (int si = 0; si < COUNT(kGroupSizes); ++si)
                 for (int gi = 0; gi < COUNT(kGroupCounts); ++gi) {
                     if (kGroupSizes[si] > WIDE_GROUP && kGroupCounts[gi] != 1) continue;
                     g_dims[g_n_shapes++] =
-                        (dims_t){kMs[mi], kKs[ki], kGroupSizes[si], kGroupCounts[gi]};
+                        (dims_t){ms[mi], ks[ki], kGroupSizes[si], kGroupCounts[gi]};
                 }
 }
 
@@ -671,7 +678,7 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: test_matrix [--engine cpu|cublaslt|sm80|sm90|auto|all|cpu-staged] [--case N] "
-            "[--reduced] [--verbose]\n"
+            "[--reduced] [--small-m] [--verbose]\n"
             "  Runs lgh_forward over the shape matrix against the double-precision reference.\n"
             "  LGH_TEST_SEED=<n> replays a run's inputs; --case runs one case (shape x dtype).\n");
 }
@@ -679,8 +686,11 @@ static void usage(FILE *f)
 int main(int argc, char **argv)
 {
     const char *engine_arg = "cpu";
-    int only_case = -1, reduced = 0;
-    list_shapes();
+    int only_case = -1, reduced = 0, small_m = 0;
+    for (int i = 1; i < argc; ++i) {
+        if (!strcmp(argv[i], "--small-m")) small_m = 1;
+    }
+    list_shapes(small_m);
     for (int i = 1; i < argc; ++i) {
         if (!strcmp(argv[i], "--engine") && i + 1 < argc) {
             engine_arg = argv[++i];
@@ -696,6 +706,8 @@ int main(int argc, char **argv)
             g_verbose = 1;
         } else if (!strcmp(argv[i], "--reduced")) {
             reduced = 1;
+        } else if (!strcmp(argv[i], "--small-m")) {
+            /* (read above: it decides the shape list) */
         } else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             usage(stdout);
             return 0;
@@ -776,7 +788,8 @@ int main(int argc, char **argv)
         for (int id = 0; id < g_n_shapes * N_DTYPES; ++id) {
             if (only_case >= 0 && id != only_case) continue;
             const dims_t *d = &g_dims[id / N_DTYPES];
-            if (reduced && !((d->m == 7 || d->m == 128) && (d->k == 8 || d->k == 100))) continue;
+            if (reduced && !small_m && !((d->m == 7 || d->m == 128) && (d->k == 8 || d->k == 100))) continue;
+            if (reduced && small_m && !((d->m == 1 || d->m == 33 || d->m == 128) && d->k == 520)) continue;
             case_data_t c;
             if (make_case(&c, id, tst_base_seed())) {
                 printf("FAIL case %d: could not build inputs or the reference\n", id);

@@ -93,6 +93,7 @@ static const shape_t kShapes[] = {
     {33, 24, 1024, 1, 0, 0, -2.0, 2.0, "group of 1024 (sm90 cluster)"},
     {5, 8, 2048, 1, 0, 0, -0.5, 3.0, "group of 2048 (sm90 tile after tile)"},
     {9, 16, 48, 3, 0, 0, -INFINITY, INFINITY, "infinite clamp"},
+    {9, 520, 48, 3, 0, 0, -2.0, 2.0, "long K (sm90 split K)"},
 };
 #define N_SHAPES COUNT(kShapes)
 static const float kEps = 1e-5f;

@@ -35,10 +35,14 @@ struct norm_params {
     const void *gamma, *beta;
     float eps, lo, hi;
     float *mean, *rstd;
+    // A float32 source (F32_SRC variants): slices summed in order, bias (or NULL) added.
+    const void *bias;
+    int64_t slice;
+    int slices;
 };
 
-// The IO of a variant: T in and out, or (F32_SRC: 16-bit T only, scalar path) a float32
-// source normalised into T.
+// The IO of a variant: T in and out, or (F32_SRC, scalar path) a float32 source normalised
+// into T.
 template <typename T, bool VECTOR, bool F32_SRC> struct lgh_norm_io_pick {
     using type = lgh_norm_io<T, VECTOR>;
     using src = T;
@@ -47,6 +51,23 @@ template <typename T> struct lgh_norm_io_pick<T, false, true> {
     using type = lgh_norm_io_f32_src<T>;
     using src = float;
 };
+
+// One unit of the source at column col: a plain load, or (F32_SRC) the sum of the slices in
+// order plus the bias.
+template <typename T, typename IO, bool F32_SRC, typename S>
+__device__ __forceinline__ typename IO::U lgh_load_src(const norm_params &p, const S *at, int64_t col)
+{
+    if constexpr (F32_SRC) {
+        float v = *at;
+        for (int s = 1; s < p.slices; ++s) v += at[s * p.slice];
+        if (p.bias != nullptr) v += lgh_elem<T>::ldg(static_cast<const T *>(p.bias) + col);
+        return v;
+    } else {
+        (void)p;
+        (void)col;
+        return IO::load(at);
+    }
+}
 
 constexpr int kWarpItems = 4;
 constexpr int kWarpThreads = 256;
@@ -92,7 +113,7 @@ __global__ void __launch_bounds__(kWarpThreads) lgh_norm_warp(norm_params p, int
         typename IO::U v[kWarpItems];
 #pragma unroll
         for (int i = 0; i < kWarpItems; ++i) {
-            if (live && lane + i * team < units) v[i] = IO::load(xs + i * step);
+            if (live && lane + i * team < units) v[i] = lgh_load_src<T, IO, F32_SRC>(p, xs + i * step, col0 + i * step);
         }
         lgh_stats s = lgh_norm_thread_stats<IO, kWarpItems>(v, live, lane, team, units);
         s = lgh_norm_team_reduce(s, team);
@@ -136,7 +157,7 @@ __global__ void __launch_bounds__(kBlockMaxThreads, 1) lgh_norm_block(norm_param
         typename IO::U v[kBlockItems];
 #pragma unroll
         for (int i = 0; i < kBlockItems; ++i) {
-            if (lane + i * team < units) v[i] = IO::load(xs + i * step);
+            if (lane + i * team < units) v[i] = lgh_load_src<T, IO, F32_SRC>(p, xs + i * step, col0 + i * step);
         }
         lgh_stats s = lgh_norm_thread_stats<IO, kBlockItems>(v, true, lane, team, units);
         s = lgh_norm_block_reduce(s, sh);
@@ -184,7 +205,7 @@ __global__ void __launch_bounds__(kMaxThreads) lgh_norm_wide(norm_params p)
 #pragma unroll
             for (int i = 0; i < kWideItems; ++i) {
                 const int64_t u = base + lane + i * team;
-                if (u < units) v[i] = IO::load(xs + u * N);
+                if (u < units) v[i] = lgh_load_src<T, IO, F32_SRC>(p, xs + u * N, col0 + u * N);
             }
             s = lgh_stats_combine(
                 s, lgh_norm_thread_stats<IO, kWideItems>(v, true, base + lane, team, units));
@@ -203,7 +224,7 @@ __global__ void __launch_bounds__(kMaxThreads) lgh_norm_wide(norm_params p)
 #pragma unroll
             for (int i = 0; i < kWideItems; ++i) {
                 const int64_t u = base + lane + i * team;
-                if (u < units) v[i] = IO::load(xs + u * N);
+                if (u < units) v[i] = lgh_load_src<T, IO, F32_SRC>(p, xs + u * N, col0 + u * N);
             }
 #pragma unroll
             for (int i = 0; i < kWideItems; ++i) {
@@ -221,8 +242,8 @@ __global__ void __launch_bounds__(kMaxThreads) lgh_norm_wide(norm_params p)
 enum tier { TIER_WARP = 0, TIER_BLOCK = 1, TIER_WIDE = 2, TIER_COUNT = 3 };
 constexpr int kDtypes = 3;
 constexpr int kSameVariants = kDtypes * 2 * TIER_COUNT;
-// After those: a float32 source into bf16 / fp16 (scalar), one per tier.
-constexpr int kVariants = kSameVariants + 2 * TIER_COUNT;
+// After those: a float32 source (scalar) into float32 / bf16 / fp16, one per tier.
+constexpr int kVariants = kSameVariants + kDtypes * TIER_COUNT;
 
 // Variant index: ((dtype * 2 + vector) * TIER_COUNT + tier).
 template <typename T, bool V, bool F = false> const void *tier_fn(int tier)
@@ -236,8 +257,9 @@ const void *variant_fn(int index)
 {
     if (index >= kSameVariants) { // float32 source
         const int i = index - kSameVariants;
-        return i / TIER_COUNT == 0 ? tier_fn<__nv_bfloat16, false, true>(i % TIER_COUNT)
-                                   : tier_fn<__half, false, true>(i % TIER_COUNT);
+        return i / TIER_COUNT == 0   ? tier_fn<float, false, true>(i % TIER_COUNT)
+               : i / TIER_COUNT == 1 ? tier_fn<__nv_bfloat16, false, true>(i % TIER_COUNT)
+                                     : tier_fn<__half, false, true>(i % TIER_COUNT);
     }
     const int tier = index % TIER_COUNT;
     const int vec = (index / TIER_COUNT) % 2;
@@ -275,7 +297,8 @@ launch_shape pick(const lgh_groupnorm_args_t *a)
     const int64_t elem = a->dtype == LGH_DTYPE_FLOAT32 ? 4 : 2;
     const int64_t gs = a->n / a->groups;
     const int64_t vec_n = 16 / elem;
-    const bool f32_src = a->src_f32 && a->dtype != LGH_DTYPE_FLOAT32;
+    // (a single float32 slice with no bias into float32 is an ordinary float32 source)
+    const bool f32_src = a->src_f32 && (a->dtype != LGH_DTYPE_FLOAT32 || a->splits > 1 || a->bias != nullptr);
     const bool vec = !f32_src && aligned16(a->y) && aligned16(a->gamma) && aligned16(a->beta) &&
                      (a->ldy * elem) % 16 == 0 && gs % vec_n == 0 &&
                      (!a->src || (aligned16(a->src) && (a->lds * elem) % 16 == 0));
@@ -303,7 +326,7 @@ launch_shape pick(const lgh_groupnorm_args_t *a)
     }
     if (s.blocks > kMaxGrid) s.blocks = kMaxGrid;
     const int dt = a->dtype == LGH_DTYPE_FLOAT32 ? 0 : a->dtype == LGH_DTYPE_BFLOAT16 ? 1 : 2;
-    s.variant = f32_src ? kSameVariants + (dt - 1) * TIER_COUNT + tier : (dt * 2 + (vec ? 1 : 0)) * TIER_COUNT + tier;
+    s.variant = f32_src ? kSameVariants + dt * TIER_COUNT + tier : (dt * 2 + (vec ? 1 : 0)) * TIER_COUNT + tier;
     return s;
 }
 
@@ -355,6 +378,9 @@ extern "C" cudaError_t lgh_groupnorm_launch(const lgh_groupnorm_args_t *a, void 
     p.hi = a->hi;
     p.mean = a->mean;
     p.rstd = a->rstd;
+    p.bias = a->src_f32 ? a->bias : nullptr;
+    p.slice = a->split_stride;
+    p.slices = a->src_f32 && a->splits > 1 ? a->splits : 1;
     int team = s.team;
     void *warp_args[] = {&p, &team};
     void *block_args[] = {&p};
@@ -377,7 +403,7 @@ extern "C" cudaError_t lgh_groupnorm_kernel_info(int index, lgh_kernel_info_t *o
     const int tier = index % TIER_COUNT;
     if (index >= kSameVariants) {
         snprintf(out->name, sizeof out->name, "lgh_norm_%s<f32->%s,scalar>", kTierNames[tier],
-                 kDtypeNames[1 + (index - kSameVariants) / TIER_COUNT]);
+                 kDtypeNames[(index - kSameVariants) / TIER_COUNT]);
     } else {
         const int vec = (index / TIER_COUNT) % 2;
         const int dtype = index / (TIER_COUNT * 2);

@@ -5,6 +5,9 @@
  *
  *     y[r, c] = clamp( (y[r, c] + bias[c] - mean[r, g]) * rstd[r, g] * γ[c] + β[c] ; lo, hi )
  *
+ * With a float32 source of several slices (split K's partial products of x·Wᵀ), the
+ * pre-norm value is  Σ_s src[s][r, c] + bias[c], summed in slice order (deterministic).
+ *
  * C-callable: the cuBLASLt engine runs it after the vendor GEMM, and any engine that
  * leaves pre-norm values in y (a group wider than a cluster) can finish with it.
  * Groups that fit (up to 16K float32 or 32K 16-bit elements on the vector path, 4K on
@@ -33,11 +36,15 @@ typedef struct lgh_groupnorm_args {
     const void *src;     /* [m, n] dtype, the pre-norm input at leading dim lds; NULL: y
                             itself (the pass runs in place) */
     int64_t lds;
-    int src_f32;         /* src holds float32 values (16-bit outputs only): a pre-norm kept
-                            in float32, beyond float16's range */
+    int src_f32;         /* src holds float32 values: a pre-norm kept in float32 (beyond
+                            float16's range), or split K's partial products */
+    int splits;          /* with src_f32: src holds this many float32 slices, split_stride
+                            elements apart, summed in order (split K); 0 or 1: one */
+    int64_t split_stride;
     int64_t m, n, groups;
     lgh_dtype_t dtype;   /* of y, bias, gamma, beta */
-    const void *bias;    /* [n] added before the statistics; NULL when y already has it */
+    const void *bias;    /* [n] added before the statistics (with src_f32 only); NULL when
+                            the source already has it */
     const void *gamma;   /* [n] */
     const void *beta;    /* [n] */
     float eps, lo, hi;

@@ -101,18 +101,19 @@ __device__ __forceinline__ void lgh_sm90_ring3_init(lgh_sm90_ring3 *r, uint32_t 
     }
 }
 
-// Producer (one thread): as lgh_sm90_produce_tile, on the 3-stage ring, with x multicast
+// Producer (one thread): as lgh_sm90_produce_tile (K-blocks kb_begin .. kb_end - 1), on the
+// 3-stage ring, with x multicast
 // over the mc CTAs of the cluster (one cluster row: the 3xtf32 instances have no W
 // multicast). Kept apart from lgh_sm90_load_kblock: this producer runs in 24 registers, and
 // the general slice logic spilled there.
 __device__ __forceinline__ void lgh_sm90_x3_produce_tile(lgh_sm90_ring3 *r, lgh_sm90_cyc<LGH_SM90_X3_STAGES> &pos,
                                                          const void *map_x, const void *map_w, int m0, int n0,
-                                                         int k_blocks, uint32_t mc, uint32_t rank)
+                                                         int kb_begin, int kb_end, uint32_t mc, uint32_t rank)
 {
     constexpr int BK = lgh_sm90_mma<float>::BK;
     const int slice_rows = LGH_SM90_BM / (int)mc;
     const uint16_t all = (uint16_t)((1u << mc) - 1u);
-    for (int kb = 0; kb < k_blocks; ++kb) {
+    for (int kb = kb_begin; kb < kb_end; ++kb) {
         lgh_mbar_wait(&r->empty[pos.slot], pos.parity ^ 1u);
         lgh_mbar_arrive_expect_tx(&r->full[pos.slot], LGH_SM90_A_BYTES + LGH_SM90_B_BYTES);
         if (mc == 1) {

@@ -175,14 +175,15 @@ __device__ __forceinline__ void lgh_sm90_load_kblock(uint8_t *a, uint8_t *b, uin
     }
 }
 
-// Producer (one thread): issues the K-blocks of one tile.
+// Producer (one thread): issues K-blocks kb_begin .. kb_end - 1 of one tile (all of K, or
+// one split's share of it).
 template <typename T>
 __device__ __forceinline__ void lgh_sm90_produce_tile(lgh_sm90_ring *r, lgh_sm90_ring_pos &pos,
                                                       const void *map_x, const void *map_w, int m0,
-                                                      int n0, int k_blocks, const lgh_sm90_slices &c)
+                                                      int n0, int kb_begin, int kb_end, const lgh_sm90_slices &c)
 {
     constexpr int BK = lgh_sm90_mma<T>::BK;
-    for (int kb = 0; kb < k_blocks; ++kb) {
+    for (int kb = kb_begin; kb < kb_end; ++kb) {
         lgh_mbar_wait(&r->empty[pos.slot], pos.parity ^ 1u);
         lgh_sm90_load_kblock(r->a[pos.slot], r->b[pos.slot], &r->full[pos.slot], map_x, map_w, kb * BK, m0, n0, c);
         pos.advance();
@@ -234,6 +235,19 @@ __device__ __forceinline__ void lgh_sm90_consume_tile(lgh_sm90_ring *r, lgh_sm90
     lgh_wgmma_wait<0>();
     lgh_wgmma_pin(acc);
     if (prev_slot >= 0) lgh_sm90_release_slot(&r->empty[prev_slot], release);
+}
+
+// Consumer warpgroup whose 64 rows all lie past M (small M, the tile's second half): the
+// K-blocks of one tile pass without multiplies (the slots still have to be waited for and
+// released in turn). acc is left as it was; the epilogue stores no row past M.
+__device__ __forceinline__ void lgh_sm90_skip_tile(lgh_sm90_ring *r, lgh_sm90_ring_pos &pos, int k_blocks,
+                                                   uint32_t release)
+{
+    for (int kb = 0; kb < k_blocks; ++kb) {
+        lgh_mbar_wait(&r->full[pos.slot], pos.parity);
+        lgh_sm90_release_slot(&r->empty[pos.slot], release);
+        pos.advance();
+    }
 }
 
 // Address of element e (0..3) of k-step s (0..3) of a thread's tf32 A fragment in a

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "core/engine.h"
+#include "epilogue/groupnorm_kernel.h"
 #include "kernel_facts.h"
 #include "sm90/kernel_sm90.cuh"
 #include "sm90/kernels.h"
@@ -56,6 +57,7 @@ struct sm90_state {
     // tried again on this context; wide groups then take the next way down.
     bool coop_refused, cluster_refused;
     bool refuse_coop_for_test; // LGH_SM90_REFUSE_COOPERATIVE=1: treat every cooperative launch as refused
+    int splits_forced;         // LGH_SM90_SPLITS=S (1 .. kMaxSplits): split K S ways where allowed; 0 = choose
 };
 
 // Groups wider than the CTA tile: one CTA does the group's tiles in turn (unit mode), or a
@@ -153,6 +155,70 @@ layout layout_of(const lgh_problem_t *p, const sm90_state *st)
     return l;
 }
 
+// Split K (small M). With fewer tiles than SMs, K is cut into S parts: S times the work
+// units, each writing a float32 partial product into the workspace, and the group-norm
+// pass (groupnorm_kernel.h) sums them in order and finishes the layer. S is chosen by a
+// cost model: the work per SM, ceil(tiles * S / sms) / S tile-equivalents, times 1 + f,
+// with f the partials' extra traffic (written and read once, S M N 8 bytes) over W's
+// bytes. docs/PERF.md (small batches) has the measured effect.
+const int kMaxSplits = 16;
+const int kMinSplitBlocks = 4;    // K-blocks per part at least (the ring's depth)
+const double kMaxSplitTraffic = 0.35; // splits whose partials cost more than this share of W are not tried
+
+int k_block_elems(const lgh_args_t *a) { return a->dtype == LGH_DTYPE_FLOAT32 ? 32 : 64; } // BK
+int64_t tiles_unsplit(const lgh_args_t *a)
+{
+    return ((a->m + LGH_SM90_BM - 1) / LGH_SM90_BM) * ((a->n + LGH_SM90_BN - 1) / LGH_SM90_BN);
+}
+int k_blocks_of(const lgh_args_t *a) { return (int)((a->k + k_block_elems(a) - 1) / k_block_elems(a)); }
+double split_traffic(const lgh_problem_t *p, int s)
+{
+    return (double)s * (double)p->a.m * 8.0 / ((double)p->a.k * (double)p->elem_bytes);
+}
+// Whether split K may run p at all: the layer (not a plain product), no pre-norm h (the
+// finishing pass does not write it), fewer tiles than SMs, K long enough for two parts.
+bool split_allowed(const lgh_problem_t *p, int sms)
+{
+    return !p->want_h && tiles_unsplit(&p->a) < sms && k_blocks_of(&p->a) >= 2 * kMinSplitBlocks;
+}
+// The parts worth trying for p (S >= 2, each at least kMinSplitBlocks K-blocks, traffic
+// share at most kMaxSplitTraffic); returns how many, at most cap.
+int split_candidates(const lgh_problem_t *p, int sms, int *out, int cap)
+{
+    int n = 0;
+    if (!split_allowed(p, sms)) return 0;
+    static const int tried[] = {2, 3, 4, 6, 8, 12, 16};
+    for (int s : tried) {
+        if (n >= cap || s > kMaxSplits || k_blocks_of(&p->a) / s < kMinSplitBlocks ||
+            split_traffic(p, s) > kMaxSplitTraffic)
+            break;
+        out[n++] = s;
+    }
+    return n;
+}
+// The model's choice (1 = no split).
+int model_splits(const lgh_problem_t *p, int sms)
+{
+    int cand[kMaxSplits];
+    const int n = split_candidates(p, sms, cand, kMaxSplits);
+    const int64_t tiles = tiles_unsplit(&p->a);
+    int best = 1;
+    double best_cost = (double)((tiles + sms - 1) / sms);
+    for (int i = 0; i < n; ++i) {
+        const int s = cand[i];
+        const double waves = (double)((tiles * s + sms - 1) / sms) / s;
+        const double cost = waves * (1.0 + split_traffic(p, s));
+        if (cost < best_cost * 0.98) { // a clear win only
+            best = s;
+            best_cost = cost;
+        }
+    }
+    return best;
+}
+// Float elements between the partial slices, and their row stride (16-byte rows).
+int64_t split_ld(const lgh_problem_t *p) { return (p->a.n + 3) & ~int64_t(3); }
+size_t split_bytes(const lgh_problem_t *p, int s) { return (size_t)s * (size_t)p->a.m * (size_t)split_ld(p) * 4u; }
+
 sm90_state *get_state(struct lgh_context *ctx)
 {
     void **slot = lgh_engine_state(ctx, LGH_ENGINE_SM90);
@@ -169,6 +235,9 @@ sm90_state *get_state(struct lgh_context *ctx)
         st->x_multicast = env == nullptr || env[0] != '0';
         env = getenv("LGH_SM90_REFUSE_COOPERATIVE");
         st->refuse_coop_for_test = env != nullptr && env[0] == '1';
+        env = getenv("LGH_SM90_SPLITS");
+        st->splits_forced = env != nullptr ? atoi(env) : 0;
+        if (st->splits_forced < 0 || st->splits_forced > kMaxSplits) st->splits_forced = 0;
         env = getenv("LGH_SM90_WIDE");
         st->wide = env == nullptr ? WIDE_AUTO
                    : strcmp(env, "unit") == 0    ? WIDE_UNIT
@@ -277,11 +346,66 @@ lgh_status_t can_implement(struct lgh_context *ctx, const lgh_problem_t *p, char
 size_t flags_bytes(int sms) { return ((size_t)sms * sizeof(unsigned) + 255) & ~(size_t)255; }
 size_t exchange_bytes(int sms) { return flags_bytes(sms) + (size_t)sms * 2 * LGH_SM90_BM * sizeof(float2); }
 
+// The parts run() takes for p: the tuned or timed variant (its id is S), else
+// LGH_SM90_SPLITS, else the model; 1 = no split.
+int splits_for(struct lgh_context *ctx, const lgh_problem_t *p, const sm90_state *st)
+{
+    const int sms = lgh_device_props(ctx)->sm_count;
+    if (!split_allowed(p, sms)) return 1;
+    const int v = lgh_engine_variant(ctx);
+    int cand[kMaxSplits];
+    const int n = split_candidates(p, sms, cand, kMaxSplits);
+    if (v == 1) return 1;
+    for (int i = 0; i < n; ++i) {
+        if (cand[i] == v) return v;
+    }
+    if (st->splits_forced > 0) {
+        const int kb = k_blocks_of(&p->a);
+        return st->splits_forced < kb ? st->splits_forced : kb;
+    }
+    return model_splits(p, sms);
+}
+
+// Workspace: the software clusters' exchange area, or the largest split's partials (of
+// any variant lgh_tune may time, or of LGH_SM90_SPLITS).
 size_t workspace_size(struct lgh_context *ctx, const lgh_problem_t *p)
 {
     sm90_state *st = get_state(ctx);
-    if (st == nullptr || !layout_of(p, st).global) return 0;
-    return 255 + exchange_bytes(lgh_device_props(ctx)->sm_count);
+    if (st == nullptr) return 0;
+    size_t bytes = layout_of(p, st).global ? 255 + exchange_bytes(lgh_device_props(ctx)->sm_count) : 0;
+    const int sms = lgh_device_props(ctx)->sm_count;
+    if (split_allowed(p, sms)) {
+        int cand[kMaxSplits];
+        const int n = split_candidates(p, sms, cand, kMaxSplits);
+        int most = n > 0 ? cand[n - 1] : 1;
+        const int forced = splits_for(ctx, p, st);
+        if (forced > most) most = forced;
+        const size_t need = most > 1 ? 255 + split_bytes(p, most) : 0;
+        if (need > bytes) bytes = need;
+    }
+    return bytes;
+}
+
+// lgh_tune's variants: the part counts S (ids; 1 = no split), the model's choice first.
+// None (one way to run) where split K is not allowed.
+int variants(struct lgh_context *ctx, const lgh_problem_t *p, int *ids, int capacity)
+{
+    const int sms = lgh_device_props(ctx)->sm_count;
+    int cand[kMaxSplits];
+    const int n = split_candidates(p, sms, cand, kMaxSplits);
+    if (n == 0) return 0;
+    const int first = model_splits(p, sms);
+    int count = 0;
+    auto add = [&](int s) {
+        if (count < capacity) ids[count] = s;
+        ++count;
+    };
+    add(first);
+    if (first != 1) add(1);
+    for (int i = 0; i < n; ++i) {
+        if (cand[i] != first) add(cand[i]);
+    }
+    return count;
 }
 
 lgh_status_t cuda_fail(struct lgh_context *ctx, const char *what, cudaError_t e)
@@ -291,9 +415,19 @@ lgh_status_t cuda_fail(struct lgh_context *ctx, const char *what, cudaError_t e)
 
 } // namespace
 
-// The launch, for the layer (plain = 0) or, in 3xtf32, for a plain product y = x·Wᵀ
-// (plain = 1: lgh_sm90_plain_product).
-static lgh_status_t run_launch(struct lgh_context *ctx, const lgh_problem_t *p, void *ws, void *stream, int plain)
+// Split K's launch: S parts, each writing float32 partial products into part (slices
+// part_stride floats apart, rows part_ld apart). Every tile alone (no cluster, no
+// multicast): the finishing pass does the statistics.
+struct split_spec {
+    int splits;
+    float *part;
+    int64_t part_ld, part_stride;
+};
+
+// The launch, for the layer (plain = 0), or for a plain product y = x·Wᵀ in 3xtf32
+// (plain = 1: lgh_sm90_plain_product), or for split K's partial products (split != NULL).
+static lgh_status_t run_launch(struct lgh_context *ctx, const lgh_problem_t *p, void *ws, void *stream, int plain,
+                               const split_spec *split = nullptr)
 {
     const lgh_args_t *a = &p->a;
     sm90_state *st = get_state(ctx);
@@ -304,7 +438,13 @@ static lgh_status_t run_launch(struct lgh_context *ctx, const lgh_problem_t *p, 
         if (st->encoder == nullptr) return lgh_set_error(ctx, LGH_STATUS_CUDA_ERROR, "sm90: %s", why);
     }
 
-    const layout l = layout_of(p, st);
+    layout l = layout_of(p, st);
+    if (split != nullptr) {
+        l.gs_tile = LGH_SM90_BN; // (any instance: plain mode skips the epilogue)
+        l.subtiles = l.group_ctas = l.cn = l.cm = 1;
+        l.x_mc = l.global = false;
+        plain = 1;
+    }
     const int cluster = l.global ? 1 : l.cn * l.cm; // CTAs of a hardware cluster
     const int x_mc = l.x_mc ? l.cn : 1;
     const int bk = a->dtype == LGH_DTYPE_FLOAT32 ? lgh_sm90_mma<float>::BK : lgh_sm90_mma<__half>::BK;
@@ -334,9 +474,11 @@ static lgh_status_t run_launch(struct lgh_context *ctx, const lgh_problem_t *p, 
     prm.bias = a->bias;
     prm.gamma = a->gamma;
     prm.beta = a->beta;
-    prm.y = a->y;
-    prm.ldy = a->ldy;
-    prm.h = p->want_h ? a->h : nullptr;
+    prm.y = split ? static_cast<void *>(split->part) : a->y;
+    prm.ldy = split ? split->part_ld : a->ldy;
+    prm.splits = split ? split->splits : 1;
+    prm.split_stride = split ? split->part_stride : 0;
+    prm.h = p->want_h && !split ? a->h : nullptr;
     prm.ldh = a->ldh;
     prm.plain = plain;
     prm.mean = a->mean;
@@ -349,6 +491,7 @@ static lgh_status_t run_launch(struct lgh_context *ctx, const lgh_problem_t *p, 
     prm.lo = a->lo;
     prm.hi = a->hi;
     prm.k_blocks = (int)((a->k + bk - 1) / bk);
+    prm.split_blocks = (prm.k_blocks + prm.splits - 1) / prm.splits;
     prm.m_tiles = (int)((a->m + (int64_t)LGH_SM90_BM * l.cm - 1) / ((int64_t)LGH_SM90_BM * l.cm));
     const int64_t unit_n = (int64_t)LGH_SM90_BN * l.subtiles * l.cn; // columns of a cluster's unit
     prm.n_tiles = (int)((a->n + unit_n - 1) / unit_n);
@@ -358,7 +501,7 @@ static lgh_status_t run_launch(struct lgh_context *ctx, const lgh_problem_t *p, 
     prm.group_ctas = l.group_ctas;
     prm.multicast = x_mc > 1;
     prm.release = x_mc > 1 || l.cm > 1 ? cluster : 1;
-    const int64_t tiles = (int64_t)prm.m_tiles * prm.n_tiles;
+    const int64_t tiles = (int64_t)prm.m_tiles * prm.n_tiles * prm.splits; // work units
     prm.tiles = (int)tiles;
     prm.band = LGH_SM90_BAND / l.cm;
     prm.vcluster = l.global ? l.cn : 0;
@@ -401,7 +544,7 @@ static lgh_status_t run_launch(struct lgh_context *ctx, const lgh_problem_t *p, 
             if ((e != cudaSuccess || n < 1) && !st->cluster_refused) { // no cluster fits: without one
                 cudaGetLastError();
                 st->cluster_refused = true;
-                return run_launch(ctx, p, ws, stream, plain);
+                return run_launch(ctx, p, ws, stream, plain, split);
             }
             if (e != cudaSuccess) return cuda_fail(ctx, "cudaOccupancyMaxActiveClusters", e);
             if (n < 1) {
@@ -431,7 +574,7 @@ static lgh_status_t run_launch(struct lgh_context *ctx, const lgh_problem_t *p, 
         cudaGetLastError();
         if (l.global) st->coop_refused = true;
         else st->cluster_refused = true;
-        return run_launch(ctx, p, ws, stream, plain);
+        return run_launch(ctx, p, ws, stream, plain, split);
     }
     if (e != cudaSuccess) return cuda_fail(ctx, "launch", e);
     return LGH_STATUS_SUCCESS;
@@ -439,9 +582,34 @@ static lgh_status_t run_launch(struct lgh_context *ctx, const lgh_problem_t *p, 
 
 namespace {
 
-lgh_status_t run(struct lgh_context *ctx, const lgh_problem_t *p, void *ws, size_t, void *stream)
+lgh_status_t run(struct lgh_context *ctx, const lgh_problem_t *p, void *ws, size_t ws_bytes, void *stream)
 {
-    return run_launch(ctx, p, ws, stream, 0);
+    sm90_state *st = get_state(ctx);
+    if (st == nullptr) return lgh_set_error(ctx, LGH_STATUS_ALLOC_FAILED, "sm90: out of host memory");
+    int s = splits_for(ctx, p, st);
+    // (the workspace planned for this problem holds the largest split; a smaller one, from
+    // a caller's own lgh_plan of another variant, only allows fewer parts)
+    while (s > 1 && (ws == nullptr || 255 + split_bytes(p, s) > ws_bytes)) --s;
+    if (s <= 1) return run_launch(ctx, p, ws, stream, 0);
+
+    const lgh_args_t *a = &p->a;
+    split_spec sp;
+    sp.splits = s;
+    sp.part = reinterpret_cast<float *>(((uintptr_t)ws + 255) & ~(uintptr_t)255);
+    sp.part_ld = split_ld(p);
+    sp.part_stride = a->m * sp.part_ld;
+    const lgh_status_t r = run_launch(ctx, p, ws, stream, 1, &sp);
+    if (r != LGH_STATUS_SUCCESS) return r;
+    lgh_groupnorm_args_t g = lgh_groupnorm_args_in_place(a);
+    g.src = sp.part;
+    g.lds = sp.part_ld;
+    g.src_f32 = 1;
+    g.splits = s;
+    g.split_stride = sp.part_stride;
+    g.bias = a->bias;
+    const cudaError_t e = lgh_groupnorm_launch(&g, stream);
+    if (e != cudaSuccess) return cuda_fail(ctx, "group-norm pass after split K", e);
+    return LGH_STATUS_SUCCESS;
 }
 
 int kernel_info(struct lgh_context *ctx, lgh_kernel_info_t *out, int capacity)
@@ -484,7 +652,7 @@ extern "C" lgh_status_t lgh_sm90_bwd_run(struct lgh_context *ctx, const lgh_bwd_
 
 extern "C" const lgh_engine_ops_t lgh_engine_sm90 = {
     LGH_ENGINE_SM90, "sm90",        true, available, can_implement, workspace_size, run, kernel_info,
-    destroy_state,   nullptr,       lgh_sm90_bwd_can_implement, lgh_sm90_bwd_workspace_size, lgh_sm90_bwd_run,
+    destroy_state,   variants,      lgh_sm90_bwd_can_implement, lgh_sm90_bwd_workspace_size, lgh_sm90_bwd_run,
 };
 
 // A plain float32-accurate product d[m, n] = a[m, k]·b[n, k]ᵀ (row-major, float32) on the

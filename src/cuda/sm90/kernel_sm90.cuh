@@ -36,6 +36,11 @@
 // cluster tiles. Tiles run in bands of 8 M-blocks, M fastest, so the CTAs running at the
 // same time share W tiles and x rows through L2.
 //
+// Split K (splits > 1, small M): with too few tiles to fill the GPU, K is cut into S parts
+// and a work unit is (tile, part); each unit stores its partial product in float32 (plain
+// mode) into slice s of the workspace, and the group-norm pass (groupnorm_kernel.cu) sums
+// the S slices in order, adds the bias and finishes the layer. Deterministic: no atomics.
+//
 // X3 (float data, math 3xtf32): the main loop of src/cuda/mainloop/sm90_3xtf32.cuh, with
 // a 3-stage ring and two W_lo buffers; warps 1-3 of the producer warpgroup split W. No W
 // multicast and no unit mode (the engine never asks them); everything else (schedule,
@@ -87,8 +92,13 @@ struct lgh_sm90_params {
     int64_t ldy;
     void *h;        // optional pre-norm output (x·Wᵀ + b in T), or NULL
     int64_t ldh;
-    int plain;      // X3 only: store the plain product x·Wᵀ into y (no bias, no norm) — the
-                    // backward's float32-accurate products (backward_sm90.cu)
+    int plain;      // store the plain product x·Wᵀ into y as float32 (no bias, no norm): the
+                    // backward's float32-accurate products (backward_sm90.cu), and split K's
+                    // partial products (split > 1: K-split s writes y + s * split_stride)
+    int splits;     // parts K is split into: a work unit is (cluster tile, part); 1 = all of K
+    int split_blocks; // K-blocks of every part: ceil(k_blocks / splits) (the last parts' blocks past K
+                      // read zeros); from the parameter bank, so the loops hold no register for it
+    int64_t split_stride;
     float *mean, *rstd;
     int m, n, groups, group_size;
     float eps, lo, hi;
@@ -101,7 +111,7 @@ struct lgh_sm90_params {
     int subtiles;   // N-tiles of one unit of work (> 1: a wide group done by one CTA, unit mode)
     int multicast;  // x tile multicast over a cluster row (the x map's box is 128/cluster_n rows)
     int release;    // CTAs a consumer warp releases each slot to (cluster size with multicast, else 1)
-    int tiles;      // m_tiles * n_tiles
+    int tiles;      // work units: m_tiles * n_tiles * splits
     int band;       // cluster tiles along M per band of the tile order (LGH_SM90_BAND M-blocks)
     // Software clusters (exchange through global memory; the default for groups spanning CTAs, see engine_sm90.cu): with
     // vcluster > 1 the launch has no hardware cluster and CTAs 2q .. 2q + vcluster - 1 act
@@ -152,6 +162,15 @@ __device__ __forceinline__ void lgh_sm90_tile_coords(int ct, int m_tiles, int n_
     const int in = ct - b * band_tiles;
     *mt = first + in % rows;
     *nt = in / rows;
+}
+
+// Work unit w -> its cluster tile (returned) and K-split; the split's K-blocks are
+// [split * split_blocks, (split + 1) * split_blocks).
+__device__ __forceinline__ int lgh_sm90_unit(const lgh_sm90_params &p, int w, int *split)
+{
+    const int ct = w / p.splits;
+    *split = w - ct * p.splits;
+    return ct;
 }
 
 // The CTA's cluster (index, count, rank in it), the same arithmetic for a hardware cluster
@@ -306,30 +325,53 @@ __global__ void __launch_bounds__(LGH_SM90_THREADS, 1)
                 // software. u = CTA tile (cluster tile << cluster_shift | rank), stepping by the
                 // grid: nothing but u stays live (this producer runs in 24 registers).
                 const uint32_t mc = p.multicast ? csize : 1u;
-                for (int u = (int)blockIdx.x; (u >> p.cluster_shift) < tiles; u += (int)gridDim.x) {
-                    int mt, nt;
-                    lgh_sm90_tile_coords(u >> p.cluster_shift, p.m_tiles, p.n_tiles, p.band, &mt, &nt);
-                    const uint32_t rank = (uint32_t)u & ((1u << p.cluster_shift) - 1u);
-                    lgh_sm90_x3_produce_tile(&sm->ring, pos3, &map_x, &map_w, mt * LGH_SM90_BM,
-                                             ((nt << p.cluster_shift) + (int)rank) * LGH_SM90_BN, p.k_blocks, mc, rank);
+                if (p.splits > 1) { // split K: one CTA per cluster, no multicast (a loop of its own, as below)
+                    for (int u = (int)blockIdx.x; u < tiles; u += (int)gridDim.x) {
+                        int mt, nt, split;
+                        lgh_sm90_tile_coords(lgh_sm90_unit(p, u, &split), p.m_tiles, p.n_tiles, p.band, &mt, &nt);
+                        const int kb0 = split * p.split_blocks;
+                        lgh_sm90_x3_produce_tile(&sm->ring, pos3, &map_x, &map_w, mt * LGH_SM90_BM, nt * LGH_SM90_BN,
+                                                 kb0, kb0 + p.split_blocks, 1u, 0u);
+                    }
+                } else {
+                    for (int u = (int)blockIdx.x; (u >> p.cluster_shift) < tiles; u += (int)gridDim.x) {
+                        int mt, nt;
+                        lgh_sm90_tile_coords(u >> p.cluster_shift, p.m_tiles, p.n_tiles, p.band, &mt, &nt);
+                        const uint32_t rank = (uint32_t)u & ((1u << p.cluster_shift) - 1u);
+                        lgh_sm90_x3_produce_tile(&sm->ring, pos3, &map_x, &map_w, mt * LGH_SM90_BM,
+                                                 ((nt << p.cluster_shift) + (int)rank) * LGH_SM90_BN, 0, p.k_blocks,
+                                                 mc, rank);
+                    }
                 }
             } else {
                 const lgh_sm90_slices sl = lgh_sm90_slices::of(
                     lgh_sm90_cluster_pos::make(p.cluster_n, p.cluster_m, p.multicast != 0, lgh_sm90_cluster_rank(p)));
-                for (int ct = lgh_sm90_cluster_index(p); ct < tiles; ct += lgh_sm90_cluster_count(p)) {
-                    int mt, nt;
-                    lgh_sm90_tile_coords(ct, p.m_tiles, p.n_tiles, p.band, &mt, &nt);
-                    const int m0 = (mt * p.cluster_m + sl.rm()) * LGH_SM90_BM;
-                    for (int j = 0; j < subtiles; ++j) {
-                        const int n0 = ((nt * p.cluster_n + sl.rn()) * subtiles + j) * LGH_SM90_BN;
-                        lgh_sm90_produce_tile<T>(&sm->ring, pos, &map_x, &map_w, m0, n0, p.k_blocks, sl);
+                if (p.splits > 1) {
+                    // Split K: no cluster (one CTA, sl is trivial), no sub-tiles. A loop of its
+                    // own: with the K offset in the general loop, this 40-register thread spilled.
+                    for (int w = (int)blockIdx.x; w < tiles; w += (int)gridDim.x) {
+                        int mt, nt, split;
+                        lgh_sm90_tile_coords(lgh_sm90_unit(p, w, &split), p.m_tiles, p.n_tiles, p.band, &mt, &nt);
+                        const int kb0 = split * p.split_blocks;
+                        lgh_sm90_produce_tile<T>(&sm->ring, pos, &map_x, &map_w, mt * LGH_SM90_BM, nt * LGH_SM90_BN,
+                                                 kb0, kb0 + p.split_blocks, sl);
+                    }
+                } else {
+                    for (int ct = lgh_sm90_cluster_index(p); ct < tiles; ct += lgh_sm90_cluster_count(p)) {
+                        int mt, nt;
+                        lgh_sm90_tile_coords(ct, p.m_tiles, p.n_tiles, p.band, &mt, &nt);
+                        const int m0 = (mt * p.cluster_m + sl.rm()) * LGH_SM90_BM;
+                        for (int j = 0; j < subtiles; ++j) {
+                            const int n0 = ((nt * p.cluster_n + sl.rn()) * subtiles + j) * LGH_SM90_BN;
+                            lgh_sm90_produce_tile<T>(&sm->ring, pos, &map_x, &map_w, m0, n0, 0, p.k_blocks, sl);
+                        }
                     }
                 }
             }
         } else if (X3 && threadIdx.x >= 32) {
             if constexpr (X3) {
                 for (int u = (int)blockIdx.x; (u >> p.cluster_shift) < tiles; u += (int)gridDim.x)
-                    lgh_sm90_x3_split_tile(&sm->ring, pos3, lpos, p.k_blocks, threadIdx.x - 32);
+                    lgh_sm90_x3_split_tile(&sm->ring, pos3, lpos, p.split_blocks, threadIdx.x - 32);
             }
         }
         __syncwarp();
@@ -350,6 +392,8 @@ __global__ void __launch_bounds__(LGH_SM90_THREADS, 1)
         // live across it (the X3 consumers have no registers to spare). With CM = 2, the
         // second CTA's rows can lie past M (TMA reads zeros there and the epilogue writes
         // nothing): it still multicasts its half of W.
+        // (ct: the cluster tile, w / splits of the work unit w; w itself outside plain mode,
+        // where splits is 1.)
         auto tile_origin = [&](int ct, int j, int *m0, int *unit_n0, lgh_sm90_cluster_pos *c) {
             *c = lgh_sm90_cluster_pos::make(p.cluster_n, p.cluster_m, p.multicast != 0, lgh_sm90_cluster_rank(p));
             int mt, nt;
@@ -357,7 +401,10 @@ __global__ void __launch_bounds__(LGH_SM90_THREADS, 1)
             *m0 = (mt * c->cm + c->rm) * LGH_SM90_BM;
             *unit_n0 = (nt * c->cn + c->rn) * subtiles * LGH_SM90_BN;
         };
-        for (int ct = lgh_sm90_cluster_index(p); ct < tiles; ct += lgh_sm90_cluster_count(p)) {
+        for (int w = lgh_sm90_cluster_index(p); w < tiles; w += lgh_sm90_cluster_count(p)) {
+            // Only w, j and iter stay live across the main loop; the rest is recomputed from w
+            // after it (the X3 consumers have no registers to spare).
+            const int k_blocks = p.split_blocks;
             // Unit mode: the group's statistics so far, over its finished sub-tiles.
             lgh_stats run0 = lgh_stats_empty(), run1 = lgh_stats_empty();
             for (int j = 0; j < subtiles; ++j, ++iter) {
@@ -367,20 +414,35 @@ __global__ void __launch_bounds__(LGH_SM90_THREADS, 1)
                 // (after it for X3, whose main loop needs those registers).
                 lgh_epi_param_loader<T> ld;
                 if constexpr (!X3) {
-                    tile_origin(ct, j, &m0, &unit_n0, &c);
+                    // (in plain mode, w is not the tile and these loads go unused; they stay
+                    // masked to columns < n)
+                    tile_origin(w, j, &m0, &unit_n0, &c);
                     ld.load(bias, gamma, beta, unit_n0 + j * LGH_SM90_BN + consumer_thread, p.n);
                 }
 
-                if constexpr (X3) lgh_sm90_x3_consume_tile(&sm->ring, pos3, lpos, acc, cw, p.k_blocks, p.release);
-                else if constexpr (RNA) lgh_sm90_consume_tile_tf32_rna(&sm->ring, pos, acc, cw, p.k_blocks, p.release);
-                else lgh_sm90_consume_tile<T>(&sm->ring, pos, acc, cw, p.k_blocks, p.release);
-                if constexpr (X3) {
-                    if (p.plain) { // every consumer thread takes this branch: no barrier is skipped by some only
-                        tile_origin(ct, j, &m0, &unit_n0, &c);
-                        lgh_epi_store<32>(acc, lgh_epi_args_of<T>(p), m0 + tile_row, unit_n0 + j * LGH_SM90_BN);
+                // Plain mode (split K, small M): with one M-tile (M <= 128), a warpgroup whose 64
+                // rows all lie past M skips the multiplies (M <= 64). Not in the layer's epilogue,
+                // where both warpgroups meet at barriers, and not in X3, whose consumers spilled
+                // with the second path (measured: ptxas -v, 100-120 bytes).
+                if constexpr (!X3) {
+                    if (p.plain && p.m_tiles == 1 && 64 * cw >= p.m) {
+                        lgh_sm90_skip_tile(&sm->ring, pos, k_blocks, p.release);
                         continue;
                     }
-                    tile_origin(ct, j, &m0, &unit_n0, &c);
+                }
+                if constexpr (X3) lgh_sm90_x3_consume_tile(&sm->ring, pos3, lpos, acc, cw, k_blocks, p.release);
+                else if constexpr (RNA) lgh_sm90_consume_tile_tf32_rna(&sm->ring, pos, acc, cw, k_blocks, p.release);
+                else lgh_sm90_consume_tile<T>(&sm->ring, pos, acc, cw, k_blocks, p.release);
+                if (p.plain) { // every consumer thread takes this branch: no barrier is skipped by some only
+                    int split;
+                    tile_origin(lgh_sm90_unit(p, w, &split), j, &m0, &unit_n0, &c);
+                    lgh_epi_args<float> pa = lgh_epi_args_of<float>(p);
+                    pa.y += (int64_t)split * p.split_stride;
+                    lgh_epi_store<32>(acc, pa, m0 + tile_row, unit_n0 + j * LGH_SM90_BN);
+                    continue;
+                }
+                if constexpr (X3) {
+                    tile_origin(w, j, &m0, &unit_n0, &c);
                     ld.load(bias, gamma, beta, unit_n0 + j * LGH_SM90_BN + consumer_thread, p.n);
                 }
                 const int row = m0 + tile_row;
