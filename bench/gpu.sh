@@ -6,7 +6,7 @@
 # Build on the development machine first (`make`), then, with the device tool:
 #   run  command: bench/gpu.sh [preset | step...]   carry: [build, .seed]
 # .seed/ (git-ignored) holds a copy of the seed's seed_modelnew.py for the benchmark.
-# Steps:   facts ctest forced sanitize pytest kernelbench bench msweep small profile sm80 train mps
+# Steps:   facts ctest forced sanitize pytest kernelbench bench msweep small smallc profile sm80 train mps
 # Presets: tests = facts ctest pytest     quick = tests bench
 #          final = facts ctest forced sanitize kernelbench bench profile
 set -u -o pipefail
@@ -17,7 +17,7 @@ for a in "$@"; do
     tests) steps+=(facts ctest pytest) ;;
     quick) steps+=(facts ctest pytest bench) ;;
     final) steps+=(facts ctest bench forced sm80 profile sanitize) ;;
-    facts | ctest | forced | sanitize | pytest | kernelbench | bench | msweep | small | profile | sm80 | train | mps) steps+=("$a") ;;
+    facts | ctest | forced | sanitize | pytest | kernelbench | bench | msweep | small | smallc | profile | sm80 | train | mps) steps+=("$a") ;;
     *) echo "gpu.sh: unknown step '$a'" >&2; exit 2 ;;
     esac
 done
@@ -116,6 +116,34 @@ step_small() { # small batches (bench.py --shapes small-m): lgh (split K on sm90
     LGH_SM90_SPLITS=1 timeout 120 python3 bench/bench.py --shapes small-m --modes tf32,bf16,3xtf32 --impls lgh-sm90 \
         --engines sm90 --no-compile --name smallm-nosplit --out "$OUT" > "$OUT/smallm-nosplit.log" 2>&1
     note "small (no split): exit $?"
+}
+step_smallc() { # small batches from C (lgh run: CUDA-event medians, no Python on the host path), the
+    # split counts side by side at M = 128, and the Python layer's host time per call
+    {
+        printf "%-5s %-8s %-7s %-9s %s\n" M mode engine splits "median ms"
+        for m in 1 8 32 64 128 256; do
+            for cfg in "float32 tf32 sm90" "float32 tf32 cublaslt" "bfloat16 default sm90" \
+                "bfloat16 default cublaslt" "float32 3xtf32 sm90" "float32 3xtf32 cublaslt"; do
+                set -- $cfg
+                for sp in 0 1; do
+                    [ "$3" = cublaslt ] && [ $sp = 1 ] && continue
+                    t=$(LGH_SM90_SPLITS=$sp build/lgh run --m $m --k 8192 --n 8192 --groups 16 --dtype $1 --math $2 \
+                        --engine $3 --iters 200 --check-rows 0 2>&1 | grep -oE 'median [0-9.]+ ms' | grep -oE '[0-9.]+')
+                    printf "%-5s %-8s %-7s %-9s %s\n" $m "$1/$2" $3 "$([ $sp = 0 ] && echo model || echo none)" "$t"
+                done
+            done
+        done
+        for sp in 2 3 4 6 8; do
+            for cfg in "float32 tf32" "bfloat16 default" "float32 3xtf32"; do
+                set -- $cfg
+                t=$(LGH_SM90_SPLITS=$sp build/lgh run --m 128 --k 8192 --n 8192 --groups 16 --dtype $1 --math $2 \
+                    --engine sm90 --iters 200 --check-rows 0 2>&1 | grep -oE 'median [0-9.]+ ms' | grep -oE '[0-9.]+')
+                printf "%-5s %-8s %-7s %-9s %s\n" 128 "$1/$2" sm90 "S=$sp" "$t"
+            done
+        done
+    } > "$OUT/smallc.txt" 2>&1
+    timeout 120 python3 bench/micro/host_overhead.py > "$OUT/host_overhead.txt" 2>&1
+    note "smallc: $(wc -l < "$OUT/smallc.txt") lines; host: $(sed -n 4p "$OUT/host_overhead.txt")"
 }
 step_train() { # training step (forward + backward), lgh vs PyTorch: bench/train.py
     timeout "${TRAIN_TIMEOUT:-300}" python3 bench/train.py --shape "${TRAIN_SHAPE:-1024x8192x8192:16}" \

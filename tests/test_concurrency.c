@@ -77,9 +77,9 @@ static const spec_t cpu_specs[] = {
      G_DW | G_DBE},
 };
 
-/* On an H100 these reach every engine: cublaslt (tf32 at M > 128, fp32 math, forced),
- * sm90 (bf16 at small M; 3xtf32 with groups of 512 channels: a software cluster whose
- * statistics go through the workspace; split K at small M with long K), sm80 (forced). */
+/* On an H100 these reach every engine: cublaslt (tf32, bf16, fp32 math, forced), sm90
+ * (3xtf32 with groups of 512 channels: a software cluster whose statistics go through the
+ * workspace; split K at small M with long K, forced), sm80 (forced). */
 static const spec_t gpu_specs[] = {
     {"f32 tf32 256x512x1024 g16, h+stats", 256, 512, 1024, 16, 0, 0, LGH_DTYPE_FLOAT32,
      LGH_MATH_TF32, LGH_ENGINE_AUTO, 1, 1, G_ALL},

@@ -204,10 +204,13 @@ def _fill_args(x2, ldx, w2, ldw, bias, gamma, beta, m, k, n, num_groups, eps, lo
 
 class _DeviceGuard:
     """Makes a CUDA device current for the call (and restores the previous one); a no-op
-    for the CPU."""
+    for the CPU and when the device is already current (the common case: the switch costs
+    microseconds of host time per call)."""
 
     def __init__(self, device):
-        self.guard = torch.cuda.device(device) if device.type == "cuda" else None
+        self.guard = None
+        if device.type == "cuda" and device.index is not None and device.index != _current_device():
+            self.guard = torch.cuda.device(device)
 
     def __enter__(self):
         if self.guard is not None:
@@ -219,6 +222,18 @@ class _DeviceGuard:
         return False
 
 
+_current_device = getattr(torch._C, "_cuda_getDevice", None) or torch.cuda.current_device
+# The raw cudaStream_t of the current stream without building a torch.cuda.Stream object
+# (what torch's own generated kernels call); torch.cuda.current_stream() where it is absent.
+_raw_stream = getattr(torch._C, "_cuda_getCurrentRawStream", None)
+
+
+def _current_stream(idx):
+    if _raw_stream is not None:
+        return _raw_stream(idx)
+    return torch.cuda.current_stream(idx).cuda_stream
+
+
 def _rows(x):
     m = 1
     for d in x.shape[:-1]:
@@ -227,11 +242,12 @@ def _rows(x):
 
 
 def _forward(x, weight, bias, gamma, beta, num_groups, eps, lo, hi, math, engine,
-             want_stats=False, want_h=None):
+             want_stats=False, want_h=None, checked=None):
     """Runs lgh_forward; returns y [*, N], or (y, mean, rstd) with the [M, G] float32
     statistics if want_stats; with want_h True or False (not None), (y, mean, rstd, h)
-    with the pre-norm h [M, N] in the data's dtype if want_h, else h None."""
-    k, n = _check_inputs(x, weight, bias, gamma, beta)
+    with the pre-norm h [M, N] in the data's dtype if want_h, else h None. checked: (K, N)
+    when the caller has run _check_inputs already."""
+    k, n = checked if checked is not None else _check_inputs(x, weight, bias, gamma, beta)
     lead = tuple(x.shape[:-1])
     m = _rows(x)
     dev = x.device
@@ -268,7 +284,7 @@ def _forward(x, weight, bias, gamma, beta, num_groups, eps, lo, hi, math, engine
             a.mean, a.rstd = mean.data_ptr(), rstd.data_ptr()
         if h is not None:
             a.h, a.ldh = h.data_ptr(), n
-        stream = torch.cuda.current_stream(idx).cuda_stream if dev.type == "cuda" else None
+        stream = _current_stream(idx) if dev.type == "cuda" else None
         with ctx.lock:
             s = _lib.lib().lgh_forward(ctx.handle, ctypes.byref(a), None, 0, stream)
             ctx.check(s, "lgh_forward")
@@ -368,7 +384,7 @@ def _backward_impl(dy, x, weight, bias, gamma, beta, mean, rstd, h, num_groups, 
             b.dgamma = dg.data_ptr()
         if dbe is not None:
             b.dbeta = dbe.data_ptr()
-        stream = torch.cuda.current_stream(idx).cuda_stream if dev.type == "cuda" else None
+        stream = _current_stream(idx) if dev.type == "cuda" else None
         with ctx.lock:
             ctx.check(L.lgh_backward(ctx.handle, ctypes.byref(b), None, 0, stream),
                       "lgh_backward")
@@ -577,7 +593,7 @@ def linear_groupnorm_hardtanh(x, weight, bias, gamma, beta, num_groups, eps=1e-5
     arguments the library refuses (lgh.LghValueError), RuntimeError when the library
     cannot run the call (lgh.LghRuntimeError); both carry the library's message.
     """
-    _check_inputs(x, weight, bias, gamma, beta)
+    kn = _check_inputs(x, weight, bias, gamma, beta)
     args = (x, weight, bias, gamma, beta, _groups(num_groups), float(eps), float(lo), float(hi),
             _math_name(math), _engine_name(engine))
     if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad or
@@ -585,6 +601,8 @@ def linear_groupnorm_hardtanh(x, weight, bias, gamma, beta, num_groups, eps=1e-5
                                     beta.requires_grad):
         save = SAVE_PRENORM if save_prenorm is None else bool(save_prenorm)
         return _train(*args, save)
+    if not _is_compiling():  # eager inference: straight to the C call, inputs checked once
+        return _forward(*args, checked=kn)
     return _infer(*args)
 
 

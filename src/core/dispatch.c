@@ -37,15 +37,14 @@ int lgh_engine_available(lgh_context_t ctx, lgh_engine_t id)
 
 /* AUTO's preference (lower first) among engines that can run p on ctx's device. An
  * engine goes ahead of the vendor path only where it measured faster side by side
- * (bench/results/nvidia-h100-80gb-hbm3-2026-11-25-run2.md, H100, K = N = 8192, G = 16):
- *   - 3xtf32: sm90 1.32 ms, sm80 1.67 ms, cublaslt (runs it as fp32) 2.71 ms.
- *   - tf32, M = 1024: cublaslt 0.385 ms, sm90 0.409 ms, sm80 0.79 ms; M = 4096 and 16384:
- *     cublaslt ahead too. M = 1 and 16: cublaslt 0.121 / 0.111 ms, sm90 0.157 / 0.159;
- *     M = 128: sm90 0.160, cublaslt 0.205. The sm90 kernel costs the same for any M up to
- *     its 128-row tile while cuBLASLt's time grows, so sm90 goes first for 72 < M <= 128
- *     (where the two measured lines cross; only M = 128 is measured).
- *   - bf16 (fp16 alike): M = 1, 16, 128: sm90 0.095 / 0.100 / 0.095 ms, cublaslt 0.108 /
- *     0.113 / 0.148, so sm90 goes first for M <= 128; M = 1024 and above: cublaslt.
+ * (H100, K = N = 8192, G = 16; docs/PERF.md):
+ *   - 3xtf32: sm90 1.32 ms, sm80 1.67 ms, cublaslt (runs it as fp32) 2.71 ms at M = 1024.
+ *     Small batches (lgh run, CUDA events; sm90 splitting K): M = 8 .. 256 sm90 0.132 -
+ *     0.267 ms, cublaslt 0.170 - 0.689; M = 1: cublaslt 0.119 (cuBLAS's fp32 GEMV reads W
+ *     at memory speed, exact order), sm90 0.133. So sm90 first except for one row.
+ *   - tf32 and bf16 (fp16 alike): cublaslt first at every M measured. M = 1 .. 256:
+ *     tf32 cublaslt 0.105 - 0.118 ms, sm90 (split K) 0.111 - 0.152; bf16 cublaslt 0.056 -
+ *     0.064, sm90 0.067 - 0.103. M = 1024: cublaslt 0.385, sm90 0.409 (tf32).
  *   - fp32 math (exact-order SIMT) runs on cublaslt only.
  * The fused engines move ahead of cublaslt for a mode once they measure faster; lgh_tune
  * measures any shape on the user's own GPU and overrides this. */
@@ -53,13 +52,10 @@ static int auto_rank(const struct lgh_context *ctx, lgh_engine_t id, const lgh_p
 {
     (void)ctx;
     const bool accurate = p->a.dtype == LGH_DTYPE_FLOAT32 && p->a.math == LGH_MATH_3XTF32;
-    const bool one_tile_rows = p->a.m <= 128;
-    const bool sm90_first = accurate || (p->a.dtype != LGH_DTYPE_FLOAT32 && one_tile_rows) ||
-                            (p->a.dtype == LGH_DTYPE_FLOAT32 && p->a.math == LGH_MATH_TF32 &&
-                             p->a.m > 72 && one_tile_rows);
+    const bool sm90_first = accurate && p->a.m > 1;
     switch (id) {
     case LGH_ENGINE_SM90: return sm90_first ? 0 : 20;
-    case LGH_ENGINE_SM80: return accurate ? 5 : 30;
+    case LGH_ENGINE_SM80: return accurate && p->a.m > 1 ? 5 : 30;
     case LGH_ENGINE_CUBLASLT: return 10;
     case LGH_ENGINE_CPU: return 40;
     default: return 100;
