@@ -593,6 +593,11 @@ def linear_groupnorm_hardtanh(x, weight, bias, gamma, beta, num_groups, eps=1e-5
     arguments the library refuses (lgh.LghValueError), RuntimeError when the library
     cannot run the call (lgh.LghRuntimeError); both carry the library's message.
     """
+    if type(weight).__name__ == "DTensor":  # parameters sharded over a device mesh
+        from . import parallel
+        if parallel.is_dtensor(weight):
+            return parallel.dtensor_forward(x, weight, bias, gamma, beta, _groups(num_groups), eps,
+                                            lo, hi, math, engine)
     kn = _check_inputs(x, weight, bias, gamma, beta)
     args = (x, weight, bias, gamma, beta, _groups(num_groups), float(eps), float(lo), float(hi),
             _math_name(math), _engine_name(engine))
