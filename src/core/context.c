@@ -1,9 +1,13 @@
 /* Context life cycle, error messages, device facts, the context-owned workspaces
- * (context.h says how threads share a context and its workspaces). */
+ * (context.h says how threads share a context and its workspaces), and the services
+ * engine.h promises engines.
+ *
+ * Layering (docs/ARCHITECTURE.md): uses the registry alone among core files, to free the
+ * engines' per-context state; the tuning table is freed through ctx->tune_free. */
 #define _GNU_SOURCE /* sched_getaffinity */
 #include <sched.h>
 #include "context.h"
-#include "tune.h"
+#include "registry.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -262,7 +266,7 @@ lgh_status_t lgh_destroy(lgh_context_t ctx)
 #endif
     free(ctx->ws);
     free(ctx->retired);
-    lgh_tune_free(ctx->tune);
+    if (ctx->tune) ctx->tune_free(ctx->tune);
     pthread_mutex_destroy(&ctx->lock);
     free(ctx);
     return LGH_STATUS_SUCCESS;

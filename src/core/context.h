@@ -1,5 +1,11 @@
 /* The context: what an lgh_context_t owns. Internal to src/core.
  *
+ * Layering (docs/ARCHITECTURE.md): above the registry, below check.c, the tuner and
+ * dispatch. context.c uses the registry only (to free each engine's state); the tuner
+ * hangs its table here with its own destructor, so nothing here calls up into it.
+ * Engines never include this header: what they may use of a context is engine.h's
+ * services (lgh_device_props, lgh_engine_state, lgh_set_error, lgh_engine_variant).
+ *
  * ---- Threads ---------------------------------------------------------------------------
  *
  * A context may be used by several host threads at once (include/lgh.h). What it owns is
@@ -97,6 +103,9 @@ struct lgh_context {
     pthread_mutex_t lock; /* guards everything below */
     void *engine_state[LGH_ENGINE_COUNT];
     struct lgh_tune_cache *tune; /* tuned engine choices (tune.c); NULL until first needed */
+    /* Frees `tune`; set by the tuner with it, so that lgh_destroy frees the table without
+     * the context depending on the tuner, which sits above it (docs/ARCHITECTURE.md). */
+    void (*tune_free)(struct lgh_tune_cache *tune);
     lgh_ws_slot_t *ws;           /* the workspace table (see above) */
     int ws_count, ws_capacity;
     uint64_t ws_clock;
@@ -142,8 +151,5 @@ typedef struct lgh_device_scope {
 } lgh_device_scope_t;
 lgh_status_t lgh_device_enter(struct lgh_context *ctx, lgh_device_scope_t *scope);
 void lgh_device_leave(const lgh_device_scope_t *scope);
-
-/* The engine with this id in the build's table, or NULL (dispatch.c). */
-const lgh_engine_ops_t *lgh_find_engine(lgh_engine_t id);
 
 #endif

@@ -1,39 +1,25 @@
-/* The engine table, engine choice, and the public entry points that run an engine. */
+/*
+ * Engine choice and the public entry points that run an engine: lgh_plan, lgh_forward,
+ * lgh_kernel_info, lgh_backward_plan, lgh_backward.
+ *
+ * Layering (docs/ARCHITECTURE.md): the top of the core. It uses the registry (the
+ * engines), the context (locks, workspaces, messages), check.c and the tuner's narrow
+ * interface (tune.h: the tuned choice for a problem, tuning on lgh_forward); nothing in
+ * src/core calls back into this file.
+ *
+ * LGH_ENGINE_AUTO runs the engine lgh_tune measured fastest for the problem (tune.c)
+ * when there is one and it can still run it; otherwise, among those available that can
+ * implement the problem, the one auto_rank() prefers; ties go to the registry's table
+ * order. Whichever engine runs (chosen or named), it runs its tuned variant when the
+ * problem was tuned on that engine.
+ */
 #include <stdio.h>
 #include <string.h>
 
 #include "check.h"
 #include "context.h"
+#include "registry.h"
 #include "tune.h"
-
-/* The engines in the build. LGH_ENGINE_AUTO runs the engine lgh_tune measured fastest
- * for the problem (tune.c) when there is one and it can still run it; otherwise, among
- * those available that can implement the problem, the one auto_rank() prefers; ties go
- * to table order. Whichever engine runs (chosen or named), it runs its tuned variant
- * when the problem was tuned on that engine. */
-static const lgh_engine_ops_t *const engine_table[] = {
-#ifdef LGH_HAVE_CUDA
-    &lgh_engine_sm90,
-    &lgh_engine_cublaslt,
-    &lgh_engine_sm80,
-#endif
-    &lgh_engine_cpu,
-};
-#define ENGINE_COUNT ((int)(sizeof engine_table / sizeof engine_table[0]))
-
-const lgh_engine_ops_t *lgh_find_engine(lgh_engine_t id)
-{
-    for (int i = 0; i < ENGINE_COUNT; ++i)
-        if (engine_table[i]->id == id) return engine_table[i];
-    return NULL;
-}
-
-int lgh_engine_available(lgh_context_t ctx, lgh_engine_t id)
-{
-    if (!ctx) return 0;
-    const lgh_engine_ops_t *e = lgh_find_engine(id);
-    return e && e->available(ctx);
-}
 
 /* AUTO's preference (lower first) among engines that can run p on ctx's device. An
  * engine goes ahead of the vendor path only where it measured faster side by side
@@ -62,8 +48,6 @@ static int auto_rank(const struct lgh_context *ctx, lgh_engine_t id, const lgh_p
     }
 }
 
-/* Picks the engine for a checked problem; tuned: the engine lgh_tune recorded for it,
- * or LGH_ENGINE_AUTO. */
 /* The engine a caller forced (argument or LGH_ENGINE), if it is built in and can run on
  * ctx's device; what each picker then asks of it (forward or backward) is its own. */
 static lgh_status_t forced_engine(struct lgh_context *ctx, lgh_engine_t want, const lgh_engine_ops_t **out)
@@ -81,6 +65,8 @@ static lgh_status_t forced_engine(struct lgh_context *ctx, lgh_engine_t want, co
     return LGH_STATUS_SUCCESS;
 }
 
+/* Picks the engine for a checked problem; tuned: the engine lgh_tune recorded for it,
+ * or LGH_ENGINE_AUTO. */
 static lgh_status_t pick_engine(struct lgh_context *ctx, const lgh_problem_t *p, lgh_engine_t tuned_id,
                                 const lgh_engine_ops_t **out)
 {
@@ -106,8 +92,8 @@ static lgh_status_t pick_engine(struct lgh_context *ctx, const lgh_problem_t *p,
     }
     const lgh_engine_ops_t *best = NULL;
     int best_rank = 0;
-    for (int i = 0; i < ENGINE_COUNT; ++i) {
-        const lgh_engine_ops_t *e = engine_table[i];
+    for (int i = 0; i < lgh_engine_count(); ++i) {
+        const lgh_engine_ops_t *e = lgh_engine_at(i);
         if (!e->available(ctx) || e->can_implement(ctx, p, why, sizeof why) != LGH_STATUS_SUCCESS)
             continue;
         int rank = auto_rank(ctx, e->id, p);
@@ -167,8 +153,8 @@ static bool workspace_fits_every_engine(struct lgh_context *ctx, const lgh_probl
                                         size_t bytes)
 {
     char why[256];
-    for (int i = 0; i < ENGINE_COUNT; ++i) {
-        const lgh_engine_ops_t *e = engine_table[i];
+    for (int i = 0; i < lgh_engine_count(); ++i) {
+        const lgh_engine_ops_t *e = lgh_engine_at(i);
         if (e->available(ctx) && e->can_implement(ctx, p, why, sizeof why) == LGH_STATUS_SUCCESS &&
             e->workspace_size(ctx, p) > bytes)
             return false;
@@ -276,8 +262,8 @@ lgh_status_t lgh_kernel_info(lgh_context_t ctx, lgh_kernel_info_t *out, int capa
     if (s != LGH_STATUS_SUCCESS) return s;
     int total = 0;
     lgh_context_lock(ctx);
-    for (int i = 0; i < ENGINE_COUNT; ++i) {
-        const lgh_engine_ops_t *e = engine_table[i];
+    for (int i = 0; i < lgh_engine_count(); ++i) {
+        const lgh_engine_ops_t *e = lgh_engine_at(i);
         if (!e->kernel_info || !e->available(ctx)) continue;
         int room = capacity > total ? capacity - total : 0;
         total += e->kernel_info(ctx, room ? out + total : NULL, room);
@@ -327,8 +313,8 @@ static lgh_status_t bwd_pick_engine(struct lgh_context *ctx, const lgh_bwd_probl
     }
     const lgh_engine_ops_t *best = NULL;
     int best_rank = 0;
-    for (int i = 0; i < ENGINE_COUNT; ++i) {
-        const lgh_engine_ops_t *e = engine_table[i];
+    for (int i = 0; i < lgh_engine_count(); ++i) {
+        const lgh_engine_ops_t *e = lgh_engine_at(i);
         if (!e->bwd_run || !e->available(ctx) ||
             e->bwd_can_implement(ctx, p, why, sizeof why) != LGH_STATUS_SUCCESS)
             continue;

@@ -33,6 +33,7 @@
 
 #include "check.h"
 #include "context.h"
+#include "registry.h"
 
 #ifdef LGH_HAVE_CUDA
 #include <cuda_runtime_api.h>
@@ -178,6 +179,8 @@ static int cache_dir(char *dir, size_t len)
     return n > 0 && (size_t)n < len;
 }
 
+static void tune_free(struct lgh_tune_cache *t) { free(t); }
+
 static struct lgh_tune_cache *tune_state(struct lgh_context *ctx)
 {
     if (ctx->tune) return ctx->tune;
@@ -203,10 +206,9 @@ static struct lgh_tune_cache *tune_state(struct lgh_context *ctx)
     if (!t->use_file) t->path[0] = '\0';
     t->loaded = !t->use_file;
     ctx->tune = t;
+    ctx->tune_free = tune_free;
     return t;
 }
-
-void lgh_tune_free(struct lgh_tune_cache *t) { free(t); }
 
 /* ---- reading the file: every field checked, any doubt and the file is ignored ------------- */
 

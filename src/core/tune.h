@@ -3,9 +3,12 @@
  * (lgh_tune, or the first AUTO lgh_forward of a problem when LGH_TUNE=1), kept in a
  * small table the context owns and in a text file under the user's cache directory.
  * dispatch.c asks lgh_tune_lookup() before its static preference (and for the variant
- * of the engine that runs); context.c frees the table. The functions below are called
- * with the context's lock held (context.h); the public lgh_tune* entry points take it.
- * Internal to src/core.
+ * of the engine that runs). The functions below are called with the context's lock held
+ * (context.h); the public lgh_tune* entry points take it. Internal to src/core.
+ *
+ * Layering (docs/ARCHITECTURE.md): this is the tuner's whole interface to dispatch.c,
+ * the only core file above it. The tuner reaches engines through the registry, never
+ * through dispatch.c; the context frees the table through ctx->tune_free.
  */
 #ifndef LGH_CORE_TUNE_H
 #define LGH_CORE_TUNE_H
@@ -28,8 +31,5 @@ int lgh_tune_on_forward(struct lgh_context *ctx);
 lgh_status_t lgh_tune_problem(struct lgh_context *ctx, const lgh_problem_t *p, void *stream,
                               lgh_tune_progress_fn progress, void *user, lgh_engine_t *chosen,
                               lgh_tune_result_t *results, int capacity, int *count);
-
-/* Frees the table (context destruction). NULL is fine. */
-void lgh_tune_free(struct lgh_tune_cache *t);
 
 #endif
