@@ -56,6 +56,10 @@ def main():
         rows.append(("lgh.ModelNew", per_call_us(lambda: new(x))))
         rows.append(("C lgh_forward (ctypes, args built once)", per_call_us(
             lambda: fwd(ctx.handle, ctypes.byref(a), None, 0, stream))))
+        plan = _lib.lib().lgh_plan
+        ws, eng = ctypes.c_size_t(0), ctypes.c_int(0)
+        rows.append(("C lgh_plan (checks, engine choice; no pointers, no launch)", per_call_us(
+            lambda: plan(ctx.handle, ctypes.byref(a), ctypes.byref(eng), ctypes.byref(ws)))))
     print("%-44s %8s" % ("host time per call", "us"))
     for name, us in rows:
         print("%-44s %8.2f" % (name, us))
