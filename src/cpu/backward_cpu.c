@@ -25,7 +25,6 @@
 #include <string.h>
 
 #include "common/norm_output.h"
-#include "core/context.h"
 #include "cpu/blas.h"
 #include "cpu/convert.h"
 #include "cpu/widen.h"
@@ -77,7 +76,7 @@ static bool make_layout(const struct lgh_context *ctx, const lgh_bwd_problem_t *
         if (p->dw && !place(&end, nk, f, &l->dwf)) return false;
     }
     /* The largest product: h (m x n by k), dx (m x k by n) or dW (n x k by m). */
-    const int threads = ctx->props.cpu_threads;
+    const int threads = lgh_device_props(ctx)->cpu_threads;
     size_t scratch = lgh_cpu_sgemm_scratch_bytes(a->m, a->n, a->k, threads);
     size_t s2 = lgh_cpu_sgemm_scratch_bytes(a->m, a->k, a->n, threads);
     size_t s3 = lgh_cpu_sgemm_scratch_bytes(a->n, a->k, a->m, threads);
@@ -184,7 +183,8 @@ lgh_status_t lgh_cpu_bwd_run(struct lgh_context *ctx, const lgh_bwd_problem_t *p
 {
     (void)stream;
     const lgh_args_t *a = &p->f.a;
-    const int threads = ctx->props.cpu_threads > 0 ? ctx->props.cpu_threads : 1;
+    const int cpu_threads = lgh_device_props(ctx)->cpu_threads;
+    const int threads = cpu_threads > 0 ? cpu_threads : 1;
     const lgh_dtype_t dt = a->dtype;
     const bool f32 = dt == LGH_DTYPE_FLOAT32;
     const int64_t m = a->m, n = a->n, k = a->k, groups = a->groups, gs = n / groups;

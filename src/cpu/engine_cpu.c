@@ -16,7 +16,6 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "core/context.h"
 #include "core/engine.h"
 #include "cpu/backward_cpu.h"
 #include "cpu/blas.h"
@@ -45,7 +44,7 @@ static bool place(size_t *end, int64_t count, size_t elem, size_t *at)
 static bool make_layout(const struct lgh_context *ctx, const lgh_problem_t *p, layout_t *l)
 {
     const lgh_args_t *a = &p->a;
-    const int threads = ctx->props.cpu_threads;
+    const int threads = lgh_device_props(ctx)->cpu_threads;
     size_t end = 0;
     *l = (layout_t){0};
     if (a->dtype != LGH_DTYPE_FLOAT32) {
@@ -67,7 +66,7 @@ static bool make_layout(const struct lgh_context *ctx, const lgh_problem_t *p, l
 
 static bool available(const struct lgh_context *ctx)
 {
-    return ctx->props.ordinal == LGH_DEVICE_CPU;
+    return lgh_device_props(ctx)->ordinal == LGH_DEVICE_CPU;
 }
 
 static lgh_status_t can_implement(struct lgh_context *ctx, const lgh_problem_t *p, char *why,
@@ -99,7 +98,8 @@ static lgh_status_t run(struct lgh_context *ctx, const lgh_problem_t *p, void *w
 {
     (void)stream;
     const lgh_args_t *a = &p->a;
-    const int threads = ctx->props.cpu_threads > 0 ? ctx->props.cpu_threads : 1;
+    const int cpu_threads = lgh_device_props(ctx)->cpu_threads;
+    const int threads = cpu_threads > 0 ? cpu_threads : 1;
     layout_t l;
     if (!make_layout(ctx, p, &l))
         return lgh_set_error(ctx, LGH_STATUS_INTERNAL_ERROR,

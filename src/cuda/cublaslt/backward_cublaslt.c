@@ -26,7 +26,6 @@
 
 #include <cuda_runtime_api.h>
 
-#include "core/context.h"
 #include "cublaslt/lt_plan.h"
 #include "epilogue/norm_backward.h"
 #include "util/transpose.h"

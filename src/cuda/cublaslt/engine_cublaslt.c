@@ -25,7 +25,6 @@
 
 #include <cuda_runtime_api.h>
 
-#include "core/context.h"
 #include "core/engine.h"
 #include "cublaslt/backward_cublaslt.h"
 #include "cublaslt/lt_plan.h"
@@ -44,7 +43,8 @@ static size_t bias_slot_bytes(const lgh_problem_t *p)
 static bool available(const struct lgh_context *ctx)
 {
     /* The norm kernel is built for sm_80 and up (top CMakeLists.txt). */
-    return ctx->props.ordinal != LGH_DEVICE_CPU && ctx->props.cc_major >= 8;
+    const lgh_device_props_t *d = lgh_device_props(ctx);
+    return d->ordinal != LGH_DEVICE_CPU && d->cc_major >= 8;
 }
 
 static lgh_status_t can_implement(struct lgh_context *ctx, const lgh_problem_t *p, char *why,
