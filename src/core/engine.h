@@ -2,10 +2,17 @@
  * The one internal interface every engine implements (CPU engine, cuBLASLt, sm80, sm90).
  *
  * The core (src/core) validates the user's lgh_args_t into an lgh_problem_t, picks an
- * engine from the dispatch table (dispatch.c) and calls it. An engine never re-checks
- * what the core has checked; it only answers whether it can implement a valid problem
- * (alignment, sizes its kernels take, device capability), how much workspace it needs,
- * and runs it. Adding an engine = its own folder + one line in dispatch.c's table.
+ * engine from the registry (registry.c; the choice is dispatch.c's) and calls it. An
+ * engine never re-checks what the core has checked; it only answers whether it can
+ * implement a valid problem (alignment, sizes its kernels take, device capability), how
+ * much workspace it needs, and runs it. docs/ARCHITECTURE.md lists every place to change
+ * to add an engine.
+ *
+ * Layering: this header is the whole of the core an engine may use — the ops it
+ * implements and the services below. Engines never include the core's other headers
+ * (context.h's layout of a context, the registry, the tuner), so the core can change
+ * them without touching an engine; an engine that needs another fact of the context gets
+ * a service here.
  */
 #ifndef LGH_CORE_ENGINE_H
 #define LGH_CORE_ENGINE_H
@@ -105,7 +112,8 @@ typedef struct lgh_engine_ops {
     bool reentrant;
 } lgh_engine_ops_t;
 
-/* --- services the core gives engines (src/core/context.c) --- */
+/* --- services the core gives engines (src/core/context.c); the only way an engine
+ *     reads or changes anything of a context --- */
 
 /* Records a message for lgh_last_error() and returns status, so engines can write
  * `return lgh_set_error(ctx, LGH_STATUS_CUDA_ERROR, "cudaLaunchKernel: %s", ...);`.
@@ -140,7 +148,8 @@ typedef struct lgh_device_props {
 
 const lgh_device_props_t *lgh_device_props(const struct lgh_context *ctx);
 
-/* The engines in the build. Each engine folder defines one of these. */
+/* The engines in the build. Each engine folder defines one of these (a .cu file as
+ * extern "C" const); registry.c's table lists them. */
 extern const lgh_engine_ops_t lgh_engine_cpu;
 #ifdef LGH_HAVE_CUDA
 extern const lgh_engine_ops_t lgh_engine_cublaslt;
