@@ -3,7 +3,7 @@
  * Layering (docs/ARCHITECTURE.md): above the registry, below check.c, the tuner and
  * dispatch. context.c uses the registry only (to free each engine's state); the tuner
  * hangs its table here with its own destructor, so nothing here calls up into it.
- * Engines never include this header: what they may use of a context is engine.h's
+ * Engines must not include this header: what they may use of a context is engine.h's
  * services (lgh_device_props, lgh_engine_state, lgh_set_error, lgh_engine_variant).
  *
  * ---- Threads ---------------------------------------------------------------------------
