@@ -9,11 +9,7 @@
 
 #include <stdint.h>
 
-// The shared-memory window address of a generic pointer into shared memory.
-__device__ __forceinline__ uint32_t lgh_cvta_shared(const void *p)
-{
-    return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
+#include "ptx/smem.cuh" // lgh_smem_addr: the destinations' form
 
 // Copies src_bytes (0..16) bytes from global src to shared dst and fills the rest of the
 // 16 bytes with zeros. dst and src are 16-byte aligned; with src_bytes == 0 nothing is

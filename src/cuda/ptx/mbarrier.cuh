@@ -10,10 +10,7 @@
 
 #include <stdint.h>
 
-__device__ __forceinline__ uint32_t lgh_smem_addr(const void *p)
-{
-    return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
+#include "ptx/smem.cuh" // lgh_smem_addr
 
 __device__ __forceinline__ void lgh_mbar_init(uint64_t *bar, uint32_t arrivals)
 {

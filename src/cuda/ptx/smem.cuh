@@ -1,10 +1,18 @@
-// Shared-memory loads and stores by 32-bit shared address (the form lgh_smem_addr gives and
-// the swizzle arithmetic works in). volatile, with the stores' "memory" clobber: the loads
-// must stay after the mbarrier waits that publish the data, the stores before the fence
-// and arrive that publish them.
+// Shared-memory addresses, loads and stores. PTX names a shared-memory location by its
+// 32-bit address in the shared window (the form mbarrier, TMA, cp.async, ldmatrix and
+// wgmma descriptors take and the swizzle arithmetic works in); lgh_smem_addr turns a
+// generic pointer into it. The loads and stores are volatile, with the stores' "memory"
+// clobber: the loads must stay after the mbarrier waits that publish the data, the stores
+// before the fence and arrive that publish them.
 #pragma once
 
 #include <stdint.h>
+
+// The shared-window address of a generic pointer into shared memory.
+__device__ __forceinline__ uint32_t lgh_smem_addr(const void *p)
+{
+    return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
 
 __device__ __forceinline__ float lgh_lds_f32(uint32_t addr)
 {

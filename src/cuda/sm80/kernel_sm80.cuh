@@ -103,7 +103,7 @@ __device__ __forceinline__ void lgh_sm80_cta(const lgh_sm80_params &p)
     using SZ = lgh_sm80_smem_size<C>;
 
     extern __shared__ __align__(128) uint8_t lgh_sm80_smem[];
-    const uint32_t ring = lgh_cvta_shared(lgh_sm80_smem);
+    const uint32_t ring = lgh_smem_addr(lgh_sm80_smem);
     lgh_epi_tile_params<WN> *params = reinterpret_cast<lgh_epi_tile_params<WN> *>(lgh_sm80_smem);
     float2 *xchg = reinterpret_cast<float2 *>(lgh_sm80_smem + SZ::PARAMS_BYTES); // [WARPS_N][BM]
     float2 *run = reinterpret_cast<float2 *>(lgh_sm80_smem + C::RING_BYTES);     // [BM]

@@ -55,6 +55,7 @@
 #include "mainloop/sm90_tma_wgmma.cuh"
 #include "ptx/barrier.cuh"
 #include "ptx/cluster.cuh"
+#include "ptx/flags.cuh"
 #include "ptx/regs.cuh"
 
 // Whether an instance can store the pre-norm h (see the epilogue).
@@ -231,12 +232,12 @@ __device__ __forceinline__ void lgh_sm90_exchange_stats_global(const lgh_sm90_pa
     if (threadIdx.x == 128) { // the first consumer thread
         unsigned *flags = p.xchg_flags + cluster * cn;
         const unsigned want = (unsigned)iter + 1u;
-        asm volatile("st.release.gpu.global.u32 [%0], %1;\n" ::"l"(flags + me), "r"(want) : "memory");
+        lgh_st_release_gpu_u32(flags + me, want);
         for (int q = 0; q < cn; ++q) {
             if (q == me) continue;
             unsigned seen;
             do {
-                asm volatile("ld.acquire.gpu.global.u32 %0, [%1];\n" : "=r"(seen) : "l"(flags + q) : "memory");
+                seen = lgh_ld_acquire_gpu_u32(flags + q);
             } while ((int)(seen - want) < 0);
         }
     }
