@@ -30,8 +30,9 @@
 
 #include "epilogue/fused_groupnorm.cuh"
 #include "mainloop/sm80_cp_async_mma.cuh"
+#include "mainloop/tile_order.cuh"
 
-#define LGH_SM80_BAND 8 // M-blocks per band of the tile order
+#define LGH_SM80_BAND 8 // M-blocks per band of the tile order (tile_order.cuh)
 
 // Everything the kernel needs (type-erased so that all instantiations share a signature).
 struct lgh_sm80_params {
@@ -59,19 +60,6 @@ struct lgh_sm80_smem_size {
     static constexpr int BYTES = C::RING_BYTES + C::BM * (int)sizeof(float2);
     static_assert(PARAMS_BYTES + XCHG_BYTES <= C::RING_BYTES, "epilogue scratch fits in the ring");
 };
-
-// Tile t -> (M-block, N-tile), in bands of LGH_SM80_BAND M-blocks, M fastest inside a band:
-// the CTAs running at one time share W tiles and x rows through L2.
-__device__ __forceinline__ void lgh_sm80_tile_coords(int t, int m_blocks, int n_tiles, int *mb, int *nt)
-{
-    const int band_tiles = LGH_SM80_BAND * n_tiles;
-    const int band = t / band_tiles;
-    const int first = band * LGH_SM80_BAND;
-    const int rows = min(LGH_SM80_BAND, m_blocks - first);
-    const int in = t - band * band_tiles;
-    *mb = first + in % rows;
-    *nt = in / rows;
-}
 
 // Statistics of tile row r over `count` warp pieces starting at `first` (WN channels
 // each), after the `prev_n` channels of earlier subtiles folded into run[r] when prev_n > 0.
@@ -109,7 +97,7 @@ __device__ __forceinline__ void lgh_sm80_cta(const lgh_sm80_params &p)
     float2 *run = reinterpret_cast<float2 *>(lgh_sm80_smem + C::RING_BYTES);     // [BM]
 
     int mb, nt;
-    lgh_sm80_tile_coords(blockIdx.x, p.m_blocks, p.n_tiles, &mb, &nt);
+    lgh_tile_coords(blockIdx.x, p.m_blocks, p.n_tiles, LGH_SM80_BAND, &mb, &nt);
     const int m0 = mb * BM;
     const int tile_n0 = nt * p.tile_n;
 

@@ -53,6 +53,7 @@
 #include "epilogue/fused_groupnorm.cuh"
 #include "mainloop/sm90_3xtf32.cuh"
 #include "mainloop/sm90_tma_wgmma.cuh"
+#include "mainloop/tile_order.cuh"
 #include "ptx/barrier.cuh"
 #include "ptx/cluster.cuh"
 #include "ptx/flags.cuh"
@@ -82,7 +83,7 @@
 #ifndef LGH_SM90_X3_CONSUMER_REGS
 #define LGH_SM90_X3_CONSUMER_REGS 232
 #endif
-#define LGH_SM90_BAND 8          // M-blocks per band of the tile order
+#define LGH_SM90_BAND 8          // M-blocks per band of the tile order (tile_order.cuh)
 #define LGH_SM90_MAX_CLUSTER 4
 
 // Everything the kernel needs besides the two tensor maps (type-erased so that all
@@ -151,19 +152,6 @@ template <> struct lgh_sm90_smem_of<true> { using type = lgh_sm90_smem_x3; };
 // Dynamic shared memory a launch needs: the layout plus room to align it to 1024 bytes.
 #define LGH_SM90_SMEM_BYTES ((int)sizeof(lgh_sm90_smem) + 1024)
 #define LGH_SM90_SMEM_BYTES_X3 ((int)sizeof(lgh_sm90_smem_x3) + 1024)
-
-// Cluster tile ct -> (cluster tile along M, along N), in bands of `band` cluster tiles
-// along M (LGH_SM90_BAND M-blocks).
-__device__ __forceinline__ void lgh_sm90_tile_coords(int ct, int m_tiles, int n_tiles, int band, int *mt, int *nt)
-{
-    const int band_tiles = band * n_tiles;
-    const int b = ct / band_tiles;
-    const int first = b * band;
-    const int rows = min(band, m_tiles - first);
-    const int in = ct - b * band_tiles;
-    *mt = first + in % rows;
-    *nt = in / rows;
-}
 
 // Work unit w -> its cluster tile (returned) and K-split; the split's K-blocks are
 // [split * split_blocks, (split + 1) * split_blocks).
@@ -329,7 +317,7 @@ __global__ void __launch_bounds__(LGH_SM90_THREADS, 1)
                 if (p.splits > 1) { // split K: one CTA per cluster, no multicast (a loop of its own, as below)
                     for (int u = (int)blockIdx.x; u < tiles; u += (int)gridDim.x) {
                         int mt, nt, split;
-                        lgh_sm90_tile_coords(lgh_sm90_unit(p, u, &split), p.m_tiles, p.n_tiles, p.band, &mt, &nt);
+                        lgh_tile_coords(lgh_sm90_unit(p, u, &split), p.m_tiles, p.n_tiles, p.band, &mt, &nt);
                         const int kb0 = split * p.split_blocks;
                         lgh_sm90_x3_produce_tile(&sm->ring, pos3, &map_x, &map_w, mt * LGH_SM90_BM, nt * LGH_SM90_BN,
                                                  kb0, kb0 + p.split_blocks, 1u, 0u);
@@ -337,7 +325,7 @@ __global__ void __launch_bounds__(LGH_SM90_THREADS, 1)
                 } else {
                     for (int u = (int)blockIdx.x; (u >> p.cluster_shift) < tiles; u += (int)gridDim.x) {
                         int mt, nt;
-                        lgh_sm90_tile_coords(u >> p.cluster_shift, p.m_tiles, p.n_tiles, p.band, &mt, &nt);
+                        lgh_tile_coords(u >> p.cluster_shift, p.m_tiles, p.n_tiles, p.band, &mt, &nt);
                         const uint32_t rank = (uint32_t)u & ((1u << p.cluster_shift) - 1u);
                         lgh_sm90_x3_produce_tile(&sm->ring, pos3, &map_x, &map_w, mt * LGH_SM90_BM,
                                                  ((nt << p.cluster_shift) + (int)rank) * LGH_SM90_BN, 0, p.k_blocks,
@@ -352,7 +340,7 @@ __global__ void __launch_bounds__(LGH_SM90_THREADS, 1)
                     // own: with the K offset in the general loop, this 40-register thread spilled.
                     for (int w = (int)blockIdx.x; w < tiles; w += (int)gridDim.x) {
                         int mt, nt, split;
-                        lgh_sm90_tile_coords(lgh_sm90_unit(p, w, &split), p.m_tiles, p.n_tiles, p.band, &mt, &nt);
+                        lgh_tile_coords(lgh_sm90_unit(p, w, &split), p.m_tiles, p.n_tiles, p.band, &mt, &nt);
                         const int kb0 = split * p.split_blocks;
                         lgh_sm90_produce_tile<T>(&sm->ring, pos, &map_x, &map_w, mt * LGH_SM90_BM, nt * LGH_SM90_BN,
                                                  kb0, kb0 + p.split_blocks, sl);
@@ -360,7 +348,7 @@ __global__ void __launch_bounds__(LGH_SM90_THREADS, 1)
                 } else {
                     for (int ct = lgh_sm90_cluster_index(p); ct < tiles; ct += lgh_sm90_cluster_count(p)) {
                         int mt, nt;
-                        lgh_sm90_tile_coords(ct, p.m_tiles, p.n_tiles, p.band, &mt, &nt);
+                        lgh_tile_coords(ct, p.m_tiles, p.n_tiles, p.band, &mt, &nt);
                         const int m0 = (mt * p.cluster_m + sl.rm()) * LGH_SM90_BM;
                         for (int j = 0; j < subtiles; ++j) {
                             const int n0 = ((nt * p.cluster_n + sl.rn()) * subtiles + j) * LGH_SM90_BN;
@@ -398,7 +386,7 @@ __global__ void __launch_bounds__(LGH_SM90_THREADS, 1)
         auto tile_origin = [&](int ct, int j, int *m0, int *unit_n0, lgh_sm90_cluster_pos *c) {
             *c = lgh_sm90_cluster_pos::make(p.cluster_n, p.cluster_m, p.multicast != 0, lgh_sm90_cluster_rank(p));
             int mt, nt;
-            lgh_sm90_tile_coords(ct, p.m_tiles, p.n_tiles, p.band, &mt, &nt);
+            lgh_tile_coords(ct, p.m_tiles, p.n_tiles, p.band, &mt, &nt);
             *m0 = (mt * c->cm + c->rm) * LGH_SM90_BM;
             *unit_n0 = (nt * c->cn + c->rn) * subtiles * LGH_SM90_BN;
         };
