@@ -29,19 +29,22 @@
 #include <string.h>
 
 #include "core/engine.h"
+#include "engine_util.h"
 #include "epilogue/groupnorm_kernel.h"
-#include "sm80/kernel_sm80.cuh"
 #include "kernel_facts.h"
+#include "sm80/kernel_sm80.cuh"
 #include "sm80/kernels.h"
 
 namespace {
 
-// Kernel tables by element type and math.
-enum { KT_F32, KT_F32X3, KT_BF16, KT_F16, KT_COUNT };
+const char *const kEngine = "sm80";
 
-const void *const (*const kTables[KT_COUNT])[LGH_SM80_GS_COUNT] = {
-    lgh_sm80_kernels_f32, lgh_sm80_kernels_f32x3, lgh_sm80_kernels_bf16, lgh_sm80_kernels_f16};
-const char *const kKindTag[KT_COUNT] = {"f32", "f32x3", "bf16", "f16"};
+// Kernel tables by family (engine_util.h: element type and math); sm80 has no RNA family.
+const int FAMILIES = LGH_FAMILY_F32X3 + 1;
+
+const void *const (*const kTables[FAMILIES])[LGH_SM80_GS_COUNT] = {
+    lgh_sm80_kernels_f32, lgh_sm80_kernels_bf16, lgh_sm80_kernels_f16, lgh_sm80_kernels_f32x3};
+const char *const kFamilyTag[FAMILIES] = {"f32", "bf16", "f16", "f32x3"};
 
 // What the host needs of a configuration.
 struct cfg_info {
@@ -57,7 +60,7 @@ constexpr cfg_info info_of(double speed)
             C::SM90_ONLY, speed};
 }
 
-// By kernel table (kTables): 3xtf32 has its own configurations (kernels.h). Speeds:
+// By family (kTables): 3xtf32 has its own configurations (kernels.h). Speeds:
 // multiply-adds per SM per unit time with every resident CTA busy, measured on the H100
 // (reference problem at M = 4096, pre-norm tiles, the norm pass subtracted; docs/PERF.md),
 // relative to tf32 cfg1 (about 0.70 G MAC per ms per SM); cfg4's from a second run,
@@ -65,15 +68,15 @@ constexpr cfg_info info_of(double speed)
 // takes bfloat16's (same mma.sync rate, same kernels). The 4090 has no timings yet; the
 // portable configurations keep the H100's order there. Speed 0: not timed, planned only
 // when LGH_SM80_CONFIG names it.
-const cfg_info kCfgs[KT_COUNT][LGH_SM80_CONFIGS] = {
+const cfg_info kCfgs[FAMILIES][LGH_SM80_CONFIGS] = {
     {info_of<lgh_sm80_cfg0>(0.83), info_of<lgh_sm80_cfg1>(1.0), info_of<lgh_sm80_cfg2>(0.74),
      info_of<lgh_sm80_cfg3>(1.03), info_of<lgh_sm80_cfg4>(1.05)},
+    {info_of<lgh_sm80_cfg0>(1.69), info_of<lgh_sm80_cfg1>(2.15), info_of<lgh_sm80_cfg2>(1.49),
+     info_of<lgh_sm80_cfg3>(2.16), info_of<lgh_sm80_cfg4>(2.26)},
+    {info_of<lgh_sm80_cfg0>(1.69), info_of<lgh_sm80_cfg1>(2.15), info_of<lgh_sm80_cfg2>(1.49),
+     info_of<lgh_sm80_cfg3>(2.16), info_of<lgh_sm80_cfg4>(2.26)},
     {info_of<lgh_sm80_x3cfg0>(0.40), info_of<lgh_sm80_x3cfg1>(0.435), info_of<lgh_sm80_x3cfg2>(0.44),
      info_of<lgh_sm80_x3cfg3>(0.48), info_of<lgh_sm80_x3cfg4>(0.51)},
-    {info_of<lgh_sm80_cfg0>(1.69), info_of<lgh_sm80_cfg1>(2.15), info_of<lgh_sm80_cfg2>(1.49),
-     info_of<lgh_sm80_cfg3>(2.16), info_of<lgh_sm80_cfg4>(2.26)},
-    {info_of<lgh_sm80_cfg0>(1.69), info_of<lgh_sm80_cfg1>(2.15), info_of<lgh_sm80_cfg2>(1.49),
-     info_of<lgh_sm80_cfg3>(2.16), info_of<lgh_sm80_cfg4>(2.26)},
 };
 
 // Every configuration has 64-column warp slices (kernels.h): one table of group widths.
@@ -105,35 +108,17 @@ struct kernel_facts {
 };
 
 struct sm80_state {
-    kernel_facts facts[KT_COUNT][LGH_SM80_CONFIGS][LGH_SM80_GS_COUNT];
+    kernel_facts facts[FAMILIES][LGH_SM80_CONFIGS][LGH_SM80_GS_COUNT];
     int forced_cfg;  // LGH_SM80_CONFIG, or -1
     int forced_mode; // -1 free, MODE_PRE, or MODE_FUSED (fused or wide when possible)
 };
 
 struct plan_t {
-    int kind, cfg, gi;
+    int family, cfg, gi;
     mode md;
     lgh_sm80_params prm;
     int64_t tiles;
 };
-
-int kind_of(const lgh_problem_t *p)
-{
-    switch (p->a.dtype) {
-    case LGH_DTYPE_BFLOAT16: return KT_BF16;
-    case LGH_DTYPE_FLOAT16: return KT_F16;
-    default: return p->a.math == LGH_MATH_3XTF32 ? KT_F32X3 : KT_F32;
-    }
-}
-
-bool is_pow2(int64_t v) { return v > 0 && (v & (v - 1)) == 0; }
-
-int log2_int(int64_t v)
-{
-    int r = 0;
-    while ((int64_t(1) << (r + 1)) <= v) ++r;
-    return r;
-}
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
@@ -156,14 +141,14 @@ sm80_state *get_state(struct lgh_context *ctx)
 }
 
 // Reads (once) what the device says of a kernel, raising its shared-memory limit first.
-const kernel_facts &facts_of(sm80_state *st, int kind, int cfg, int gi)
+const kernel_facts &facts_of(sm80_state *st, int family, int cfg, int gi)
 {
-    kernel_facts &f = st->facts[kind][cfg][gi];
+    kernel_facts &f = st->facts[family][cfg][gi];
     if (f.known) return f;
     f.known = true;
     f.blocks = 0;
-    const void *k = kTables[kind][cfg][gi];
-    const cfg_info &c = kCfgs[kind][cfg];
+    const void *k = kTables[family][cfg][gi];
+    const cfg_info &c = kCfgs[family][cfg];
     cudaFuncAttributes fa;
     if (cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, c.smem) != cudaSuccess ||
         cudaFuncGetAttributes(&fa, k) != cudaSuccess ||
@@ -184,16 +169,10 @@ bool available(const struct lgh_context *ctx)
     return d->ordinal != LGH_DEVICE_CPU && d->cc_major >= 8;
 }
 
-lgh_status_t refuse(char *why, size_t len, const char *fmt, long long a = 0, long long b = 0)
+int smallest_smem(int family)
 {
-    snprintf(why, len, fmt, a, b);
-    return LGH_STATUS_NOT_SUPPORTED;
-}
-
-int smallest_smem(int kind)
-{
-    int s = kCfgs[kind][0].smem;
-    for (int c = 1; c < LGH_SM80_CONFIGS; ++c) s = kCfgs[kind][c].smem < s ? kCfgs[kind][c].smem : s;
+    int s = kCfgs[family][0].smem;
+    for (int c = 1; c < LGH_SM80_CONFIGS; ++c) s = kCfgs[family][c].smem < s ? kCfgs[family][c].smem : s;
     return s;
 }
 
@@ -214,29 +193,29 @@ lgh_status_t can_implement(struct lgh_context *ctx, const lgh_problem_t *p, char
     // Tile coordinates, k_bytes and the wide fixup's indices are int32.
     const int64_t limit = INT32_MAX / 4 - 1024;
     if (a->m > limit || a->n > limit || a->k > limit) {
-        return refuse(why, len, "M, N and K must be below %lld for the kernel's int32 tile coordinates",
-                      (long long)limit);
+        return lgh_refuse(why, len, "M, N and K must be below %lld for the kernel's int32 tile coordinates",
+                          (long long)limit);
     }
     const uintptr_t xa = (uintptr_t)a->x, wa = (uintptr_t)a->w, ya = (uintptr_t)a->y;
     if (xa % 16 != 0 || wa % 16 != 0) {
-        return refuse(why, len, "cp.async needs x and W 16-byte aligned: x %% 16 = %lld, W %% 16 = %lld",
-                      (long long)(xa % 16), (long long)(wa % 16));
+        return lgh_refuse(why, len, "cp.async needs x and W 16-byte aligned: x %% 16 = %lld, W %% 16 = %lld",
+                          (long long)(xa % 16), (long long)(wa % 16));
     }
     if ((a->ldx * elem) % 16 != 0 || (a->ldw * elem) % 16 != 0) {
-        return refuse(why, len,
-                      "cp.async needs row strides that are multiples of 16 bytes: ldx = %lld, ldw = %lld "
-                      "elements",
-                      (long long)a->ldx, (long long)a->ldw);
+        return lgh_refuse(why, len,
+                          "cp.async needs row strides that are multiples of 16 bytes: ldx = %lld, ldw = %lld "
+                          "elements",
+                          (long long)a->ldx, (long long)a->ldw);
     }
     if (ya % (2 * elem) != 0 || a->ldy % 2 != 0) {
-        return refuse(why, len, "the kernel stores y in pairs: y must be %lld-byte aligned and ldy even (ldy = %lld)",
-                      (long long)(2 * elem), (long long)a->ldy);
+        return lgh_refuse(why, len, "the kernel stores y in pairs: y must be %lld-byte aligned and ldy even (ldy = %lld)",
+                          (long long)(2 * elem), (long long)a->ldy);
     }
     const lgh_device_props_t *d = lgh_device_props(ctx);
-    const int need = smallest_smem(kind_of(p));
+    const int need = smallest_smem(lgh_family_of(a));
     if (d->smem_per_block_optin < (size_t)need) {
-        return refuse(why, len, "the kernel needs %lld bytes of shared memory per block, the device has %lld",
-                      (long long)need, (long long)d->smem_per_block_optin);
+        return lgh_refuse(why, len, "the kernel needs %lld bytes of shared memory per block, the device has %lld",
+                          (long long)need, (long long)d->smem_per_block_optin);
     }
     // float16 runs only in the fused mode (candidate()), which takes groups that tile the
     // CTA tile: anything else goes to an engine that keeps the pre-norm in float32.
@@ -244,10 +223,10 @@ lgh_status_t can_implement(struct lgh_context *ctx, const lgh_problem_t *p, char
         sm80_state *st = get_state(ctx);
         plan_t one;
         if (st == nullptr || candidates(ctx, st, p, &one, 1) == 0) {
-            return refuse(why, len,
-                          "float16 with groups of %lld: only the fused mode keeps the pre-norm in float32 (values "
-                          "beyond float16's range), and it takes power-of-two groups no wider than the CTA tile",
-                          (long long)p->group_size);
+            return lgh_refuse(why, len,
+                              "float16 with groups of %lld: only the fused mode keeps the pre-norm in float32 (values "
+                              "beyond float16's range), and it takes power-of-two groups no wider than the CTA tile",
+                              (long long)p->group_size);
         }
     }
     return LGH_STATUS_SUCCESS;
@@ -269,13 +248,13 @@ bool shape_for(const lgh_problem_t *p, const cfg_info &c, mode md, int *gi, lgh_
     prm->n_tiles = (int)ceil_div(a->n, c.bn);
     switch (md) {
     case MODE_FUSED: // groups tile the CTA tile
-        if (!is_pow2(gs) || gs > c.bn) return false;
-        *gi = 1 + log2_int(gs < kWarpN ? gs : kWarpN);
+        if (!lgh_is_pow2(gs) || gs > c.bn) return false;
+        *gi = 1 + lgh_log2_int(gs < kWarpN ? gs : kWarpN);
         prm->gpieces = gs > c.wn ? (int)(gs / c.wn) : 0;
         return true;
     case MODE_WIDE: // a CTA runs a whole group in BN-wide subtiles
         if (gs <= c.bn || gs % c.bn != 0 || gs > kMaxWideGroup) return false;
-        *gi = 1 + log2_int(kWarpN);
+        *gi = 1 + lgh_log2_int(kWarpN);
         prm->nsub = (int)(gs / c.bn);
         prm->tile_n = (int)gs;
         prm->n_tiles = (int)a->groups;
@@ -320,7 +299,7 @@ bool candidate(struct lgh_context *ctx, sm80_state *st, const lgh_problem_t *p, 
                plan_t *out, double *cost)
 {
     const lgh_args_t *a = &p->a;
-    const int kind = kind_of(p);
+    const int family = lgh_family_of(a);
     const lgh_device_props_t *d = lgh_device_props(ctx);
     const int sms = d->sm_count > 0 ? d->sm_count : 1;
     if (cfg < 0 || cfg >= LGH_SM80_CONFIGS || md < MODE_FUSED || md > MODE_PRE) return false;
@@ -331,14 +310,14 @@ bool candidate(struct lgh_context *ctx, sm80_state *st, const lgh_problem_t *p, 
     // float16's range (65504) would become Inf before normalisation; only the fused mode,
     // which normalises from float32 registers, is right for every input.
     if (a->dtype == LGH_DTYPE_FLOAT16 && md != MODE_FUSED) return false;
-    const cfg_info &c = kCfgs[kind][cfg];
+    const cfg_info &c = kCfgs[family][cfg];
     if (d->smem_per_block_optin < (size_t)c.smem) return false;
     if (c.sm90_only && d->cc_major != 9) return false;
     if (c.speed <= 0.0 && st->forced_cfg != cfg) return false;
     int gi;
     lgh_sm80_params prm;
     if (!shape_for(p, c, md, &gi, &prm)) return false;
-    const kernel_facts &f = facts_of(st, kind, cfg, gi);
+    const kernel_facts &f = facts_of(st, family, cfg, gi);
     if (f.blocks < 1) return false;
     const int64_t tiles = (int64_t)prm.m_blocks * prm.n_tiles;
     // The busiest SM's CTAs, in rounds of f.blocks; each CTA of a full round runs at
@@ -352,7 +331,7 @@ bool candidate(struct lgh_context *ctx, sm80_state *st, const lgh_problem_t *p, 
     *cost = rounds * (double)c.bm * c.bn * prm.nsub * (double)a->k / c.speed;
     if (md == MODE_PRE) *cost += norm_pass;
     if (md == MODE_WIDE) *cost += kWidePasses * norm_pass;
-    out->kind = kind;
+    out->family = family;
     out->cfg = cfg;
     out->gi = gi;
     out->md = md;
@@ -403,13 +382,8 @@ lgh_status_t plan(struct lgh_context *ctx, sm80_state *st, const lgh_problem_t *
                              "sm80: no kernel configuration%s can run on this device (all spill or do not fit)",
                              st->forced_cfg >= 0 ? " (LGH_SM80_CONFIG)" : "");
     }
-    fill_params(p, kCfgs[out->kind][out->cfg], &out->prm);
+    fill_params(p, kCfgs[out->family][out->cfg], &out->prm);
     return LGH_STATUS_SUCCESS;
-}
-
-lgh_status_t cuda_fail(struct lgh_context *ctx, const char *what, cudaError_t e)
-{
-    return lgh_set_error(ctx, LGH_STATUS_CUDA_ERROR, "sm80: %s: %s", what, cudaGetErrorString(e));
 }
 
 lgh_status_t run_here(struct lgh_context *ctx, const lgh_problem_t *p, cudaStream_t stream)
@@ -423,15 +397,15 @@ lgh_status_t run_here(struct lgh_context *ctx, const lgh_problem_t *p, cudaStrea
         return lgh_set_error(ctx, LGH_STATUS_NOT_SUPPORTED, "sm80: %lld tiles exceed one launch",
                              (long long)pl.tiles);
     }
-    const cfg_info &c = kCfgs[pl.kind][pl.cfg];
+    const cfg_info &c = kCfgs[pl.family][pl.cfg];
     void *args[] = {&pl.prm};
-    cudaError_t e = cudaLaunchKernel(kTables[pl.kind][pl.cfg][pl.gi], dim3((unsigned)pl.tiles), dim3(c.threads),
+    cudaError_t e = cudaLaunchKernel(kTables[pl.family][pl.cfg][pl.gi], dim3((unsigned)pl.tiles), dim3(c.threads),
                                      args, (size_t)c.smem, stream);
-    if (e != cudaSuccess) return cuda_fail(ctx, "kernel launch", e);
+    if (e != cudaSuccess) return lgh_cuda_fail(ctx, kEngine, "kernel launch", e);
     if (pl.md == MODE_PRE) {
         const lgh_groupnorm_args_t g = lgh_groupnorm_args_in_place(&p->a); // the kernel added the bias
         e = lgh_groupnorm_launch(&g, stream);
-        if (e != cudaSuccess) return cuda_fail(ctx, "group-norm pass launch", e);
+        if (e != cudaSuccess) return lgh_cuda_fail(ctx, kEngine, "group-norm pass launch", e);
     }
     return LGH_STATUS_SUCCESS;
 }
@@ -446,28 +420,28 @@ lgh_status_t run(struct lgh_context *ctx, const lgh_problem_t *p, void *, size_t
 int kernel_info(struct lgh_context *ctx, lgh_kernel_info_t *out, int capacity)
 {
     sm80_state *st = get_state(ctx);
-    const int total = KT_COUNT * LGH_SM80_CONFIGS * LGH_SM80_GS_COUNT;
+    const int total = FAMILIES * LGH_SM80_CONFIGS * LGH_SM80_GS_COUNT;
     if (capacity <= 0) return total;
     int i = 0;
-    for (int k = 0; k < KT_COUNT; ++k)
+    for (int f = 0; f < FAMILIES; ++f)
         for (int c = 0; c < LGH_SM80_CONFIGS; ++c)
             for (int g = 0; g < LGH_SM80_GS_COUNT; ++g, ++i) {
                 if (i >= capacity) continue;
-                const cfg_info &ci = kCfgs[k][c];
+                const cfg_info &ci = kCfgs[f][c];
                 lgh_kernel_info_t *o = &out[i];
                 *o = lgh_kernel_info_t{};
-                const int elem = k == KT_BF16 || k == KT_F16 ? 2 : 4;
+                const int elem = f == LGH_FAMILY_BF16 || f == LGH_FAMILY_F16 ? 2 : 4;
                 char gs[8];
                 if (g == 0) snprintf(gs, sizeof gs, "pre");
                 else snprintf(gs, sizeof gs, "gs%d", 1 << (g - 1));
-                snprintf(o->name, sizeof o->name, "lgh_sm80_kernel<%s,%dx%dx%d,s%d,%s%s>", kKindTag[k], ci.bm,
+                snprintf(o->name, sizeof o->name, "lgh_sm80_kernel<%s,%dx%dx%d,s%d,%s%s>", kFamilyTag[f], ci.bm,
                          ci.bn, ci.kb_bytes / elem, ci.stages, gs, ci.sm90_only ? ",sm90" : "");
                 o->engine = LGH_ENGINE_SM80;
                 o->shared_bytes = ci.smem;
                 // Occupancy as launched (after the shared-memory limit is raised); a
                 // spilling kernel reports its occupancy too, though plan() never runs it.
-                if (st != nullptr) facts_of(st, k, c, g);
-                lgh_kernel_facts(kTables[k][c][g], ci.threads, (size_t)ci.smem, o);
+                if (st != nullptr) facts_of(st, f, c, g);
+                lgh_kernel_facts(kTables[f][c][g], ci.threads, (size_t)ci.smem, o);
             }
     return total;
 }
@@ -487,6 +461,9 @@ int variants(struct lgh_context *ctx, const lgh_problem_t *p, int *ids, int capa
 
 } // namespace
 
+// Every member in engine.h's order (C++17 has no designated initializers): no backward, and
+// not reentrant (run keeps per-context state).
 extern "C" const lgh_engine_ops_t lgh_engine_sm80 = {
     LGH_ENGINE_SM80, "sm80", true, available, can_implement, workspace_size, run, kernel_info, destroy_state, variants,
+    nullptr, nullptr, nullptr, false,
 };

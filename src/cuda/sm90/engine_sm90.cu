@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "core/engine.h"
+#include "engine_util.h"
 #include "epilogue/groupnorm_kernel.h"
 #include "kernel_facts.h"
 #include "sm90/kernel_sm90.cuh"
@@ -35,13 +36,12 @@
 
 namespace {
 
-// Kernel families: float32 data in tf32, bf16, f16 (indexed by lgh_dtype_t), then float32
-// data in 3xtf32, then float32 data in tf32 with x rounded to nearest (the tf32 default;
-// LGH_SM90_TF32_RNA=0 in the environment selects family 0, x truncated by the tensor core,
-// for measuring).
-const int FAMILIES = 5;
-const int FAMILY_F32X3 = 3;
-const int FAMILY_F32_RNA = 4;
+const char *const kEngine = "sm90";
+
+// Kernel tables by family (engine_util.h), all five: float32 data in tf32 runs as
+// LGH_FAMILY_F32_RNA, x rounded to nearest (LGH_SM90_TF32_RNA=0 in the environment selects
+// LGH_FAMILY_F32, x truncated by the tensor core, for measuring).
+const int FAMILIES = LGH_FAMILY_F32_RNA + 1;
 
 struct sm90_state {
     void *encoder;                                    // cuTensorMapEncodeTiled
@@ -51,7 +51,7 @@ struct sm90_state {
     int cluster_n;                                    // CTAs along N wanted for x multicast (1 or 2)
     int wide;                                         // WIDE_AUTO, _UNIT, _CLUSTER or _GLOBAL
     bool x_multicast;                                 // share x over a cluster row when there is one
-    bool tf32_rna;                                    // tf32: x rounded to nearest (FAMILY_F32_RNA)
+    bool tf32_rna;                                    // tf32: x rounded to nearest (LGH_FAMILY_F32_RNA)
     // Launch fallbacks (run_launch): a cooperative launch (software clusters) or a cluster
     // launch the device refused once — MPS with an SM limit, a green context — is not
     // tried again on this context; wide groups then take the next way down.
@@ -68,35 +68,25 @@ struct sm90_state {
 // cluster, LGH_SM90_WIDE=cluster).
 enum { WIDE_AUTO, WIDE_UNIT, WIDE_CLUSTER, WIDE_GLOBAL };
 
-int family_of(const lgh_args_t *a)
-{
-    return a->dtype == LGH_DTYPE_FLOAT32 && a->math == LGH_MATH_3XTF32 ? FAMILY_F32X3 : (int)a->dtype;
-}
-
 const void *const *kernel_table(int f)
 {
-    return f == LGH_DTYPE_FLOAT32    ? lgh_sm90_kernels_f32
-           : f == LGH_DTYPE_BFLOAT16 ? lgh_sm90_kernels_bf16
-           : f == LGH_DTYPE_FLOAT16  ? lgh_sm90_kernels_f16
-           : f == FAMILY_F32X3       ? lgh_sm90_kernels_f32x3
-                                     : lgh_sm90_kernels_f32_rna;
+    return f == LGH_FAMILY_F32     ? lgh_sm90_kernels_f32
+           : f == LGH_FAMILY_BF16  ? lgh_sm90_kernels_bf16
+           : f == LGH_FAMILY_F16   ? lgh_sm90_kernels_f16
+           : f == LGH_FAMILY_F32X3 ? lgh_sm90_kernels_f32x3
+                                   : lgh_sm90_kernels_f32_rna;
 }
 
-int smem_bytes(int f) { return f == FAMILY_F32X3 ? LGH_SM90_SMEM_BYTES_X3 : LGH_SM90_SMEM_BYTES; }
+int smem_bytes(int f) { return f == LGH_FAMILY_F32X3 ? LGH_SM90_SMEM_BYTES_X3 : LGH_SM90_SMEM_BYTES; }
 
 const char *family_tag(int f)
 {
-    return f == 0 ? "f32 tf32 (x truncated)" : f == 1 ? "bf16" : f == 2 ? "f16" : f == 3 ? "f32 3xtf32" : "f32 tf32";
+    return f == LGH_FAMILY_F32     ? "f32 tf32 (x truncated)"
+           : f == LGH_FAMILY_BF16  ? "bf16"
+           : f == LGH_FAMILY_F16   ? "f16"
+           : f == LGH_FAMILY_F32X3 ? "f32 3xtf32"
+                                   : "f32 tf32";
 }
-
-int log2_int(int64_t v)
-{
-    int r = 0;
-    while ((int64_t(1) << (r + 1)) <= v) ++r;
-    return r;
-}
-
-bool is_pow2(int64_t v) { return v > 0 && (v & (v - 1)) == 0; }
 
 // How a problem maps onto the kernel: the group's channels inside one CTA tile, how a
 // group wider than the tile is done, and the cluster's shape.
@@ -138,7 +128,7 @@ layout layout_of(const lgh_problem_t *p, const sm90_state *st)
     const int64_t gs = p->group_size;
     const int span = gs > LGH_SM90_BN ? (int)(gs / LGH_SM90_BN) : 1;
     l.gs_tile = gs < LGH_SM90_BN ? (int)gs : LGH_SM90_BN;
-    const bool units = span > 1 && use_units(span, wide, family_of(&p->a) == FAMILY_F32X3);
+    const bool units = span > 1 && use_units(span, wide, lgh_family_of(&p->a) == LGH_FAMILY_F32X3);
     l.subtiles = units ? span : 1;
     l.group_ctas = units ? 1 : span;
     l.global = l.group_ctas > 1 && (wide == WIDE_GLOBAL || wide == WIDE_AUTO);
@@ -148,7 +138,7 @@ layout layout_of(const lgh_problem_t *p, const sm90_state *st)
     l.cn = l.group_ctas > 1 ? l.group_ctas
                             : (mc && st->cluster_n > 1 && p->a.n > (int64_t)LGH_SM90_BN * span ? 2 : 1);
     // (The 3xtf32 producer has W multicast compiled out.)
-    l.cm = mc && st->cluster_m > 1 && !l.global && family_of(&p->a) != FAMILY_F32X3 && p->a.m > LGH_SM90_BM &&
+    l.cm = mc && st->cluster_m > 1 && !l.global && lgh_family_of(&p->a) != LGH_FAMILY_F32X3 && p->a.m > LGH_SM90_BM &&
                    l.cn * 2 <= LGH_SM90_MAX_CLUSTER
                ? 2
                : 1;
@@ -255,12 +245,6 @@ bool available(const struct lgh_context *ctx)
     return d->ordinal != LGH_DEVICE_CPU && d->cc_major == 9 && d->cc_minor == 0;
 }
 
-lgh_status_t refuse(char *why, size_t len, const char *fmt, long long a, long long b = 0)
-{
-    snprintf(why, len, fmt, a, b);
-    return LGH_STATUS_NOT_SUPPORTED;
-}
-
 lgh_status_t can_implement(struct lgh_context *ctx, const lgh_problem_t *p, char *why, size_t len)
 {
     const lgh_args_t *a = &p->a;
@@ -276,29 +260,30 @@ lgh_status_t can_implement(struct lgh_context *ctx, const lgh_problem_t *p, char
         return LGH_STATUS_NOT_SUPPORTED;
     }
     const int64_t gs = p->group_size;
-    if (!(gs <= LGH_SM90_BN ? is_pow2(gs) : gs % LGH_SM90_BN == 0)) {
-        return refuse(why, len,
-                      "group size %lld does not tile the %lld-channel CTA tile evenly (the kernel "
-                      "takes powers of two up to 256 and multiples of 256)",
-                      (long long)gs, (long long)LGH_SM90_BN);
+    if (!(gs <= LGH_SM90_BN ? lgh_is_pow2(gs) : gs % LGH_SM90_BN == 0)) {
+        return lgh_refuse(why, len,
+                          "group size %lld does not tile the %lld-channel CTA tile evenly (the kernel "
+                          "takes powers of two up to 256 and multiples of 256)",
+                          (long long)gs, (long long)LGH_SM90_BN);
     }
-    if (family_of(a) == FAMILY_F32X3 && gs > LGH_SM90_BN && !(is_pow2(gs) && gs <= (int64_t)LGH_SM90_BN * LGH_SM90_MAX_CLUSTER)) {
-        return refuse(why, len,
-                      "group size %lld: in 3xtf32 the kernel takes groups wider than %lld channels only "
-                      "as 512 or 1024 (a cluster of CTAs)",
-                      (long long)gs, (long long)LGH_SM90_BN);
+    if (lgh_family_of(a) == LGH_FAMILY_F32X3 && gs > LGH_SM90_BN &&
+        !(lgh_is_pow2(gs) && gs <= (int64_t)LGH_SM90_BN * LGH_SM90_MAX_CLUSTER)) {
+        return lgh_refuse(why, len,
+                          "group size %lld: in 3xtf32 the kernel takes groups wider than %lld channels only "
+                          "as 512 or 1024 (a cluster of CTAs)",
+                          (long long)gs, (long long)LGH_SM90_BN);
     }
     const sm90_state *st = get_state(ctx);
     if (a->dtype == LGH_DTYPE_FLOAT16 && gs > LGH_SM90_BN && st != nullptr && layout_of(p, st).subtiles > 1) {
-        return refuse(why, len,
-                      "float16 group size %lld: a group wider than a cluster is done tile after tile with the "
-                      "earlier tiles kept pre-norm in y, where values beyond float16's range would become Inf",
-                      (long long)gs);
+        return lgh_refuse(why, len,
+                          "float16 group size %lld: a group wider than a cluster is done tile after tile with the "
+                          "earlier tiles kept pre-norm in y, where values beyond float16's range would become Inf",
+                          (long long)gs);
     }
     const int64_t limit = INT32_MAX - 2 * LGH_SM90_BN;
     if (a->m > limit || a->n > limit || a->k > limit) {
-        return refuse(why, len, "M, N and K must be below %lld for the kernel's int32 tile coordinates",
-                      (long long)limit);
+        return lgh_refuse(why, len, "M, N and K must be below %lld for the kernel's int32 tile coordinates",
+                          (long long)limit);
     }
     const uintptr_t xa = (uintptr_t)a->x, wa = (uintptr_t)a->w, ya = (uintptr_t)a->y;
     if (xa % 16 != 0 || wa % 16 != 0) {
@@ -313,30 +298,30 @@ lgh_status_t can_implement(struct lgh_context *ctx, const lgh_problem_t *p, char
         return LGH_STATUS_NOT_SUPPORTED;
     }
     if (a->ldx * elem >= (int64_t(1) << 40) || a->ldw * elem >= (int64_t(1) << 40)) {
-        return refuse(why, len, "TMA row strides must be below 2^40 bytes: ldx %lld, ldw %lld",
-                      (long long)a->ldx, (long long)a->ldw);
+        return lgh_refuse(why, len, "TMA row strides must be below 2^40 bytes: ldx %lld, ldw %lld",
+                          (long long)a->ldx, (long long)a->ldw);
     }
     if (ya % (2 * elem) != 0 || a->ldy % 2 != 0) {
-        return refuse(why, len,
-                      "the kernel stores y in pairs: y must be %lld-byte aligned and ldy even (ldy = %lld)",
-                      (long long)(2 * elem), (long long)a->ldy);
+        return lgh_refuse(why, len,
+                          "the kernel stores y in pairs: y must be %lld-byte aligned and ldy even (ldy = %lld)",
+                          (long long)(2 * elem), (long long)a->ldy);
     }
-    if (p->want_h && !LGH_SM90_STORES_H(family_of(a) == FAMILY_F32X3, gs)) {
-        return refuse(why, len,
-                      "3xtf32 with groups of %lld channels: the kernel does not write the pre-norm h for groups "
-                      "of 8 or fewer (its registers are full there)",
-                      (long long)gs);
+    if (p->want_h && !LGH_SM90_STORES_H(lgh_family_of(a) == LGH_FAMILY_F32X3, gs)) {
+        return lgh_refuse(why, len,
+                          "3xtf32 with groups of %lld channels: the kernel does not write the pre-norm h for groups "
+                          "of 8 or fewer (its registers are full there)",
+                          (long long)gs);
     }
     if (p->want_h && ((uintptr_t)a->h % (2 * elem) != 0 || a->ldh % 2 != 0)) {
-        return refuse(why, len,
-                      "the kernel stores h in pairs: h must be %lld-byte aligned and ldh even (ldh = %lld)",
-                      (long long)(2 * elem), (long long)a->ldh);
+        return lgh_refuse(why, len,
+                          "the kernel stores h in pairs: h must be %lld-byte aligned and ldh even (ldh = %lld)",
+                          (long long)(2 * elem), (long long)a->ldh);
     }
     const lgh_device_props_t *d = lgh_device_props(ctx);
-    const int need = smem_bytes(family_of(a));
+    const int need = smem_bytes(lgh_family_of(a));
     if (d->smem_per_block_optin < (size_t)need) {
-        return refuse(why, len, "the kernel needs %lld bytes of shared memory per block, the device has %lld",
-                      (long long)need, (long long)d->smem_per_block_optin);
+        return lgh_refuse(why, len, "the kernel needs %lld bytes of shared memory per block, the device has %lld",
+                          (long long)need, (long long)d->smem_per_block_optin);
     }
     return LGH_STATUS_SUCCESS;
 }
@@ -408,11 +393,6 @@ int variants(struct lgh_context *ctx, const lgh_problem_t *p, int *ids, int capa
     return count;
 }
 
-lgh_status_t cuda_fail(struct lgh_context *ctx, const char *what, cudaError_t e)
-{
-    return lgh_set_error(ctx, LGH_STATUS_CUDA_ERROR, "sm90: %s: %s", what, cudaGetErrorString(e));
-}
-
 } // namespace
 
 // Split K's launch: S parts, each writing float32 partial products into part (slices
@@ -458,15 +438,15 @@ static lgh_status_t run_launch(struct lgh_context *ctx, const lgh_problem_t *p, 
         return lgh_set_error(ctx, LGH_STATUS_CUDA_ERROR, "sm90: %s", why);
     }
 
-    const int f = family_of(a) == LGH_DTYPE_FLOAT32 && st->tf32_rna ? FAMILY_F32_RNA : family_of(a);
-    const int x3 = f == FAMILY_F32X3;
+    const int f = lgh_family_of(a) == LGH_FAMILY_F32 && st->tf32_rna ? LGH_FAMILY_F32_RNA : lgh_family_of(a);
+    const int x3 = f == LGH_FAMILY_F32X3;
     const int smem = smem_bytes(f);
-    const int gi = log2_int(l.gs_tile);
+    const int gi = lgh_log2_int(l.gs_tile);
     const void *kernel = kernel_table(f)[gi];
     cudaError_t e;
     if (!st->smem_raised[f][gi]) {
         e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
-        if (e != cudaSuccess) return cuda_fail(ctx, "cudaFuncSetAttribute(max dynamic shared memory)", e);
+        if (e != cudaSuccess) return lgh_cuda_fail(ctx, kEngine, "cudaFuncSetAttribute(max dynamic shared memory)", e);
         st->smem_raised[f][gi] = true;
     }
 
@@ -513,7 +493,7 @@ static lgh_status_t run_launch(struct lgh_context *ctx, const lgh_problem_t *p, 
         prm.xchg_flags = reinterpret_cast<unsigned *>(base);
         prm.xchg = reinterpret_cast<float2 *>(base + flags_bytes(sms));
         e = cudaMemsetAsync(prm.xchg_flags, 0, (size_t)sms * sizeof(unsigned), static_cast<cudaStream_t>(stream));
-        if (e != cudaSuccess) return cuda_fail(ctx, "clearing the exchange counters", e);
+        if (e != cudaSuccess) return lgh_cuda_fail(ctx, kEngine, "clearing the exchange counters", e);
     }
 
     cudaLaunchConfig_t cfg = {};
@@ -546,7 +526,7 @@ static lgh_status_t run_launch(struct lgh_context *ctx, const lgh_problem_t *p, 
                 st->cluster_refused = true;
                 return run_launch(ctx, p, ws, stream, plain, split);
             }
-            if (e != cudaSuccess) return cuda_fail(ctx, "cudaOccupancyMaxActiveClusters", e);
+            if (e != cudaSuccess) return lgh_cuda_fail(ctx, kEngine, "cudaOccupancyMaxActiveClusters", e);
             if (n < 1) {
                 return lgh_set_error(ctx, LGH_STATUS_NOT_SUPPORTED,
                                      "sm90: no cluster of %d CTAs with %d bytes of shared memory fits",
@@ -560,7 +540,7 @@ static lgh_status_t run_launch(struct lgh_context *ctx, const lgh_problem_t *p, 
     const int64_t clusters = tiles < fit ? tiles : fit;
     cfg.gridDim = dim3((unsigned)(clusters * (l.global ? l.cn : cluster)), 1, 1);
 
-    prm.cluster_shift = log2_int(l.global ? l.cn : cluster);
+    prm.cluster_shift = lgh_log2_int(l.global ? l.cn : cluster);
     prm.clusters = (int)clusters;
 
     void *args[] = {&map_x, &map_w, &prm};
@@ -576,7 +556,7 @@ static lgh_status_t run_launch(struct lgh_context *ctx, const lgh_problem_t *p, 
         else st->cluster_refused = true;
         return run_launch(ctx, p, ws, stream, plain, split);
     }
-    if (e != cudaSuccess) return cuda_fail(ctx, "launch", e);
+    if (e != cudaSuccess) return lgh_cuda_fail(ctx, kEngine, "launch", e);
     return LGH_STATUS_SUCCESS;
 }
 
@@ -608,7 +588,7 @@ lgh_status_t run(struct lgh_context *ctx, const lgh_problem_t *p, void *ws, size
     g.split_stride = sp.part_stride;
     g.bias = a->bias;
     const cudaError_t e = lgh_groupnorm_launch(&g, stream);
-    if (e != cudaSuccess) return cuda_fail(ctx, "group-norm pass after split K", e);
+    if (e != cudaSuccess) return lgh_cuda_fail(ctx, kEngine, "group-norm pass after split K", e);
     return LGH_STATUS_SUCCESS;
 }
 
@@ -650,9 +630,12 @@ extern "C" size_t lgh_sm90_bwd_workspace_size(struct lgh_context *ctx, const lgh
 extern "C" lgh_status_t lgh_sm90_bwd_run(struct lgh_context *ctx, const lgh_bwd_problem_t *p, void *ws, size_t bytes,
                                          void *stream);
 
+// Every member in engine.h's order (C++17 has no designated initializers); not reentrant
+// (run keeps per-context state).
 extern "C" const lgh_engine_ops_t lgh_engine_sm90 = {
     LGH_ENGINE_SM90, "sm90",        true, available, can_implement, workspace_size, run, kernel_info,
     destroy_state,   variants,      lgh_sm90_bwd_can_implement, lgh_sm90_bwd_workspace_size, lgh_sm90_bwd_run,
+    false,
 };
 
 // A plain float32-accurate product d[m, n] = a[m, k]·b[n, k]ᵀ (row-major, float32) on the
