@@ -1,6 +1,6 @@
 // Host-side helpers both fused engines use (sm80/engine_sm80.cu, sm90/engine_sm90.cu):
 // the index of their kernel tables, the way they answer a refusal or a CUDA failure
-// (src/core/engine.h), and two integer helpers.
+// (src/core/engine.h), the row-stride check their loads need, and two integer helpers.
 // C++ (the engines are .cu files); every function is static inline, like the engines' own
 // helpers in their anonymous namespaces.
 #pragma once
@@ -66,3 +66,9 @@ static inline lgh_status_t lgh_cuda_fail(struct lgh_context *ctx, const char *en
 {
     return lgh_set_error(ctx, LGH_STATUS_CUDA_ERROR, "%s: %s: %s", engine, what, cudaGetErrorString(e));
 }
+
+// Whether a row stride of ld elements of elem bytes (2 or 4, divisors of 16) is a multiple
+// of 16 bytes, as cp.async and TMA need. Asked in elements: lgh_check_args bounds
+// (rows - 1) * ld * elem, so a one-row matrix may have any ld up to INT64_MAX, and
+// ld * elem could overflow int64 where ld % (16 / elem) cannot.
+static inline bool lgh_ld_16b_multiple(int64_t ld, int64_t elem) { return ld % (16 / elem) == 0; }

@@ -299,9 +299,12 @@ launch_shape pick(const lgh_groupnorm_args_t *a)
     const int64_t vec_n = 16 / elem;
     // (a single float32 slice with no bias into float32 is an ordinary float32 source)
     const bool f32_src = a->src_f32 && (a->dtype != LGH_DTYPE_FLOAT32 || a->splits > 1 || a->bias != nullptr);
+    // Row strides that are multiples of 16 bytes, asked as ld % vec_n in elements: a one-row
+    // y may have an ld near INT64_MAX (the argument checks bound (rows - 1) * ld * elem),
+    // where ld * elem would overflow int64.
     const bool vec = !f32_src && aligned16(a->y) && aligned16(a->gamma) && aligned16(a->beta) &&
-                     (a->ldy * elem) % 16 == 0 && gs % vec_n == 0 &&
-                     (!a->src || (aligned16(a->src) && (a->lds * elem) % 16 == 0));
+                     a->ldy % vec_n == 0 && gs % vec_n == 0 &&
+                     (!a->src || (aligned16(a->src) && a->lds % vec_n == 0));
     const int64_t units = vec ? gs / vec_n : gs;
     const int64_t nseg = a->m * a->groups;
     launch_shape s;

@@ -176,6 +176,12 @@ int smallest_smem(int family)
     return s;
 }
 
+// ld * elem, the byte stride between rows of a matrix, where it fits in int64: always for
+// two rows or more (lgh_check_args bounds (rows - 1) * ld * elem). Only a one-row matrix
+// can have a larger ld, and the kernel never steps over its rows (a row index is clamped
+// to the last row, 0, before it meets the stride), so 0 stands in for the product there.
+int64_t row_stride_bytes(int64_t ld, int64_t elem) { return ld <= INT64_MAX / elem ? ld * elem : 0; }
+
 int candidates(struct lgh_context *ctx, sm80_state *st, const lgh_problem_t *p, plan_t *out, int capacity);
 
 lgh_status_t can_implement(struct lgh_context *ctx, const lgh_problem_t *p, char *why, size_t len)
@@ -201,7 +207,7 @@ lgh_status_t can_implement(struct lgh_context *ctx, const lgh_problem_t *p, char
         return lgh_refuse(why, len, "cp.async needs x and W 16-byte aligned: x %% 16 = %lld, W %% 16 = %lld",
                           (long long)(xa % 16), (long long)(wa % 16));
     }
-    if ((a->ldx * elem) % 16 != 0 || (a->ldw * elem) % 16 != 0) {
+    if (!lgh_ld_16b_multiple(a->ldx, elem) || !lgh_ld_16b_multiple(a->ldw, elem)) {
         return lgh_refuse(why, len,
                           "cp.async needs row strides that are multiples of 16 bytes: ldx = %lld, ldw = %lld "
                           "elements",
@@ -271,8 +277,8 @@ void fill_params(const lgh_problem_t *p, const cfg_info &c, lgh_sm80_params *prm
     const int64_t elem = (int64_t)p->elem_bytes;
     prm->x = a->x;
     prm->w = a->w;
-    prm->ldx_bytes = a->ldx * elem;
-    prm->ldw_bytes = a->ldw * elem;
+    prm->ldx_bytes = row_stride_bytes(a->ldx, elem);
+    prm->ldw_bytes = row_stride_bytes(a->ldw, elem);
     prm->bias = a->bias;
     prm->gamma = a->gamma;
     prm->beta = a->beta;

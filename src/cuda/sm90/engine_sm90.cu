@@ -291,13 +291,16 @@ lgh_status_t can_implement(struct lgh_context *ctx, const lgh_problem_t *p, char
                  (int)(wa % 16));
         return LGH_STATUS_NOT_SUPPORTED;
     }
-    if ((a->ldx * elem) % 16 != 0 || (a->ldw * elem) % 16 != 0) {
-        snprintf(why, len,
-                 "TMA needs row strides that are multiples of 16 bytes: ldx*%d = %lld, ldw*%d = %lld",
-                 (int)elem, (long long)(a->ldx * elem), (int)elem, (long long)(a->ldw * elem));
-        return LGH_STATUS_NOT_SUPPORTED;
+    if (!lgh_ld_16b_multiple(a->ldx, elem) || !lgh_ld_16b_multiple(a->ldw, elem)) {
+        return lgh_refuse(why, len,
+                          "TMA needs row strides that are multiples of 16 bytes: ldx = %lld, ldw = %lld elements "
+                          "of %d bytes",
+                          (long long)a->ldx, (long long)a->ldw, (int)elem);
     }
-    if (a->ldx * elem >= (int64_t(1) << 40) || a->ldw * elem >= (int64_t(1) << 40)) {
+    // ld * elem < 2^40, asked as ld < 2^40 / elem (exact: elem divides 2^40): a one-row x or
+    // W may have an ld near INT64_MAX, where ld * elem would overflow int64.
+    const int64_t max_ld = (int64_t(1) << 40) / elem;
+    if (a->ldx >= max_ld || a->ldw >= max_ld) {
         return lgh_refuse(why, len, "TMA row strides must be below 2^40 bytes: ldx %lld, ldw %lld",
                           (long long)a->ldx, (long long)a->ldw);
     }
