@@ -1,5 +1,5 @@
 /*
- * fuzz_cache: libFuzzer target over the tuning-cache file parser (src/core/tune.c).
+ * fuzz_cache: libFuzzer target over the tuning-cache file parser (src/core/tune_file.c).
  *
  * The parser is reached only through a file, so each input becomes the cache file of a
  * CPU context: LGH_CACHE=1, XDG_CACHE_HOME a temporary directory of this process (under
@@ -44,8 +44,8 @@
 #include "lgh.h"
 
 #define MAX_LINES 300
-#define CANON_MAX_ENTRIES 256 /* the file's table size (tune.c: TUNE_SLOTS) */
-#define LINE_MAX_BYTES 511    /* with its newline (tune.c reads lines into 512 bytes) */
+#define CANON_MAX_ENTRIES 256 /* the file's table size (tune_file.h: LGH_TUNE_SLOTS) */
+#define LINE_MAX_BYTES 511    /* with its newline (tune_file.c reads lines into 512 bytes) */
 #define MAX_DIM ((int64_t)1 << 40)
 
 static bool verbose; /* LGH_FUZZ_VERBOSE=1: what each input's file holds and gives */
@@ -84,7 +84,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     FUZZ_CHECK(lgh_create(&ctx, LGH_DEVICE_CPU) == LGH_STATUS_SUCCESS, "lgh_create");
     FUZZ_CHECK(lgh_tune_cache_file(ctx, cache_path, sizeof cache_path) == LGH_STATUS_SUCCESS,
                "lgh_tune_cache_file: %s", lgh_last_error(ctx));
-    /* the key line: the CPU's description and lgh's version, printable (tune.c) */
+    /* the key line: the CPU's description and lgh's version, printable (tune_file.c) */
     const int v = lgh_version();
     snprintf(cache_key, sizeof cache_key, "%s|lgh %d.%d.%d", lgh_device_description(ctx),
              v / 10000, v / 100 % 100, v % 100);
