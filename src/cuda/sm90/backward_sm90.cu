@@ -17,7 +17,6 @@
 
 #include <cuda_runtime_api.h>
 
-#include "core/context.h"
 #include "core/engine.h"
 #include "cublaslt/backward_cublaslt.h"
 #include "sm90/kernel_sm90.cuh"
