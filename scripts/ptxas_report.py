@@ -25,10 +25,10 @@ GS_ORDER = [0, 1, 2, 4, 8, 16, 32, 64]
 NAME = re.compile(r"lgh_sm80_cfgILi(\d+)ELi(\d+)ELi(\d+)ELi(\d+)ELi(\d+)ELi(\d+)ELi(\d+)ELb([01])EELi(\d+)ELb([01])E")
 
 
-def compile_one(nvcc, target, kind):
+def compile_one(nvcc, target, family):
     arch = target.split("_")[1]
     cmd = [nvcc, f"-gencode=arch=compute_{arch},code={target}", "-std=c++17", "-O3", "-Isrc", "-Iinclude",
-           "-Isrc/cuda", "-Xptxas", "-v", "-c", f"src/cuda/sm80/kernels_{kind}.cu", "-o", os.devnull]
+           "-Isrc/cuda", "-Xptxas", "-v", "-c", f"src/cuda/sm80/kernels_{family}.cu", "-o", os.devnull]
     r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     if r.returncode != 0:
         sys.exit(f"ptxas_report: {' '.join(cmd)} failed:\n{r.stderr}")
@@ -55,13 +55,13 @@ def table(target, logs):
     rows = [f"== {target} ==",
             "configuration                      type   registers [pre,1,2,4,8,16,32,64] spills  smem B    blocks/SM (smem)"]
     spills = 0
-    for kind in FILES:
-        kernels = parse(logs[kind])
+    for family in FILES:
+        kernels = parse(logs[family])
         for cfg in dict.fromkeys(c for c, _ in kernels):  # in the order ptxas saw them
             bm, bn, wm, wn, kb, stages, _minb, sm90_only = cfg
-            label = f"{bm}x{bn}x{kb // ELEM[kind]} {stages} stages, {wm}x{wn} warps" + (" *" if sm90_only else "")
+            label = f"{bm}x{bn}x{kb // ELEM[family]} {stages} stages, {wm}x{wn} warps" + (" *" if sm90_only else "")
             if sm90_only and target != "sm_90":
-                rows.append(f"{label:<34} {kind:<6} sm_90 only: empty kernel here, never launched")
+                rows.append(f"{label:<34} {family:<6} sm_90 only: empty kernel here, never launched")
                 continue
             regs = [kernels[(cfg, g)][0] for g in GS_ORDER]
             spill = sum(kernels[(cfg, g)][1] for g in GS_ORDER)
@@ -72,7 +72,7 @@ def table(target, logs):
             by_regs = 65536 // (per_warp * warps)
             by_smem = smem_sm // (smem + reserved)
             blocks = min(by_regs, by_smem, max_threads // (32 * warps))
-            rows.append(f"{label:<34} {kind:<6} {' '.join(str(r) for r in regs)} {spill:<7} {smem:<9} {blocks} ({by_smem})")
+            rows.append(f"{label:<34} {family:<6} {' '.join(str(r) for r in regs)} {spill:<7} {smem:<9} {blocks} ({by_smem})")
     return rows, spills
 
 
