@@ -309,13 +309,14 @@ def _plan_placeholder(ctx, a):
 
 
 def _backward_impl(dy, x, weight, bias, gamma, beta, mean, rstd, h, num_groups, eps, lo, hi,
-                   math, engine, needs):
+                   math, engine, needs, checked=None):
     """Runs lgh_backward: the gradients of y with respect to (x, weight, bias, gamma,
     beta), each None where `needs` (five booleans) does not ask for it. mean and rstd are
     the forward's [M, G] float32 statistics; h its pre-norm [M, N] (data dtype), or None
     (or empty) to have lgh recompute it. Gradients are contiguous, in the data's dtype;
-    dx has x's shape."""
-    k, n = _check_inputs(x, weight, bias, gamma, beta)
+    dx has x's shape. checked: (K, N) when the inputs were checked already (the forward
+    saved them)."""
+    k, n = checked if checked is not None else _check_inputs(x, weight, bias, gamma, beta)
     m = _rows(x)
     dev, dt = x.device, x.dtype
     need = tuple(bool(v) for v in needs)
@@ -419,10 +420,12 @@ class _TrainFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, gamma, beta, num_groups, eps, lo, hi, math, engine,
                 save):
+        kn = _check_inputs(x, weight, bias, gamma, beta)
         y, mean, rstd, h = _forward(x, weight, bias, gamma, beta, num_groups, eps, lo, hi,
-                                    math, engine, want_stats=True, want_h=bool(save))
+                                    math, engine, want_stats=True, want_h=bool(save), checked=kn)
         ctx.save_for_backward(x, weight, bias, gamma, beta, mean, rstd, h)
         ctx.lgh_scalars = (num_groups, eps, lo, hi, math, engine)
+        ctx.lgh_checked = kn  # the saved tensors cannot change shape (autograd's version check)
         return y
 
     @staticmethod
@@ -431,7 +434,8 @@ class _TrainFunction(torch.autograd.Function):
         num_groups, eps, lo, hi, math, engine = ctx.lgh_scalars
         dy = _zeros_for_missing_dy(dy, x, weight.shape[0])
         grads = _backward_impl(dy, x, weight, bias, gamma, beta, mean, rstd, h, num_groups,
-                               eps, lo, hi, math, engine, ctx.needs_input_grad[:5])
+                               eps, lo, hi, math, engine, ctx.needs_input_grad[:5],
+                               checked=ctx.lgh_checked)
         return grads + (None,) * 7
 
 

@@ -232,9 +232,9 @@ def test_subsets_of_requires_grad(wanted, monkeypatch):
     asked = []
     impl = ops._backward_impl
 
-    def spy(*args):
+    def spy(*args, **kw):
         asked.append(tuple(bool(f) for f in args[-1]))
-        return impl(*args)
+        return impl(*args, **kw)
 
     monkeypatch.setattr(ops, "_backward_impl", spy)
     m, k, n, groups, lo, hi = 12, 40, 36, 6, -0.9, 0.9
@@ -283,9 +283,9 @@ def test_save_modes_give_the_same_gradients(dtype, monkeypatch):
     seen_h = []
     impl = ops._backward_impl
 
-    def spy(dy, x, weight, bias, gamma, beta, mean, rstd, h, *rest):
+    def spy(dy, x, weight, bias, gamma, beta, mean, rstd, h, *rest, **kw):
         seen_h.append(None if h is None or h.numel() == 0 else tuple(h.shape))
-        return impl(dy, x, weight, bias, gamma, beta, mean, rstd, h, *rest)
+        return impl(dy, x, weight, bias, gamma, beta, mean, rstd, h, *rest, **kw)
 
     monkeypatch.setattr(ops, "_backward_impl", spy)
     m, k, n, groups, lo, hi = 24, 64, 48, 4, -1.0, 1.0
@@ -313,9 +313,9 @@ def test_save_mode_switches(monkeypatch):
     seen = []
     impl = ops._backward_impl
 
-    def spy(dy, x, weight, bias, gamma, beta, mean, rstd, h, *rest):
+    def spy(dy, x, weight, bias, gamma, beta, mean, rstd, h, *rest, **kw):
         seen.append(h is not None and h.numel() > 0)
-        return impl(dy, x, weight, bias, gamma, beta, mean, rstd, h, *rest)
+        return impl(dy, x, weight, bias, gamma, beta, mean, rstd, h, *rest, **kw)
 
     monkeypatch.setattr(ops, "_backward_impl", spy)
     k, n, groups = 16, 24, 4
