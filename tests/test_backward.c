@@ -863,40 +863,10 @@ static void refusals(target_t *t)
 
 /* ---- set-up of the targets ------------------------------------------------------------ */
 
-typedef enum { SETUP_OK, SETUP_SKIP, SETUP_FAIL } setup_t;
 
-static setup_t setup_target(target_t *t)
+static tst_setup_t setup_target(target_t *t)
 {
-    if (!t->on_gpu) {
-        lgh_status_t s = lgh_create(&t->ctx, LGH_DEVICE_CPU);
-        if (s != LGH_STATUS_SUCCESS) {
-            printf("FAIL: lgh_create(LGH_DEVICE_CPU): %s: %s\n", lgh_status_string(s),
-                   lgh_last_error(NULL));
-            return SETUP_FAIL;
-        }
-        return SETUP_OK;
-    }
-    lgh_status_t s = lgh_create(&t->ctx, 0);
-    if (s != LGH_STATUS_SUCCESS) {
-        printf("GPU tier: skipped (no CUDA device: %s)\n", lgh_last_error(NULL));
-        t->ctx = NULL;
-        return SETUP_SKIP;
-    }
-    if (!tst_have_cuda()) {
-        printf("GPU tier: skipped (the tests were built without the CUDA runtime)\n");
-        lgh_destroy(t->ctx);
-        t->ctx = NULL;
-        return SETUP_SKIP;
-    }
-    printf("GPU tier: device 0 = %s\n", lgh_device_description(t->ctx));
-    if (t->engine == LGH_ENGINE_AUTO || lgh_engine_available(t->ctx, t->engine)) return SETUP_OK;
-    const int cc = tst_dev_cc(0);
-    if (t->engine == LGH_ENGINE_CUBLASLT || (t->engine == LGH_ENGINE_SM90 && cc == 90)) {
-        printf("FAIL: engine %s must be available on this device (sm_%d)\n", t->name, cc);
-        return SETUP_FAIL;
-    }
-    printf("%s: skipped (engine not available on this device, sm_%d)\n", t->name, cc);
-    return SETUP_SKIP;
+    return tst_open_target(t->name, t->engine, t->on_gpu, &t->ctx, NULL);
 }
 
 static void print_table(const target_t *t)
@@ -996,11 +966,11 @@ int main(int argc, char **argv)
         t.must_take = env_engine == LGH_ENGINE_CPU;
     }
 
-    const setup_t setup = setup_target(&t);
-    tst_tally_t total = {0, setup == SETUP_FAIL, 0};
+    const tst_setup_t setup = setup_target(&t);
+    tst_tally_t total = {0, setup == TST_SETUP_FAIL, 0};
     struct timespec start, end;
     clock_gettime(CLOCK_MONOTONIC, &start);
-    if (setup == SETUP_OK) {
+    if (setup == TST_SETUP_OK) {
         if (only_case < 0) refusals(&t);
         for (int id = 0; id < n_cases; ++id) {
             if (only_case >= 0 && id != only_case) continue;

@@ -598,57 +598,12 @@ static int checker_self_test(void)
 
 /* ---- set-up of the targets ------------------------------------------------------------ */
 
-typedef enum { SETUP_OK, SETUP_SKIP, SETUP_FAIL } setup_t;
 
 /* Creates the context and decides whether the target runs here. */
-static setup_t setup_target(target_t *t, lgh_context_t *gpu_ctx, int *gpu_tried)
+static tst_setup_t setup_target(target_t *t, tst_gpu_t *gpu)
 {
-    if (!t->on_gpu || t->staged) {
-        if (t->staged) tst_set_staged_host(1);
-        lgh_status_t s = lgh_create(&t->ctx, LGH_DEVICE_CPU);
-        if (s != LGH_STATUS_SUCCESS) {
-            printf("FAIL: lgh_create(LGH_DEVICE_CPU): %s: %s\n", lgh_status_string(s),
-                   lgh_last_error(NULL));
-            return SETUP_FAIL;
-        }
-        if (!lgh_engine_available(t->ctx, LGH_ENGINE_CPU)) {
-            printf("FAIL: the cpu engine is not available on a CPU context\n");
-            return SETUP_FAIL;
-        }
-        return SETUP_OK;
-    }
-    if (!*gpu_tried) {
-        *gpu_tried = 1;
-        lgh_status_t s = lgh_create(gpu_ctx, 0);
-        if (s != LGH_STATUS_SUCCESS) {
-            printf("GPU tier: skipped (no CUDA device: %s)\n", lgh_last_error(NULL));
-            *gpu_ctx = NULL;
-        } else if (!tst_have_cuda()) {
-            printf("GPU tier: skipped (the tests were built without the CUDA runtime)\n");
-            lgh_destroy(*gpu_ctx);
-            *gpu_ctx = NULL;
-        } else {
-            printf("GPU tier: device 0 = %s\n", lgh_device_description(*gpu_ctx));
-        }
-    }
-    if (!*gpu_ctx) return SETUP_SKIP;
-    t->ctx = *gpu_ctx;
-    if (t->engine == LGH_ENGINE_AUTO || lgh_engine_available(t->ctx, t->engine)) return SETUP_OK;
-
-    /* Not available: say why, and decide whether that is allowed on this device. */
-    lgh_args_t probe;
-    lgh_args_init(&probe, 1, 1, 1, 1);
-    probe.engine = t->engine;
-    probe.x = probe.w = probe.bias = probe.gamma = probe.beta = probe.y = &probe;
-    lgh_plan(t->ctx, &probe, NULL, NULL);
-    const int cc = tst_dev_cc(0);
-    if (t->engine == LGH_ENGINE_CUBLASLT || (t->engine == LGH_ENGINE_SM90 && cc == 90)) {
-        printf("FAIL: engine %s must be available on this device (sm_%d): %s\n", t->name, cc,
-               lgh_last_error(t->ctx));
-        return SETUP_FAIL;
-    }
-    printf("%s: skipped (engine not available here: %s)\n", t->name, lgh_last_error(t->ctx));
-    return SETUP_SKIP;
+    if (t->staged) tst_set_staged_host(1); /* a CPU context with the GPU tier's buffers */
+    return tst_open_target(t->name, t->engine, t->on_gpu && !t->staged, &t->ctx, gpu);
 }
 
 static void print_table(const target_t *t)
@@ -771,14 +726,14 @@ int main(int argc, char **argv)
 
     const int self_bad = checker_self_test();
 
-    lgh_context_t gpu_ctx = NULL;
-    int gpu_tried = 0, setup_failed = 0;
+    tst_gpu_t gpu = {NULL, 0};
+    int setup_failed = 0;
     target_t *active[6];
     int na = 0;
     for (int i = 0; i < nt; ++i) {
-        setup_t s = setup_target(&targets[i], &gpu_ctx, &gpu_tried);
-        if (s == SETUP_OK) active[na++] = &targets[i];
-        if (s == SETUP_FAIL) setup_failed = 1;
+        tst_setup_t s = setup_target(&targets[i], &gpu);
+        if (s == TST_SETUP_OK) active[na++] = &targets[i];
+        if (s == TST_SETUP_FAIL) setup_failed = 1;
     }
 
     struct timespec start;
@@ -819,7 +774,7 @@ int main(int argc, char **argv)
     }
     for (int i = 0; i < nt; ++i)
         if ((!targets[i].on_gpu || targets[i].staged) && targets[i].ctx) lgh_destroy(targets[i].ctx);
-    if (gpu_ctx) lgh_destroy(gpu_ctx);
+    if (gpu.ctx) lgh_destroy(gpu.ctx);
 
     printf("time: %.1f s\n",
            (double)(end.tv_sec - start.tv_sec) + 1e-9 * (double)(end.tv_nsec - start.tv_nsec));

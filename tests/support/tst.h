@@ -132,6 +132,27 @@ int tst_buf_upload(tst_buf_t *b, char *msg, size_t len);
 int tst_buf_download(tst_buf_t *b, char *msg, size_t len);
 void tst_buf_free(tst_buf_t *b);
 
+/* ---- engine targets (target.c) ---------------------------------------------------------- */
+
+typedef enum tst_setup { TST_SETUP_OK, TST_SETUP_SKIP, TST_SETUP_FAIL } tst_setup_t;
+
+/* Device 0's context shared by several targets of one program: created by the first
+ * tst_open_target that needs it (tried is then set; ctx stays NULL when there is no
+ * device), destroyed by the program. */
+typedef struct tst_gpu {
+    lgh_context_t ctx;
+    int tried;
+} tst_gpu_t;
+
+/* Opens the context target `name` (engine `engine`) runs on into *ctx: a CPU context
+ * (on_gpu 0; FAIL when it cannot be made or lacks the cpu engine), or device 0's (shared
+ * through *shared, or the target's own when shared is NULL). SKIP, with a printed line,
+ * when there is no device, the tests lack the CUDA runtime, or the engine is missing
+ * where it may be (sm80, sm90 off Hopper); FAIL when cublaslt is missing, or sm90 on an
+ * sm_90 device. On SKIP and FAIL *ctx is NULL unless it is the shared context. */
+tst_setup_t tst_open_target(const char *name, lgh_engine_t engine, int on_gpu, lgh_context_t *ctx,
+                            tst_gpu_t *shared);
+
 /* ---- tallies ---------------------------------------------------------------------------- */
 
 typedef struct tst_tally {
