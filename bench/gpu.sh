@@ -173,7 +173,8 @@ step_profile() {
 }
 
 step_sm80() { # the sm80 engine's other paths, which the default choice rarely takes
-    for v in LGH_SM80_MODE=fused LGH_SM80_MODE=pre LGH_SM80_CONFIG=1 LGH_SM80_CONFIG=2; do
+    for v in LGH_SM80_MODE=fused LGH_SM80_MODE=pre LGH_SM80_CONFIG=0 LGH_SM80_CONFIG=1 LGH_SM80_CONFIG=2 \
+        LGH_SM80_CONFIG=3 LGH_SM80_CONFIG=4; do
         echo "== $v test_matrix --engine sm80" >> "$checks"
         env "$v" timeout 30 build/tests/test_matrix --engine sm80 >> "$checks" 2>&1
         note "sm80 $v (exit $?): $(tail -n 1 "$checks")"
