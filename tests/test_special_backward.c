@@ -1238,39 +1238,10 @@ static int checker_self_test(void)
 
 /* ---- set-up --------------------------------------------------------------------------------- */
 
-typedef enum { SETUP_OK, SETUP_SKIP, SETUP_FAIL } setup_t;
-
-static setup_t setup_target(target_t *t)
+static tst_setup_t setup_target(target_t *t)
 {
-    if (!t->on_gpu || t->staged) {
-        if (t->staged) tst_set_staged_host(1);
-        const lgh_status_t s = lgh_create(&t->ctx, LGH_DEVICE_CPU);
-        if (s != LGH_STATUS_SUCCESS) {
-            printf("FAIL: lgh_create(LGH_DEVICE_CPU): %s: %s\n", lgh_status_string(s),
-                   lgh_last_error(NULL));
-            return SETUP_FAIL;
-        }
-        return SETUP_OK;
-    }
-    const lgh_status_t s = lgh_create(&t->ctx, 0);
-    if (s != LGH_STATUS_SUCCESS) {
-        printf("GPU tier: skipped (no CUDA device: %s)\n", lgh_last_error(NULL));
-        t->ctx = NULL;
-        return SETUP_SKIP;
-    }
-    if (!tst_have_cuda()) {
-        printf("GPU tier: skipped (the tests were built without the CUDA runtime)\n");
-        return SETUP_SKIP;
-    }
-    printf("GPU tier: device 0 = %s\n", lgh_device_description(t->ctx));
-    if (t->engine == LGH_ENGINE_AUTO || lgh_engine_available(t->ctx, t->engine)) return SETUP_OK;
-    const int cc = tst_dev_cc(0);
-    if (t->engine == LGH_ENGINE_CUBLASLT || (t->engine == LGH_ENGINE_SM90 && cc == 90)) {
-        printf("FAIL: engine %s must be available on this device (sm_%d)\n", t->name, cc);
-        return SETUP_FAIL;
-    }
-    printf("%s: skipped (engine not available on sm_%d)\n", t->name, cc);
-    return SETUP_SKIP;
+    if (t->staged) tst_set_staged_host(1); /* a CPU context with the GPU tier's buffers */
+    return tst_open_target(t->name, t->engine, t->on_gpu && !t->staged, &t->ctx, NULL);
 }
 
 static void usage(FILE *f)
@@ -1352,10 +1323,10 @@ int main(int argc, char **argv)
     tst_tally_t total = {0, 0, 0};
     if (checker_self_test()) total.failed++;
 
-    const setup_t setup = setup_target(&t);
-    if (setup == SETUP_FAIL) total.failed++;
+    const tst_setup_t setup = setup_target(&t);
+    if (setup == TST_SETUP_FAIL) total.failed++;
     long rules_checked = 0, clamped_dy = 0, passing_dy = 0;
-    if (setup == SETUP_OK) {
+    if (setup == TST_SETUP_OK) {
         for (int id = 0; id < n_cases(); ++id) {
             if (only_case >= 0 && id != only_case) continue;
             case_data_t c;
