@@ -38,34 +38,10 @@ static int g_verbose;
 static int g_gpu;
 static tst_tally_t g_tally;
 
-static void pass(const char *label, const char *detail)
-{
-    g_tally.passed++;
-    if (g_verbose) printf("ok   %s%s%s\n", label, detail ? ": " : "", detail ? detail : "");
-}
-
-static void fail(const char *label, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 2, 3)))
-#endif
-    ;
-
-static void fail(const char *label, const char *fmt, ...)
-{
-    g_tally.failed++;
-    printf("FAIL %s: ", label);
-    va_list ap;
-    va_start(ap, fmt);
-    vprintf(fmt, ap);
-    va_end(ap);
-    printf("\n");
-}
-
-static void skip(const char *label, const char *why)
-{
-    g_tally.skipped++;
-    printf("skip %s: %s\n", label, why);
-}
+/* The shared verdicts (support/tst.c), counted in g_tally. */
+#define pass(label, detail) tst_pass(&g_tally, g_verbose, (label), (detail))
+#define fail(label, ...) tst_fail(&g_tally, (label), __VA_ARGS__)
+#define skip(label, why) tst_skip(&g_tally, (label), (why))
 
 /* A context with LGH_FAULT_INJECT=fault (NULL: unset) at its creation only. */
 static lgh_status_t make_ctx(lgh_context_t *ctx, const char *fault)

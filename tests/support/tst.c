@@ -7,6 +7,7 @@
 #include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -286,6 +287,29 @@ void tst_buf_free(tst_buf_t *b)
 }
 
 /* ---- summary ------------------------------------------------------------------------- */
+
+void tst_pass(tst_tally_t *t, int verbose, const char *label, const char *detail)
+{
+    t->passed++;
+    if (verbose) printf("ok   %s%s%s\n", label, detail ? ": " : "", detail ? detail : "");
+}
+
+void tst_fail(tst_tally_t *t, const char *label, const char *fmt, ...)
+{
+    t->failed++;
+    printf("FAIL %s: ", label);
+    va_list ap;
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+    printf("\n");
+}
+
+void tst_skip(tst_tally_t *t, const char *label, const char *why)
+{
+    t->skipped++;
+    printf("skip %s: %s\n", label, why);
+}
 
 void tst_summary(const char *name, const tst_tally_t *t)
 {

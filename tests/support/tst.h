@@ -159,6 +159,16 @@ typedef struct tst_tally {
     long passed, failed, skipped;
 } tst_tally_t;
 
+/* One labelled check's verdict, counted in *t: pass (printed with verbose), fail (always
+ * printed, printf-style detail), skip (always printed, with the reason). */
+void tst_pass(tst_tally_t *t, int verbose, const char *label, const char *detail);
+void tst_fail(tst_tally_t *t, const char *label, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+void tst_skip(tst_tally_t *t, const char *label, const char *why);
+
 /* "<name>: N cases run, P passed, F failed, S skipped" — the program's last line. */
 void tst_summary(const char *name, const tst_tally_t *t);
 
