@@ -18,7 +18,6 @@ lgh-tp<gpus> / lgh-tp<gpus>-train and lgh-1gpu / lgh-1gpu-train.
 import argparse
 import json
 import os
-import statistics
 import sys
 
 import torch
@@ -28,22 +27,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "python"))
 import lgh  # noqa: E402
 import lgh.parallel as par  # noqa: E402
+from train import time_step  # noqa: E402  (bench/train.py)
 
 
-def median_ms(fn, reps=7, calls=10):
-    for _ in range(3):
-        fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(reps):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        for _ in range(calls):
-            fn()
-        b.record()
-        torch.cuda.synchronize()
-        times.append(a.elapsed_time(b) / calls)
-    return statistics.median(times)
+def median_ms(fn, calls=10):
+    """train.py's time_step: median of 7 rounds of `calls` back-to-back calls."""
+    return time_step(fn, calls)[0]
 
 
 def build(m, k, n, g, dev):
