@@ -57,6 +57,21 @@ def main():
             step()
         torch.cuda.synchronize()
     print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=14, max_name_column_width=70))
+    # GPU work per step (kernels and copies, as the profiler saw them) against the time of a
+    # step in a loop of back-to-back steps: the difference is time the GPU waits (host-bound
+    # launches, gaps) or runs slower than under the profiler.
+    kinds = [e for e in prof.key_averages() if e.device_type == torch.autograd.DeviceType.CUDA]
+    gpu_us = sum(e.self_device_time_total for e in kinds) / a.steps
+    reps = 20
+    e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    e0.record()
+    for _ in range(reps):
+        step()
+    e1.record()
+    e1.synchronize()
+    wall_us = e0.elapsed_time(e1) * 1000 / reps
+    print("per step: GPU work %.1f us, back-to-back step %.1f us, difference %.1f us"
+          % (gpu_us, wall_us, wall_us - gpu_us))
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@
  *
  * Shapes: M in {1, 7, 100} x K in {8, 100, 256} x group size in {1, 8, 48, 64, 512} x
  * G in {1, 3}, then one larger shape (M=300, K=1024, N=1024, G=8) for the products'
- * blocking. Each shape cycles through packed, odd-padded and aligned-padded leading
+ * blocking and three with wide groups (1024, 2048 and 4096 channels). Each shape cycles through packed, odd-padded and aligned-padded leading
  * dimensions of x, W, dy, h, dx and dW; with or without the saved h (lgh_args_t.h: the
  * backward reuses it, or recomputes x·Wᵀ + b); all five gradients or a subset (dx only;
  * dγ and dβ only; dW and db; db only); the context's workspace or a caller's of exactly
@@ -67,13 +67,15 @@ static const int64_t kMs[] = {1, 7, 100};
 static const int64_t kKs[] = {8, 100, 256};
 static const int64_t kGroupSizes[] = {1, 8, 48, 64, 512};
 static const int64_t kGroupCounts[] = {1, 3};
-/* After the matrix: many rows, a deep K and N = 1024. */
-static const dims_t kLarge = {300, 1024, 128, 8};
+/* After the matrix: many rows, a deep K and N = 1024; then wide groups, which the GPU
+ * norm backward's one-pass kernel spreads over teams of 4 and 8 warps (1024 and 2048
+ * channels), and one wider than it takes (4096: the three-kernel path). */
+static const dims_t kLarge[] = {{300, 1024, 128, 8}, {37, 64, 1024, 2}, {21, 32, 2048, 1}, {19, 32, 4096, 1}};
 
 static const lgh_dtype_t kDtypes[] = {LGH_DTYPE_FLOAT32, LGH_DTYPE_BFLOAT16, LGH_DTYPE_FLOAT16};
 #define N_DTYPES COUNT(kDtypes)
 
-#define MAX_SHAPES (COUNT(kMs) * COUNT(kKs) * COUNT(kGroupSizes) * COUNT(kGroupCounts) + 1)
+#define MAX_SHAPES (COUNT(kMs) * COUNT(kKs) * COUNT(kGroupSizes) * COUNT(kGroupCounts) + COUNT(kLarge))
 static dims_t g_dims[MAX_SHAPES];
 static int g_n_shapes;
 
@@ -86,7 +88,7 @@ static void list_shapes(void)
                 for (int gi = 0; gi < COUNT(kGroupCounts); ++gi)
                     g_dims[g_n_shapes++] =
                         (dims_t){kMs[mi], kKs[ki], kGroupSizes[si], kGroupCounts[gi]};
-    g_dims[g_n_shapes++] = kLarge;
+    for (int i = 0; i < COUNT(kLarge); ++i) g_dims[g_n_shapes++] = kLarge[i];
 }
 
 /* The gradients, as bits of shape_t.want, in the order of the tables. */

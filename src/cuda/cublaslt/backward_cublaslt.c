@@ -13,7 +13,7 @@
  * Workspace (device, 256-byte aligned pieces):
  *   [h: m·n elements, when recomputed][row sums: 2·m·G floats][statistics of h: 2·m·G
  *   floats, when the forward's are not used][partials: 3·chunks·n floats]
- *   [dh: m·n elements, when dx, dW or db is wanted][tf32 dW: dhᵀ, xᵀ float32][bias copy]
+ *   [dh: m·n elements, when dx, dW or db is wanted][tf32 dW: dhᵀ float32][bias copy]
  *   [cuBLASLt: 32 MiB]
  * No allocation and no synchronisation after the plans exist: graph-capturable.
  */
@@ -33,7 +33,7 @@
 #define WS_ALIGN ((size_t)256)
 
 typedef struct bwd_layout {
-    size_t h, row_sums, stats, partials, dh, dht, xt, bias, vendor, scratch, total;
+    size_t h, row_sums, stats, partials, dh, dht, bias, vendor, scratch, total;
 } bwd_layout_t;
 
 static bool place(size_t *end, uint64_t bytes, size_t *at)
@@ -46,10 +46,11 @@ static bool place(size_t *end, uint64_t bytes, size_t *at)
 
 static bool wants_dh(const lgh_bwd_problem_t *p) { return p->dx || p->dw || p->dbias; }
 
-/* tf32 dW from K-major copies (dhᵀ, xᵀ): cuBLASLt's tf32 kernels for the WGRAD layout (both
- * operands reduced along their strided dimension) measured 1.7x its forward's time on the
- * reference problem (0.567 vs 0.325 ms, H100); the two transposes cost ~0.05 ms. 16-bit
- * tensor cores read transposed operands themselves, and fp32 runs on SIMT units. */
+/* tf32 dW from a transposed copy of dh (LGH_LT_WGRAD_DHT): cuBLASLt's tf32 kernels for
+ * the WGRAD layout (both operands reduced along their strided dimension) measured 1.7x its
+ * forward's time on the reference problem (0.567 vs 0.325 ms, H100); with one operand
+ * K-major it runs as DGRAD does, and the transpose costs ~0.025 ms. 16-bit tensor cores
+ * read transposed operands themselves, and fp32 runs on SIMT units. */
 static bool wgrad_kmajor(const lgh_bwd_problem_t *p)
 {
     return p->dw && p->f.a.dtype == LGH_DTYPE_FLOAT32 && p->f.a.math == LGH_MATH_TF32;
@@ -68,9 +69,7 @@ static bool make_layout(const lgh_bwd_problem_t *p, size_t scratch, bwd_layout_t
     if (!place(&end, 3ull * (uint64_t)lgh_norm_bwd_chunks(a->m) * (uint64_t)a->n * 4u, &l->partials))
         return false;
     if (wants_dh(p) && !place(&end, mn * eb, &l->dh)) return false;
-    if (wgrad_kmajor(p) && (!place(&end, mn * 4u, &l->dht) ||
-                            !place(&end, (uint64_t)a->m * (uint64_t)a->k * 4u, &l->xt)))
-        return false;
+    if (wgrad_kmajor(p) && !place(&end, mn * 4u, &l->dht)) return false;
     if (!place(&end, (uint64_t)a->n * eb, &l->bias)) return false;
     if (!place(&end, LGH_LT_VENDOR_WORKSPACE, &l->vendor)) return false;
     if (scratch && !place(&end, scratch, &l->scratch)) return false;
@@ -222,23 +221,14 @@ lgh_status_t lgh_gpu_bwd_run(struct lgh_context *ctx, const lgh_bwd_problem_t *p
         st = product(ctx, cache, p, LGH_LT_DGRAD, a->w, a->ldw, nb.dh, a->n, p->dx, p->lddx, vendor, stream);
         if (st != LGH_STATUS_SUCCESS) return st;
     }
-    if (wgrad_kmajor(p)) { /* dW[n, k] = dhᵀ[n, m]·(xᵀ[k, m])ᵀ */
-        float *dht = (float *)(base + l.dht), *xt = (float *)(base + l.xt);
+    if (wgrad_kmajor(p)) { /* dW[n, k] = dht[n, m]·x[m, k] */
+        float *dht = (float *)(base + l.dht);
         cudaError_t te = lgh_transpose_f32((const float *)nb.dh, a->m, a->n, a->n, dht, stream);
-        if (te == cudaSuccess) te = lgh_transpose_f32((const float *)a->x, a->m, a->k, a->ldx, xt, stream);
         if (te != cudaSuccess)
-            return lgh_set_error(ctx, LGH_STATUS_CUDA_ERROR, "cublaslt backward: transposing dh and x: %s",
+            return lgh_set_error(ctx, LGH_STATUS_CUDA_ERROR, "cublaslt backward: transposing dh: %s",
                                  cudaGetErrorString(te));
-        lgh_lt_key_t key;
-        lgh_lt_key_plain(&p->f, a->n, a->k, a->m, dht, a->m, xt, a->m, p->dw, p->lddw, &key);
-        lgh_lt_plan_t *plan = NULL;
-        st = lgh_lt_plan_get(ctx, cache, &key, NULL, &plan);
+        st = product(ctx, cache, p, LGH_LT_WGRAD_DHT, a->x, a->ldx, dht, a->m, p->dw, p->lddw, vendor, stream);
         if (st != LGH_STATUS_SUCCESS) return st;
-        const float alpha = 1.0f, beta = 0.0f;
-        cublasStatus_t s = cublasLtMatmul(cache->handle, plan->op, &alpha, xt, plan->a, dht, plan->b, &beta, p->dw,
-                                          plan->d, p->dw, plan->d, &plan->algo, vendor, LGH_LT_VENDOR_WORKSPACE,
-                                          stream);
-        if (s != CUBLAS_STATUS_SUCCESS) return lt_fail(ctx, "cublasLtMatmul (dW = (dhᵀ)·(xᵀ)ᵀ)", s, p);
     } else if (p->dw) {
         st = product(ctx, cache, p, LGH_LT_WGRAD, a->x, a->ldx, nb.dh, a->n, p->dw, p->lddw, vendor, stream);
         if (st != LGH_STATUS_SUCCESS) return st;

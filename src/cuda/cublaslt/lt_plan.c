@@ -46,13 +46,6 @@ void lgh_lt_key_backward(const lgh_problem_t *p, int op, const void *a, int64_t 
     key->align_bias = 0;
 }
 
-void lgh_lt_key_plain(const lgh_problem_t *p, int64_t m, int64_t n, int64_t k, const void *a, int64_t lda,
-                      const void *b, int64_t ldb, const void *d, int64_t ldd, lgh_lt_key_t *key)
-{
-    lgh_lt_key_backward(p, LGH_LT_PLAIN, b, ldb, a, lda, d, ldd, key); /* A = "W" = b, B = "x" = a */
-    key->m = m, key->n = n, key->k = k;
-}
-
 static int key_equal(const lgh_lt_key_t *a, const lgh_lt_key_t *b)
 {
     return a->op == b->op && a->d_f32 == b->d_f32 && a->m == b->m && a->n == b->n && a->k == b->k && a->ldx == b->ldx &&
@@ -127,8 +120,7 @@ static lgh_status_t plan_build(struct lgh_context *ctx, cublasLtHandle_t handle,
     s = cublasLtMatmulDescCreate(&p->op, compute, CUDA_R_32F);
     if (s != CUBLAS_STATUS_SUCCESS) return lt_error(ctx, "cublasLtMatmulDescCreate", s, k);
     const bool fwd = k->op == LGH_LT_FORWARD;
-    const bool fwd_layout = fwd || k->op == LGH_LT_PLAIN;
-    const int32_t trans_a = fwd_layout ? CUBLAS_OP_T : CUBLAS_OP_N;
+    const int32_t trans_a = fwd ? CUBLAS_OP_T : CUBLAS_OP_N;
     const int32_t trans_b = k->op == LGH_LT_WGRAD ? CUBLAS_OP_T : CUBLAS_OP_N;
     const uint32_t epilogue = fwd ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
     const cudaDataType_t td = k->d_f32 ? CUDA_R_32F : t; /* D (= C) and the bias */
@@ -160,7 +152,11 @@ static lgh_status_t plan_build(struct lgh_context *ctx, cublasLtHandle_t handle,
         ar = (uint64_t)k->k, ac = (uint64_t)k->m, br = (uint64_t)k->n, bc = (uint64_t)k->m;
         dr = (uint64_t)k->k, dc = (uint64_t)k->n;
         break;
-    default: /* FORWARD, PLAIN: A = W [K, N] (transposed by the op), B = xᵀ [K, M], D = C = yᵀ [N, M] */
+    case LGH_LT_WGRAD_DHT: /* A = xᵀ [K, M], B = dh [M, N] (the dhᵀ copy's view), D = dWᵀ [K, N] */
+        ar = (uint64_t)k->k, ac = (uint64_t)k->m, br = (uint64_t)k->m, bc = (uint64_t)k->n;
+        dr = (uint64_t)k->k, dc = (uint64_t)k->n;
+        break;
+    default: /* FORWARD: A = W [K, N] (transposed by the op), B = xᵀ [K, M], D = C = yᵀ [N, M] */
         ar = (uint64_t)k->k, ac = (uint64_t)k->n, br = (uint64_t)k->k, bc = (uint64_t)k->m;
         dr = (uint64_t)k->n, dc = (uint64_t)k->m;
         break;

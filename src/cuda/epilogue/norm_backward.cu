@@ -3,6 +3,11 @@
 // version 1: three plain kernels; h and dy are read twice (row sums, then elementwise),
 // dh written once. At the reference problem that is 4 reads and 1 write of an M x N
 // tensor next to two GEMMs of the same size as the forward's.
+// version 2: one fused pass (lgh_bwd_fused) when the data allow 16-byte units and a
+// group fits a team of warps: h and dy read once with vector loads, the next row's loads
+// in flight while a row is reduced, a group's statistics (when not the forward's) from
+// the registers; the column sums read their partials with more threads. Version 1's
+// kernels stay for the rest (odd group sizes, unaligned data, groups over 2048).
 #include "epilogue/norm_backward.h"
 
 #include <cuda_bf16.h>
@@ -10,6 +15,8 @@
 
 #include "common/norm_output.h"
 #include "epilogue/fused_groupnorm.cuh" // lgh_epi_to_float, lgh_epi_store1
+#include "epilogue/norm_io.cuh"        // lgh_norm_io: 16-byte units
+#include "ptx/barrier.cuh"             // lgh_named_barrier_sync
 
 namespace {
 
@@ -130,38 +137,256 @@ __global__ void __launch_bounds__(256) lgh_bwd_elementwise(bwd_params p)
     p.partials[(2 * p.chunks + chunk) * p.n + c] = sbe;
 }
 
-// 3. One thread per column: the chunks' partials in chunk order.
+// 2'. The fused path: one pass over h and dy. A team of 1, 2, 4 or 8 warps (chosen at
+// launch: as few as hold the group at 8 elements per lane) owns a work item (chunk of
+// LGH_BWD_CHUNK_ROWS rows, group) and walks its rows in order. Per row, each lane keeps
+// its 8 elements of h and dy in registers (two 16-byte units of float32, one of 16-bit
+// data; with 16 elements the 16-bit instances spilled at the 128 registers that two
+// blocks per SM allow) and loads the next row's while this one is reduced. It sums
+// dz·γ and dz·γ·x̂ over the group (lanes by shuffles, the team's warps through shared
+// memory, always in the same order), then writes dh and adds its columns' dz, dz·x̂ and
+// dh to partials kept in registers, written at the end of the chunk. h and dy are read
+// once, dh written once.
+template <typename T> constexpr int kBwdUnitsPerLane = (int)sizeof(T) / 2; // 8 elements
+constexpr int kBwdThreads = 256;
+
+// The team's two sums: butterfly shuffles within each warp, then (teams of several warps)
+// the warps' results in warp order through shared memory. Two slots per warp used in
+// turn (`phase` counts the team's reductions), so one barrier per reduction suffices: a
+// warp can only overwrite a slot after every warp of the team has passed the barrier of
+// the reduction that last read it.
+__device__ __forceinline__ float2 lgh_bwd_team_sum(float a, float b, float2 (*slots)[kBwdThreads / 32],
+                                                   int &phase, int team, int team_warps)
+{
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+        a += __shfl_xor_sync(0xffffffffu, a, o);
+        b += __shfl_xor_sync(0xffffffffu, b, o);
+    }
+    if (team_warps > 1) {
+        const int par = phase++ & 1;
+        if ((threadIdx.x & 31) == 0) slots[par][threadIdx.x / 32] = make_float2(a, b);
+        lgh_named_barrier_sync(1 + team, 32 * team_warps);
+        a = b = 0.f;
+        for (int w = 0; w < team_warps; ++w) {
+            const float2 v = slots[par][team * team_warps + w];
+            a += v.x;
+            b += v.y;
+        }
+    }
+    return make_float2(a, b);
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kBwdThreads, 2) lgh_bwd_fused(bwd_params p, int team_warps)
+{
+    using io = lgh_norm_io<T, true>;
+    constexpr int N = io::N, UPL = kBwdUnitsPerLane<T>;
+    __shared__ float2 team_sums[2][kBwdThreads / 32]; // [phase parity][warp]
+    const int warp = threadIdx.x / 32, lane = threadIdx.x & 31;
+    const int team = warp / team_warps, warp_in_team = warp - team * team_warps;
+    const int teams_per_block = (kBwdThreads / 32) / team_warps;
+    const int team_lanes = 32 * team_warps;
+    const int64_t units = p.gs / N; // of one group
+    const int64_t items = p.chunks * p.groups;
+    const T *__restrict__ h = static_cast<const T *>(p.h);
+    const T *__restrict__ dy = static_cast<const T *>(p.dy);
+    const T *__restrict__ gamma = static_cast<const T *>(p.gamma);
+    const T *__restrict__ beta = static_cast<const T *>(p.beta);
+    T *__restrict__ dh = static_cast<T *>(p.dh);
+    const bool want_dh = dh != nullptr;
+
+    int phase = 0; // reductions this team has made (lgh_bwd_team_sum)
+    for (int64_t item = (int64_t)blockIdx.x * teams_per_block + team; item < items;
+         item += (int64_t)gridDim.x * teams_per_block) {
+        const int64_t chunk = item / p.groups, grp = item - chunk * p.groups;
+        const int64_t r0 = chunk * LGH_BWD_CHUNK_ROWS;
+        const int64_t r1 = min(p.m, r0 + LGH_BWD_CHUNK_ROWS);
+        // This lane's columns: units u_j = warp_in_team * 32 + lane + j * team_lanes.
+        int64_t col[UPL];
+        bool own[UPL];
+        float g[UPL][N], b[UPL][N];
+        float sb[UPL][N], sg[UPL][N], sbe[UPL][N];
+#pragma unroll
+        for (int j = 0; j < UPL; ++j) {
+            const int64_t u = warp_in_team * 32 + lane + (int64_t)j * team_lanes;
+            own[j] = u < units;
+            col[j] = grp * p.gs + (own[j] ? u : 0) * N;
+            io::load_param(gamma + col[j], g[j]);
+            io::load_param(beta + col[j], b[j]);
+#pragma unroll
+            for (int e = 0; e < N; ++e) sb[j][e] = sg[j][e] = sbe[j][e] = 0.f;
+        }
+        typename io::U hv[UPL], dv[UPL], hn[UPL], dn[UPL];
+#pragma unroll
+        for (int j = 0; j < UPL; ++j) {
+            if (own[j]) {
+                hv[j] = __ldg(reinterpret_cast<const uint4 *>(h + r0 * p.ldh + col[j]));
+                dv[j] = __ldg(reinterpret_cast<const uint4 *>(dy + r0 * p.lddy + col[j]));
+            }
+        }
+        for (int64_t r = r0; r < r1; ++r) {
+            // the next row's units, in flight while this row is reduced
+            if (r + 1 < r1) {
+#pragma unroll
+                for (int j = 0; j < UPL; ++j) {
+                    if (own[j]) {
+                        hn[j] = __ldg(reinterpret_cast<const uint4 *>(h + (r + 1) * p.ldh + col[j]));
+                        dn[j] = __ldg(reinterpret_cast<const uint4 *>(dy + (r + 1) * p.lddy + col[j]));
+                    }
+                }
+            }
+            const int64_t t = r * p.groups + grp;
+            float mean, rstd;
+            if (p.mean != nullptr) {
+                mean = p.mean[t], rstd = p.rstd[t];
+            } else { // the statistics of h itself (a 16-bit or recomputed h), two passes as
+                float sum = 0.f;  // the forward's norm pass, from the registers
+#pragma unroll
+                for (int j = 0; j < UPL; ++j) {
+                    if (!own[j]) continue;
+                    float hf[N];
+                    io::unpack(hv[j], hf);
+#pragma unroll
+                    for (int e = 0; e < N; ++e) sum += hf[e];
+                }
+                mean = lgh_bwd_team_sum(sum, 0.f, team_sums, phase, team, team_warps).x / (float)p.gs;
+                float m2 = 0.f;
+#pragma unroll
+                for (int j = 0; j < UPL; ++j) {
+                    if (!own[j]) continue;
+                    float hf[N];
+                    io::unpack(hv[j], hf);
+#pragma unroll
+                    for (int e = 0; e < N; ++e) {
+                        const float d = hf[e] - mean;
+                        m2 = fmaf(d, d, m2);
+                    }
+                }
+                m2 = lgh_bwd_team_sum(m2, 0.f, team_sums, phase, team, team_warps).x;
+                rstd = 1.0f / sqrtf(m2 / (float)p.gs + p.eps);
+            }
+            float rs1 = 0.f, rs2 = 0.f;
+            if (want_dh) {
+                float s1 = 0.f, s2 = 0.f;
+#pragma unroll
+                for (int j = 0; j < UPL; ++j) {
+                    if (!own[j]) continue;
+                    float hf[N], df[N];
+                    io::unpack(hv[j], hf);
+                    io::unpack(dv[j], df);
+#pragma unroll
+                    for (int e = 0; e < N; ++e) {
+                        float dz, xhat;
+                        dz_xhat(hf[e], df[e], mean, rstd, g[j][e], b[j][e], p.lo, p.hi, &dz, &xhat);
+                        const float gv = __fmul_rn(dz, g[j][e]);
+                        s1 += gv;
+                        s2 = fmaf(gv, xhat, s2);
+                    }
+                }
+                const float2 s12 = lgh_bwd_team_sum(s1, s2, team_sums, phase, team, team_warps);
+                s1 = s12.x;
+                s2 = s12.y;
+                rs1 = s1 / (float)p.gs;
+                rs2 = s2 / (float)p.gs;
+            }
+#pragma unroll
+            for (int j = 0; j < UPL; ++j) {
+                if (!own[j]) continue;
+                float hf[N], df[N], out[N];
+                io::unpack(hv[j], hf);
+                io::unpack(dv[j], df);
+#pragma unroll
+                for (int e = 0; e < N; ++e) {
+                    float dz, xhat;
+                    dz_xhat(hf[e], df[e], mean, rstd, g[j][e], b[j][e], p.lo, p.hi, &dz, &xhat);
+                    sbe[j][e] += dz;
+                    sg[j][e] = fmaf(dz, xhat, sg[j][e]);
+                    out[e] = rstd * (__fmul_rn(dz, g[j][e]) - rs1 - xhat * rs2);
+                    sb[j][e] += out[e];
+                }
+                if (want_dh) io::store(dh + r * p.n + col[j], io::pack(out));
+            }
+#pragma unroll
+            for (int j = 0; j < UPL; ++j) {
+                hv[j] = hn[j];
+                dv[j] = dn[j];
+            }
+        }
+#pragma unroll
+        for (int j = 0; j < UPL; ++j) {
+            if (!own[j]) continue;
+            float *const part[3] = {p.partials + (0 * p.chunks + chunk) * p.n + col[j],
+                                    p.partials + (1 * p.chunks + chunk) * p.n + col[j],
+                                    p.partials + (2 * p.chunks + chunk) * p.n + col[j]};
+#pragma unroll
+            for (int e = 0; e < N; e += 4) {
+                *reinterpret_cast<float4 *>(part[0] + e) =
+                    make_float4(sb[j][e], sb[j][e + 1], sb[j][e + 2], sb[j][e + 3]);
+                *reinterpret_cast<float4 *>(part[1] + e) =
+                    make_float4(sg[j][e], sg[j][e + 1], sg[j][e + 2], sg[j][e + 3]);
+                *reinterpret_cast<float4 *>(part[2] + e) =
+                    make_float4(sbe[j][e], sbe[j][e + 1], sbe[j][e + 2], sbe[j][e + 3]);
+            }
+        }
+    }
+}
+
+// 3. One thread per (output, column): the chunks' partials in chunk order.
 template <typename T>
 __global__ void __launch_bounds__(256) lgh_bwd_column_sums(bwd_params p)
 {
-    const int64_t c = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (c >= p.n) return;
-    void *out[3] = {p.dbias, p.dgamma, p.dbeta};
-#pragma unroll
-    for (int q = 0; q < 3; ++q) {
-        if (out[q] == nullptr) continue;
-        float s = 0.f;
-        for (int64_t ch = 0; ch < p.chunks; ++ch) s += p.partials[(q * p.chunks + ch) * p.n + c];
-        lgh_epi_store1(static_cast<T *>(out[q]) + c, s);
-    }
+    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= 3 * p.n) return;
+    const int q = (int)(i / p.n);
+    const int64_t c = i - q * p.n;
+    T *out = static_cast<T *>(q == 0 ? p.dbias : q == 1 ? p.dgamma : p.dbeta);
+    if (out == nullptr) return;
+    const float *__restrict__ part = p.partials + (int64_t)q * p.chunks * p.n + c;
+    float s = 0.f;
+#pragma unroll 8
+    for (int64_t ch = 0; ch < p.chunks; ++ch) s += part[ch * p.n];
+    lgh_epi_store1(out + c, s);
+}
+
+// Warps per team for the fused path (each lane holds at most kBwdUnitsPerLane<T> units of a
+// group), or 0 when the fused path cannot take the problem.
+template <typename T>
+int fused_team_warps(const bwd_params &p)
+{
+    constexpr int64_t N = lgh_norm_io<T, true>::N;
+    const auto aligned = [](const void *q) { return ((uintptr_t)q & 15u) == 0; };
+    if (p.gs % N != 0 || p.ldh % N != 0 || p.lddy % N != 0) return 0;
+    if (!aligned(p.h) || !aligned(p.dy) || !aligned(p.dh) || !aligned(p.gamma) || !aligned(p.beta)) return 0;
+    const int64_t units = p.gs / N;
+    for (int w = 1; w <= kBwdThreads / 32; w *= 2)
+        if (units <= (int64_t)32 * w * kBwdUnitsPerLane<T>) return w;
+    return 0;
 }
 
 template <typename T>
 cudaError_t launch(const bwd_params &p, cudaStream_t stream)
 {
-    const int threads = 256;
-    const bool need_rows = p.dh != nullptr || p.mean == nullptr;
-    if (need_rows) {
-        int64_t blocks = (p.m * p.groups + 7) / 8;
-        if (blocks > 65535 * 16) blocks = 65535 * 16;
-        lgh_bwd_row_sums<T><<<(unsigned)blocks, threads, 0, stream>>>(p);
+    const int threads = kBwdThreads;
+    const int team = fused_team_warps<T>(p);
+    if (team > 0) {
+        const int64_t teams = p.chunks * p.groups, per_block = (threads / 32) / team;
+        int64_t blocks = (teams + per_block - 1) / per_block;
+        if (blocks > (1 << 20)) blocks = 1 << 20; // the kernel strides over the rest
+        lgh_bwd_fused<T><<<(unsigned)blocks, threads, 0, stream>>>(p, team);
+    } else {
+        const bool need_rows = p.dh != nullptr || p.mean == nullptr;
+        if (need_rows) {
+            int64_t blocks = (p.m * p.groups + 7) / 8;
+            if (blocks > 65535 * 16) blocks = 65535 * 16;
+            lgh_bwd_row_sums<T><<<(unsigned)blocks, threads, 0, stream>>>(p);
+        }
+        const dim3 grid((unsigned)((p.n + threads - 1) / threads), (unsigned)p.chunks);
+        lgh_bwd_elementwise<T><<<grid, threads, 0, stream>>>(p);
     }
-    const dim3 grid((unsigned)((p.n + threads - 1) / threads), (unsigned)p.chunks);
-    lgh_bwd_elementwise<T><<<grid, threads, 0, stream>>>(p);
     if (p.dbias || p.dgamma || p.dbeta)
-        lgh_bwd_column_sums<T><<<(unsigned)((p.n + threads - 1) / threads), threads, 0, stream>>>(p);
-    cudaError_t e = cudaGetLastError();
-    return e;
+        lgh_bwd_column_sums<T><<<(unsigned)((3 * p.n + threads - 1) / threads), threads, 0, stream>>>(p);
+    return cudaGetLastError();
 }
 
 } // namespace

@@ -1,16 +1,24 @@
 /*
  * The norm part of the layer's backward on the GPU (formulas: include/lgh.h, "backward"):
- * three kernel launches that turn dy, the saved pre-norm h and the forward's mean / rstd
- * into dh (the gradient of h) and the column sums dβ, dγ, db. The products dx = dh·W and
- * dW = dhᵀ·x are the caller's (cuBLASLt or a fused engine).
+ * kernels that turn dy, the saved pre-norm h and the forward's mean / rstd into dh (the
+ * gradient of h) and the column sums dβ, dγ, db. The products dx = dh·W and dW = dhᵀ·x
+ * are the caller's (cuBLASLt or a fused engine).
  *
- *   1. row sums: one warp per (row, group): mean_group(dz·γ) and mean_group(dz·γ·x̂),
- *      and first, when the forward's statistics are not given, the group's mean and rstd
- *      (two passes over h, as the forward's norm pass);
- *   2. elementwise: one thread per column over a chunk of LGH_BWD_CHUNK_ROWS rows: dh
- *      (stored in the data's dtype, float32 for float32 data), and the chunk's partial
- *      column sums of dz, dz·x̂ and dh (float32) into the partials buffer;
- *   3. column sums: one thread per column adds the chunks' partials in chunk order.
+ * One pass, when the forward's statistics are given, h, dy, dh, γ and β are 16-byte
+ * aligned, the leading dimensions and the group size are multiples of 16 bytes' worth of
+ * elements and a group has at most 2048 channels (the common case):
+ *   1. one team of warps per (chunk of LGH_BWD_CHUNK_ROWS rows, group) reads h and dy
+ *      once: per row, mean_group(dz·γ) and mean_group(dz·γ·x̂), then dh, and the chunk's
+ *      partial column sums of dz, dz·x̂ and dh (float32) into the partials buffer;
+ * otherwise three passes:
+ *   1. row sums: one warp per (row, group): the two means above, and first, when the
+ *      forward's statistics are not given, the group's mean and rstd (two passes over
+ *      h, as the forward's norm pass);
+ *   2. elementwise: one thread per column over a chunk of rows: dh (stored in the
+ *      data's dtype, float32 for float32 data) and the chunk's partial column sums;
+ * and in both cases
+ *   3. column sums: one thread per output and column adds the chunks' partials in chunk
+ *      order.
  * Every sum runs in a fixed order (no atomics), so dβ, dγ and db are bitwise the same on
  * every run. z, the clamp mask and x̂ use the forward's formula (common/norm_output.h).
  *
@@ -30,7 +38,7 @@ extern "C" {
 #endif
 
 /* Rows whose column sums one thread accumulates before writing a partial. */
-#define LGH_BWD_CHUNK_ROWS 32
+#define LGH_BWD_CHUNK_ROWS 16
 
 typedef struct lgh_norm_bwd_args {
     int64_t m, n, groups;
