@@ -10,6 +10,9 @@ For each precision class the same inputs, parameters and output gradient dy go t
 and lgh once more with the memory-saving choice (impl lgh-auto-train-recompute: the
 forward keeps only mean / rstd and the backward recomputes the pre-norm).
 
+A class's implementations are timed in interleaved rounds (time_interleaved), so that
+the card's clock drift over a run falls on all of them alike.
+
 Each record has the benchmark's usual fields (shape, dtype, math, impl, ms, tflops,
 rel_err) plus grad_errs (relative Frobenius error of each gradient against a float64
 PyTorch reference of the same step) and saved_bytes (what autograd keeps between forward
@@ -139,7 +142,8 @@ def time_step(step, reps, warmup=5, rounds=7):
     """Median over `rounds` of the mean step time of `reps` back-to-back steps (as in a
     training loop: no synchronisation between steps, so the host's launch work overlaps
     the GPU's; a synchronisation after every step would add the launch latency of a
-    whole step and let the clocks drop while the GPU waits), and the fastest round."""
+    whole step and let the clocks drop while the GPU waits), the fastest round, and every
+    round's mean in order (a drift from first to last shows the clocks settling)."""
     for _ in range(warmup):
         step()
     torch.cuda.synchronize()
@@ -152,7 +156,24 @@ def time_step(step, reps, warmup=5, rounds=7):
         e1.record()
         e1.synchronize()
         times.append(e0.elapsed_time(e1) / reps)
-    return statistics.median(times), min(times)
+    return statistics.median(times), min(times), times
+
+
+def time_interleaved(steps, reps, rounds=7):
+    """time_step's measure for several implementations at once: each round times `reps`
+    back-to-back steps of every implementation in turn; returns, per implementation, its
+    rounds' mean step times in ms."""
+    out = [[] for _ in steps]
+    for _ in range(rounds):
+        for i, step in enumerate(steps):
+            e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            e0.record()
+            for _ in range(reps):
+                step()
+            e1.record()
+            e1.synchronize()
+            out[i].append(e0.elapsed_time(e1) / reps)
+    return out
 
 
 def main(argv=None):
@@ -204,6 +225,11 @@ def main(argv=None):
         torch.set_float32_matmul_precision(precision)
         torch.backends.cuda.matmul.allow_tf32 = precision != "highest"
         torch.backends.cudnn.allow_tf32 = precision != "highest"
+        # Build and warm every implementation of the class, then time them in interleaved
+        # rounds (time_interleaved): the card's clocks drift over a run (measured: the
+        # same step 10-15% slower in its last rounds than in its first), and interleaving
+        # gives each implementation the same share of every state.
+        entries, class_recs = [], []
         for impl, dtype, maker, opt in impls:
             if impl.startswith("torch"):
                 f = maker(dtype)
@@ -217,23 +243,35 @@ def main(argv=None):
                    "tflops": None, "rel_err": None}
             try:
                 step = Step(impl, p, dtype, f)
-                t0 = time.time()
-                ms, min_ms = time_step(step, a.reps)
+                for _ in range(5):
+                    step()
+                torch.cuda.synchronize()
+                entries.append((rec, step, opt))
+            except Exception as e:  # noqa: BLE001 - recorded, the run goes on
+                rec.update(status="error", note=str(e)[:300])
+            class_recs.append(rec)
+        records += class_recs
+        t0 = time.time()
+        timed = time_interleaved([step for _, step, _ in entries], a.reps) if entries else []
+        for (rec, step, opt), rounds in zip(entries, timed):
+            try:
+                ms = statistics.median(rounds)
                 step()
                 torch.cuda.synchronize()
                 errs = {name: rel(g, r) for name, g, r in
                         zip(("dx", "dW", "db", "dgamma", "dbeta"), step.grads(), ref)}
-                rec.update(ms=round(ms, 4), min_ms=round(min_ms, 4),
+                rec.update(ms=round(ms, 4), min_ms=round(min(rounds), 4),
+                           round_ms=[round(t, 4) for t in rounds],
                            tflops=round(flops / (ms * 1e-3) / 1e12, 1),
                            rel_err=max(errs.values()), grad_errs=errs,
                            saved_bytes=step.saved_bytes(), reps=a.reps,
                            engine=(lgh.engine_for(*step.leaves, groups, eps, lo, hi, math=opt)
-                                   if impl.startswith("lgh") else None),
+                                   if rec["impl"].startswith("lgh") else None),
                            wall_s=round(time.time() - t0, 1))
             except Exception as e:  # noqa: BLE001 - recorded, the run goes on
                 rec.update(status="error", note=str(e)[:300])
-            records.append(rec)
-            print(f"{dtype_name:8s} {math_:6s} {impl:26s} "
+        for rec in class_recs:
+            print(f"{dtype_name:8s} {math_:6s} {rec['impl']:26s} "
                   + (f"{rec['ms']:8.3f} ms  rel_err {rec['rel_err']:.2e}  saved {rec['saved_bytes'] / 2**20:7.1f} MiB"
                      f"  {' '.join('%s %.1e' % kv for kv in rec['grad_errs'].items())}"
                      if rec.get("ms") else f"error: {rec.get('note')}"), flush=True)

@@ -16,6 +16,9 @@
 //          hoisted together).
 //   wide   1024 threads per segment, read twice: statistics chunk by chunk (Chan-combined),
 //          then normalisation. Any width.
+// A float32 source (a pre-norm kept in float32, or split-K slices summed in order with the
+// bias) comes in units of 4 floats on the vector path (16-byte loads; its stores of y are
+// 4 elements of the output dtype), one element on the scalar path.
 // Each tier reads its segment, reduces, then each thread writes only what it read, so the
 // pass is in place with no extra memory. Grids are grid-stride loops so any m * groups fits.
 #include "epilogue/groupnorm_kernel.h"
@@ -41,14 +44,17 @@ struct norm_params {
     int slices;
 };
 
-// The IO of a variant: T in and out, or (F32_SRC, scalar path) a float32 source normalised
-// into T.
+// The IO of a variant: T in and out, or (F32_SRC) a float32 source normalised into T.
 template <typename T, bool VECTOR, bool F32_SRC> struct lgh_norm_io_pick {
     using type = lgh_norm_io<T, VECTOR>;
     using src = T;
 };
 template <typename T> struct lgh_norm_io_pick<T, false, true> {
     using type = lgh_norm_io_f32_src<T>;
+    using src = float;
+};
+template <typename T> struct lgh_norm_io_pick<T, true, true> {
+    using type = lgh_norm_io_f32_src_vec<T>;
     using src = float;
 };
 
@@ -58,9 +64,9 @@ template <typename T, typename IO, bool F32_SRC, typename S>
 __device__ __forceinline__ typename IO::U lgh_load_src(const norm_params &p, const S *at, int64_t col)
 {
     if constexpr (F32_SRC) {
-        float v = *at;
-        for (int s = 1; s < p.slices; ++s) v += at[s * p.slice];
-        if (p.bias != nullptr) v += lgh_elem<T>::ldg(static_cast<const T *>(p.bias) + col);
+        typename IO::U v = IO::load(at);
+        for (int s = 1; s < p.slices; ++s) IO::add(v, IO::load(at + s * p.slice));
+        if (p.bias != nullptr) IO::add_param(v, static_cast<const T *>(p.bias) + col);
         return v;
     } else {
         (void)p;
@@ -86,8 +92,11 @@ __device__ __forceinline__ float lgh_rstd(const lgh_stats &s, float eps)
     return 1.0f / sqrtf(var + eps);
 }
 
+// (min-blocks 2, at most 128 registers: without it ptxas capped the vector float32-source
+// variants at 64 registers and spilled, and at 3 blocks (85) they spilled too; the other
+// variants keep their 44-64)
 template <typename T, bool VECTOR, bool F32_SRC = false>
-__global__ void __launch_bounds__(kWarpThreads) lgh_norm_warp(norm_params p, int team)
+__global__ void __launch_bounds__(kWarpThreads, 2) lgh_norm_warp(norm_params p, int team)
 {
     using IO = typename lgh_norm_io_pick<T, VECTOR, F32_SRC>::type;
     using S = typename lgh_norm_io_pick<T, VECTOR, F32_SRC>::src;
@@ -190,7 +199,10 @@ __global__ void __launch_bounds__(kMaxThreads) lgh_norm_wide(norm_params p)
     const int64_t nseg = p.m * p.groups;
     const int64_t lane = threadIdx.x;
     const int64_t team = blockDim.x;
-    const int64_t chunk = team * kWideItems;
+    // 1024 threads leave 64 registers a thread: the vector float32-source variant (four
+    // floats per unit, slices summed) spilled with 4 and with 2 units a thread
+    constexpr int ITEMS = VECTOR && F32_SRC ? 1 : kWideItems;
+    const int64_t chunk = team * ITEMS;
 
     for (int64_t seg = blockIdx.x; seg < nseg; seg += gridDim.x) {
         const int64_t row = seg / p.groups;
@@ -201,14 +213,14 @@ __global__ void __launch_bounds__(kMaxThreads) lgh_norm_wide(norm_params p)
         // First read: per-chunk stats, merged into the thread's running stats.
         lgh_stats s = lgh_stats_empty();
         for (int64_t base = 0; base < units; base += chunk) {
-            typename IO::U v[kWideItems];
+            typename IO::U v[ITEMS];
 #pragma unroll
-            for (int i = 0; i < kWideItems; ++i) {
+            for (int i = 0; i < ITEMS; ++i) {
                 const int64_t u = base + lane + i * team;
                 if (u < units) v[i] = lgh_load_src<T, IO, F32_SRC>(p, xs + u * N, col0 + u * N);
             }
             s = lgh_stats_combine(
-                s, lgh_norm_thread_stats<IO, kWideItems>(v, true, base + lane, team, units));
+                s, lgh_norm_thread_stats<IO, ITEMS>(v, true, base + lane, team, units));
         }
         s = lgh_norm_block_reduce(s, sh);
         const float rstd = lgh_rstd(s, p.eps);
@@ -220,14 +232,14 @@ __global__ void __launch_bounds__(kMaxThreads) lgh_norm_wide(norm_params p)
         const T *gamma = static_cast<const T *>(p.gamma) + col0;
         const T *beta = static_cast<const T *>(p.beta) + col0;
         for (int64_t base = 0; base < units; base += chunk) {
-            typename IO::U v[kWideItems];
+            typename IO::U v[ITEMS];
 #pragma unroll
-            for (int i = 0; i < kWideItems; ++i) {
+            for (int i = 0; i < ITEMS; ++i) {
                 const int64_t u = base + lane + i * team;
                 if (u < units) v[i] = lgh_load_src<T, IO, F32_SRC>(p, xs + u * N, col0 + u * N);
             }
 #pragma unroll
-            for (int i = 0; i < kWideItems; ++i) {
+            for (int i = 0; i < ITEMS; ++i) {
                 const int64_t u = base + lane + i * team;
                 if (u < units) {
                     IO::store(ys + u * N, lgh_norm_apply<T, IO>(v[i], gamma + u * N,
@@ -242,8 +254,9 @@ __global__ void __launch_bounds__(kMaxThreads) lgh_norm_wide(norm_params p)
 enum tier { TIER_WARP = 0, TIER_BLOCK = 1, TIER_WIDE = 2, TIER_COUNT = 3 };
 constexpr int kDtypes = 3;
 constexpr int kSameVariants = kDtypes * 2 * TIER_COUNT;
-// After those: a float32 source (scalar) into float32 / bf16 / fp16, one per tier.
-constexpr int kVariants = kSameVariants + kDtypes * TIER_COUNT;
+// After those: a float32 source into float32 / bf16 / fp16, scalar and vector, one per
+// tier, indexed alike.
+constexpr int kVariants = 2 * kSameVariants;
 
 // Variant index: ((dtype * 2 + vector) * TIER_COUNT + tier).
 template <typename T, bool V, bool F = false> const void *tier_fn(int tier)
@@ -255,15 +268,21 @@ template <typename T, bool V, bool F = false> const void *tier_fn(int tier)
 
 const void *variant_fn(int index)
 {
-    if (index >= kSameVariants) { // float32 source
-        const int i = index - kSameVariants;
-        return i / TIER_COUNT == 0   ? tier_fn<float, false, true>(i % TIER_COUNT)
-               : i / TIER_COUNT == 1 ? tier_fn<__nv_bfloat16, false, true>(i % TIER_COUNT)
-                                     : tier_fn<__half, false, true>(i % TIER_COUNT);
+    const bool f32_src = index >= kSameVariants;
+    const int i = index % kSameVariants;
+    const int tier = i % TIER_COUNT;
+    const int vec = (i / TIER_COUNT) % 2;
+    const int dtype = i / (TIER_COUNT * 2);
+    if (f32_src) {
+        switch (dtype * 2 + vec) {
+        case 0: return tier_fn<float, false, true>(tier);
+        case 1: return tier_fn<float, true, true>(tier);
+        case 2: return tier_fn<__nv_bfloat16, false, true>(tier);
+        case 3: return tier_fn<__nv_bfloat16, true, true>(tier);
+        case 4: return tier_fn<__half, false, true>(tier);
+        default: return tier_fn<__half, true, true>(tier);
+        }
     }
-    const int tier = index % TIER_COUNT;
-    const int vec = (index / TIER_COUNT) % 2;
-    const int dtype = index / (TIER_COUNT * 2);
     switch (dtype * 2 + vec) {
     case 0: return tier_fn<float, false>(tier);
     case 1: return tier_fn<float, true>(tier);
@@ -296,15 +315,20 @@ launch_shape pick(const lgh_groupnorm_args_t *a)
 {
     const int64_t elem = a->dtype == LGH_DTYPE_FLOAT32 ? 4 : 2;
     const int64_t gs = a->n / a->groups;
-    const int64_t vec_n = 16 / elem;
     // (a single float32 slice with no bias into float32 is an ordinary float32 source)
     const bool f32_src = a->src_f32 && (a->dtype != LGH_DTYPE_FLOAT32 || a->splits > 1 || a->bias != nullptr);
-    // Row strides that are multiples of 16 bytes, asked as ld % vec_n in elements: a one-row
+    // Units of 16 bytes of T, or (float32 source) of 4 elements: 16 bytes of the source,
+    // 4 * elem bytes of y, γ, β and the bias.
+    const int64_t vec_n = f32_src ? 4 : 16 / elem;
+    const uintptr_t out_align = (uintptr_t)(vec_n * elem);
+    const auto aligned = [out_align](const void *ptr) { return ((uintptr_t)ptr & (out_align - 1)) == 0; };
+    // Row strides that are multiples of the unit, asked as ld % vec_n in elements: a one-row
     // y may have an ld near INT64_MAX (the argument checks bound (rows - 1) * ld * elem),
     // where ld * elem would overflow int64.
-    const bool vec = !f32_src && aligned16(a->y) && aligned16(a->gamma) && aligned16(a->beta) &&
-                     a->ldy % vec_n == 0 && gs % vec_n == 0 &&
-                     (!a->src || (aligned16(a->src) && a->lds % vec_n == 0));
+    const bool vec = aligned(a->y) && aligned(a->gamma) && aligned(a->beta) && a->ldy % vec_n == 0 &&
+                     gs % vec_n == 0 && (!a->src || (aligned16(a->src) && a->lds % vec_n == 0)) &&
+                     (!f32_src || ((!a->bias || aligned(a->bias)) &&
+                                   (a->splits <= 1 || a->split_stride % vec_n == 0)));
     const int64_t units = vec ? gs / vec_n : gs;
     const int64_t nseg = a->m * a->groups;
     launch_shape s;
@@ -329,7 +353,7 @@ launch_shape pick(const lgh_groupnorm_args_t *a)
     }
     if (s.blocks > kMaxGrid) s.blocks = kMaxGrid;
     const int dt = a->dtype == LGH_DTYPE_FLOAT32 ? 0 : a->dtype == LGH_DTYPE_BFLOAT16 ? 1 : 2;
-    s.variant = f32_src ? kSameVariants + dt * TIER_COUNT + tier : (dt * 2 + (vec ? 1 : 0)) * TIER_COUNT + tier;
+    s.variant = (f32_src ? kSameVariants : 0) + (dt * 2 + (vec ? 1 : 0)) * TIER_COUNT + tier;
     return s;
 }
 
@@ -403,15 +427,16 @@ extern "C" int lgh_groupnorm_kernel_count(void) { return kVariants; }
 extern "C" cudaError_t lgh_groupnorm_kernel_info(int index, lgh_kernel_info_t *out)
 {
     if (index < 0 || index >= kVariants || !out) return cudaErrorInvalidValue;
-    const int tier = index % TIER_COUNT;
+    const int i = index % kSameVariants;
+    const int tier = i % TIER_COUNT;
+    const int vec = (i / TIER_COUNT) % 2;
+    const int dtype = i / (TIER_COUNT * 2);
     if (index >= kSameVariants) {
-        snprintf(out->name, sizeof out->name, "lgh_norm_%s<f32->%s,scalar>", kTierNames[tier],
-                 kDtypeNames[(index - kSameVariants) / TIER_COUNT]);
+        snprintf(out->name, sizeof out->name, "lgh_norm_%s<f32->%s,%s>", kTierNames[tier], kDtypeNames[dtype],
+                 vec ? "vec4" : "scalar");
     } else {
-        const int vec = (index / TIER_COUNT) % 2;
-        const int dtype = index / (TIER_COUNT * 2);
-        snprintf(out->name, sizeof out->name, "lgh_norm_%s<%s,%s>", kTierNames[tier],
-                 kDtypeNames[dtype], vec ? "vec16" : "scalar");
+        snprintf(out->name, sizeof out->name, "lgh_norm_%s<%s,%s>", kTierNames[tier], kDtypeNames[dtype],
+                 vec ? "vec16" : "scalar");
     }
     const int threads = tier == TIER_WARP ? kWarpThreads : tier == TIER_BLOCK ? kBlockMaxThreads : kMaxThreads;
     return lgh_kernel_facts(variant_fn(index), threads, 0, out); // no dynamic shared memory

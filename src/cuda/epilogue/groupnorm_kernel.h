@@ -65,7 +65,8 @@ cudaError_t lgh_groupnorm_launch(const lgh_groupnorm_args_t *a, void *stream);
  * lgh_groupnorm_kernel_info, and the threads per block it launches with. */
 int lgh_groupnorm_variant(const lgh_groupnorm_args_t *a, int *threads_per_block);
 
-/* Number of compiled kernel variants (every dtype x vector/scalar x tier). */
+/* Number of compiled kernel variants (every source (same dtype, float32) x dtype x
+ * vector/scalar x tier). */
 int lgh_groupnorm_kernel_count(void);
 
 /* Facts of variant `index` on the current device: name, registers, static shared

@@ -108,8 +108,10 @@ template <typename T> struct lgh_norm_io<T, true> {
     }
 };
 
-// A float32 source with 16-bit outputs (a pre-norm kept in float32 so that values beyond
-// float16's range survive until normalisation): the scalar path, loads from float.
+// A float32 source normalised into T (a pre-norm kept in float32 so that values beyond
+// float16's range survive until normalisation, or split-K partial products): loads from
+// float, and per unit the sum of the source's slices in order plus the bias (add, add_param).
+// The scalar path: one element per unit.
 template <typename T> struct lgh_norm_io_f32_src {
     static constexpr int N = 1;
     using U = float;
@@ -118,4 +120,47 @@ template <typename T> struct lgh_norm_io_f32_src {
     __device__ __forceinline__ static void unpack(U u, float (&f)[N]) { f[0] = u; }
     __device__ __forceinline__ static U pack(const float (&f)[N]) { return f[0]; }
     __device__ __forceinline__ static void load_param(const T *p, float (&f)[N]) { f[0] = lgh_elem<T>::ldg(p); }
+    __device__ __forceinline__ static void add(U &u, U v) { u += v; }
+    __device__ __forceinline__ static void add_param(U &u, const T *p) { u += lgh_elem<T>::ldg(p); }
+};
+
+// The vector path: units of 4 elements, 16-byte loads of the source; stores of 4 T (16
+// bytes of float32, 8 of 16-bit data) and loads of γ, β and the bias alike. The sums are
+// the scalar path's, element by element, so both paths give the same bits.
+template <typename T> struct lgh_norm_io_f32_src_vec {
+    static constexpr int N = 4;
+    using U = float4;
+    __device__ __forceinline__ static U load(const float *p) { return *reinterpret_cast<const float4 *>(p); }
+    __device__ __forceinline__ static void store(T *p, U u)
+    {
+        if constexpr (sizeof(T) == 4) {
+            __stwb(reinterpret_cast<float4 *>(p), u);
+        } else {
+            const unsigned w0 = lgh_elem<T>::round(u.x) | ((unsigned)lgh_elem<T>::round(u.y) << 16);
+            const unsigned w1 = lgh_elem<T>::round(u.z) | ((unsigned)lgh_elem<T>::round(u.w) << 16);
+            __stwb(reinterpret_cast<uint2 *>(p), make_uint2(w0, w1));
+        }
+    }
+    __device__ __forceinline__ static void unpack(U u, float (&f)[N]) { f[0] = u.x, f[1] = u.y, f[2] = u.z, f[3] = u.w; }
+    __device__ __forceinline__ static U pack(const float (&f)[N]) { return make_float4(f[0], f[1], f[2], f[3]); }
+    __device__ __forceinline__ static void load_param(const T *p, float (&f)[N])
+    {
+        if constexpr (sizeof(T) == 4) {
+            const float4 v = __ldg(reinterpret_cast<const float4 *>(p));
+            f[0] = v.x, f[1] = v.y, f[2] = v.z, f[3] = v.w;
+        } else {
+            const uint2 v = __ldg(reinterpret_cast<const uint2 *>(p));
+            f[0] = lgh_elem<T>::bits((unsigned short)(v.x & 0xffffu));
+            f[1] = lgh_elem<T>::bits((unsigned short)(v.x >> 16));
+            f[2] = lgh_elem<T>::bits((unsigned short)(v.y & 0xffffu));
+            f[3] = lgh_elem<T>::bits((unsigned short)(v.y >> 16));
+        }
+    }
+    __device__ __forceinline__ static void add(U &u, U v) { u.x += v.x, u.y += v.y, u.z += v.z, u.w += v.w; }
+    __device__ __forceinline__ static void add_param(U &u, const T *p)
+    {
+        float f[N];
+        load_param(p, f);
+        u.x += f[0], u.y += f[1], u.z += f[2], u.w += f[3];
+    }
 };
