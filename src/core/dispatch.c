@@ -25,12 +25,14 @@
  * engine goes ahead of the vendor path only where it measured faster side by side
  * (H100, K = N = 8192, G = 16; docs/PERF.md):
  *   - 3xtf32: sm90 1.32 ms, sm80 1.67 ms, cublaslt (runs it as fp32) 2.71 ms at M = 1024.
- *     Small batches (lgh run, CUDA events; sm90 splitting K): M = 8 .. 256 sm90 0.132 -
- *     0.267 ms, cublaslt 0.170 - 0.689; M = 1: cublaslt 0.119 (cuBLAS's fp32 GEMV reads W
- *     at memory speed, exact order), sm90 0.133. So sm90 first except for one row.
- *   - tf32 and bf16 (fp16 alike): cublaslt first at every M measured. M = 1 .. 256:
- *     tf32 cublaslt 0.105 - 0.118 ms, sm90 (split K) 0.111 - 0.152; bf16 cublaslt 0.056 -
- *     0.064, sm90 0.067 - 0.103. M = 1024: cublaslt 0.385, sm90 0.409 (tf32).
+ *     Small batches (lgh run, CUDA events; sm90 splitting K): M = 8 .. 128 sm90 0.125 -
+ *     0.139 ms, cublaslt 0.170 - 0.358; M = 1: cublaslt 0.119 (cuBLAS's fp32 GEMV reads W
+ *     at memory speed, exact order), sm90 0.125. So sm90 first except for one row.
+ *   - tf32: sm90 (split K) first up to 16 rows: M = 1 sm90 0.105 ms, cublaslt 0.119; M =
+ *     8 0.105 / 0.107; M = 32 level (0.107); from M = 64 cublaslt (0.104 - 0.107 against
+ *     0.110 - 0.117 up to 128; M = 1024: cublaslt 0.385, sm90 0.409).
+ *   - bf16 (fp16 alike): cublaslt first at every M measured: M = 1 .. 128 cublaslt 0.056 -
+ *     0.059 ms, sm90 0.061 - 0.072.
  *   - fp32 math (exact-order SIMT) runs on cublaslt only.
  * The fused engines move ahead of cublaslt for a mode once they measure faster; lgh_tune
  * measures any shape on the user's own GPU and overrides this. */
@@ -38,7 +40,8 @@ static int auto_rank(const struct lgh_context *ctx, lgh_engine_t id, const lgh_p
 {
     (void)ctx;
     const bool accurate = p->a.dtype == LGH_DTYPE_FLOAT32 && p->a.math == LGH_MATH_3XTF32;
-    const bool sm90_first = accurate && p->a.m > 1;
+    const bool tf32 = p->a.dtype == LGH_DTYPE_FLOAT32 && p->a.math == LGH_MATH_TF32;
+    const bool sm90_first = (accurate && p->a.m > 1) || (tf32 && p->a.m <= 16);
     switch (id) {
     case LGH_ENGINE_SM90: return sm90_first ? 0 : 20;
     case LGH_ENGINE_SM80: return accurate && p->a.m > 1 ? 5 : 30;
