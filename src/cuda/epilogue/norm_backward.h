@@ -18,7 +18,7 @@
  *      data's dtype, float32 for float32 data) and the chunk's partial column sums;
  * and in both cases
  *   3. column sums: one thread per output and column adds the chunks' partials in chunk
- *      order.
+ *      order, compensated (Kahan).
  * Every sum runs in a fixed order (no atomics), so dβ, dγ and db are bitwise the same on
  * every run. z, the clamp mask and x̂ use the forward's formula (common/norm_output.h).
  *
