@@ -209,6 +209,37 @@ int model_splits(const lgh_problem_t *p, int sms)
 int64_t split_ld(const lgh_problem_t *p) { return (p->a.n + 3) & ~int64_t(3); }
 size_t split_bytes(const lgh_problem_t *p, int s) { return (size_t)s * (size_t)p->a.m * (size_t)split_ld(p) * 4u; }
 
+// Whether the fused epilogue takes p's groups (else `why` says why not). It takes groups
+// that tile the 256-channel CTA tile evenly: powers of two up to 256 and multiples of 256
+// (in 3xtf32 only 512 and 1024 of those, a cluster of CTAs; in float16 not those done tile
+// after tile, whose earlier tiles wait pre-norm in y, where values beyond float16's range
+// would become Inf). Any other group size the layer allows (N divisible by G) runs
+// unfused: the kernel's plain mode writes the float32 product x·Wᵀ into the workspace (in
+// K-parts when split K pays, else one) and the group-norm pass adds the bias and finishes
+// the layer, as split K does.
+bool fused_groups(const lgh_problem_t *p, const sm90_state *st, char *why, size_t len)
+{
+    const int64_t gs = p->group_size;
+    if (!(gs <= LGH_SM90_BN ? lgh_is_pow2(gs) : gs % LGH_SM90_BN == 0)) {
+        snprintf(why, len, "group size %lld does not tile the %lld-channel CTA tile evenly", (long long)gs,
+                 (long long)LGH_SM90_BN);
+        return false;
+    }
+    if (lgh_family_of(&p->a) == LGH_FAMILY_F32X3 && gs > LGH_SM90_BN &&
+        !(lgh_is_pow2(gs) && gs <= (int64_t)LGH_SM90_BN * LGH_SM90_MAX_CLUSTER)) {
+        snprintf(why, len, "group size %lld: the 3xtf32 epilogue takes groups wider than %lld channels only as 512 "
+                           "or 1024 (a cluster of CTAs)",
+                 (long long)gs, (long long)LGH_SM90_BN);
+        return false;
+    }
+    if (p->a.dtype == LGH_DTYPE_FLOAT16 && gs > LGH_SM90_BN && layout_of(p, st).subtiles > 1) {
+        snprintf(why, len, "float16 group size %lld: a group wider than a cluster would wait pre-norm in y",
+                 (long long)gs);
+        return false;
+    }
+    return true;
+}
+
 sm90_state *get_state(struct lgh_context *ctx)
 {
     void **slot = lgh_engine_state(ctx, LGH_ENGINE_SM90);
@@ -260,25 +291,13 @@ lgh_status_t can_implement(struct lgh_context *ctx, const lgh_problem_t *p, char
         return LGH_STATUS_NOT_SUPPORTED;
     }
     const int64_t gs = p->group_size;
-    if (!(gs <= LGH_SM90_BN ? lgh_is_pow2(gs) : gs % LGH_SM90_BN == 0)) {
-        return lgh_refuse(why, len,
-                          "group size %lld does not tile the %lld-channel CTA tile evenly (the kernel "
-                          "takes powers of two up to 256 and multiples of 256)",
-                          (long long)gs, (long long)LGH_SM90_BN);
-    }
-    if (lgh_family_of(a) == LGH_FAMILY_F32X3 && gs > LGH_SM90_BN &&
-        !(lgh_is_pow2(gs) && gs <= (int64_t)LGH_SM90_BN * LGH_SM90_MAX_CLUSTER)) {
-        return lgh_refuse(why, len,
-                          "group size %lld: in 3xtf32 the kernel takes groups wider than %lld channels only "
-                          "as 512 or 1024 (a cluster of CTAs)",
-                          (long long)gs, (long long)LGH_SM90_BN);
-    }
     const sm90_state *st = get_state(ctx);
-    if (a->dtype == LGH_DTYPE_FLOAT16 && gs > LGH_SM90_BN && st != nullptr && layout_of(p, st).subtiles > 1) {
+    if (st == nullptr) return lgh_refuse(why, len, "out of host memory");
+    char unfused_why[200];
+    if (!fused_groups(p, st, unfused_why, sizeof unfused_why) && p->want_h) {
         return lgh_refuse(why, len,
-                          "float16 group size %lld: a group wider than a cluster is done tile after tile with the "
-                          "earlier tiles kept pre-norm in y, where values beyond float16's range would become Inf",
-                          (long long)gs);
+                          "%s; the group-norm pass that takes such groups instead does not write the pre-norm h",
+                          unfused_why);
     }
     const int64_t limit = INT32_MAX - 2 * LGH_SM90_BN;
     if (a->m > limit || a->n > limit || a->k > limit) {
@@ -355,20 +374,23 @@ int splits_for(struct lgh_context *ctx, const lgh_problem_t *p, const sm90_state
 }
 
 // Workspace: the software clusters' exchange area, or the largest split's partials (of
-// any variant lgh_tune may time, or of LGH_SM90_SPLITS).
+// any variant lgh_tune may time, or of LGH_SM90_SPLITS; unfused groups: at least the one
+// float32 product).
 size_t workspace_size(struct lgh_context *ctx, const lgh_problem_t *p)
 {
     sm90_state *st = get_state(ctx);
     if (st == nullptr) return 0;
     size_t bytes = layout_of(p, st).global ? 255 + exchange_bytes(lgh_device_props(ctx)->sm_count) : 0;
     const int sms = lgh_device_props(ctx)->sm_count;
-    if (split_allowed(p, sms)) {
+    char why[200];
+    const bool unfused = !fused_groups(p, st, why, sizeof why);
+    if (split_allowed(p, sms) || unfused) {
         int cand[kMaxSplits];
         const int n = split_candidates(p, sms, cand, kMaxSplits);
         int most = n > 0 ? cand[n - 1] : 1;
         const int forced = splits_for(ctx, p, st);
         if (forced > most) most = forced;
-        const size_t need = most > 1 ? 255 + split_bytes(p, most) : 0;
+        const size_t need = most > 1 || unfused ? 255 + split_bytes(p, most) : 0;
         if (need > bytes) bytes = need;
     }
     return bytes;
@@ -573,7 +595,14 @@ lgh_status_t run(struct lgh_context *ctx, const lgh_problem_t *p, void *ws, size
     // (the workspace planned for this problem holds the largest split; a smaller one, from
     // a caller's own lgh_plan of another variant, only allows fewer parts)
     while (s > 1 && (ws == nullptr || 255 + split_bytes(p, s) > ws_bytes)) --s;
-    if (s <= 1) return run_launch(ctx, p, ws, stream, 0);
+    char why[200];
+    const bool unfused = !fused_groups(p, st, why, sizeof why);
+    if (s <= 1 && !unfused) return run_launch(ctx, p, ws, stream, 0);
+    if (ws == nullptr || 255 + split_bytes(p, s) > ws_bytes) { // (unfused, one part; lgh_plan's size holds it)
+        return lgh_set_error(ctx, LGH_STATUS_WORKSPACE_TOO_SMALL,
+                             "sm90: %s; the unfused path needs %zu bytes of workspace, got %zu", why,
+                             255 + split_bytes(p, s), ws ? ws_bytes : (size_t)0);
+    }
 
     const lgh_args_t *a = &p->a;
     split_spec sp;
@@ -581,7 +610,7 @@ lgh_status_t run(struct lgh_context *ctx, const lgh_problem_t *p, void *ws, size
     sp.part = reinterpret_cast<float *>(((uintptr_t)ws + 255) & ~(uintptr_t)255);
     sp.part_ld = split_ld(p);
     sp.part_stride = a->m * sp.part_ld;
-    const lgh_status_t r = run_launch(ctx, p, ws, stream, 1, &sp);
+    const lgh_status_t r = run_launch(ctx, p, ws, stream, 1, &sp); // (s parts, s >= 1)
     if (r != LGH_STATUS_SUCCESS) return r;
     lgh_groupnorm_args_t g = lgh_groupnorm_args_in_place(a);
     g.src = sp.part;
@@ -591,7 +620,7 @@ lgh_status_t run(struct lgh_context *ctx, const lgh_problem_t *p, void *ws, size
     g.split_stride = sp.part_stride;
     g.bias = a->bias;
     const cudaError_t e = lgh_groupnorm_launch(&g, stream);
-    if (e != cudaSuccess) return lgh_cuda_fail(ctx, kEngine, "group-norm pass after split K", e);
+    if (e != cudaSuccess) return lgh_cuda_fail(ctx, kEngine, "group-norm pass after the plain product", e);
     return LGH_STATUS_SUCCESS;
 }
 
