@@ -346,13 +346,15 @@ __global__ void __launch_bounds__(256) lgh_bwd_column_sums(bwd_params p)
     // Compensated (Kahan) sum in chunk order: a plain sum of 64 chunk partials (M = 1024)
     // left db and dβ ~1.6e-7 off float64, above PyTorch float32's ~1.2e-7; compensated,
     // ~0.7e-7 (a float32 simulation of the same order). __fadd_rn / __fsub_rn keep the
-    // compiler from reassociating the correction away.
+    // compiler from reassociating the correction away. Once the sum is infinite the
+    // correction would be Inf - Inf = NaN: it is dropped, so ±Inf and NaN come out as a
+    // plain sum gives them.
     float s = 0.f, comp = 0.f;
 #pragma unroll 8
     for (int64_t ch = 0; ch < p.chunks; ++ch) {
         const float y = __fsub_rn(part[ch * p.n], comp);
         const float t = __fadd_rn(s, y);
-        comp = __fsub_rn(__fsub_rn(t, s), y);
+        comp = isfinite(t) ? __fsub_rn(__fsub_rn(t, s), y) : 0.f;
         s = t;
     }
     lgh_epi_store1(out + c, s);
