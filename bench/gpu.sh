@@ -6,7 +6,7 @@
 # Build on the development machine first (`make`), then, with the device tool:
 #   run  command: bench/gpu.sh [preset | step...]   carry: [build, .seed]
 # .seed/ (git-ignored) holds a copy of the seed's seed_modelnew.py for the benchmark.
-# Steps:   facts ctest forced sanitize pytest kernelbench bench msweep small smallc profile sm80 train mps
+# Steps:   facts ctest forced sanitize pytest kernelbench bench msweep small smallc groups profile sm80 train mps
 # Presets: tests = facts ctest pytest     quick = tests bench
 #          final = facts ctest forced sanitize kernelbench bench profile
 set -u -o pipefail
@@ -17,7 +17,7 @@ for a in "$@"; do
     tests) steps+=(facts ctest pytest) ;;
     quick) steps+=(facts ctest pytest bench) ;;
     final) steps+=(facts ctest bench forced sm80 profile sanitize) ;;
-    facts | ctest | forced | sanitize | pytest | kernelbench | bench | msweep | small | smallc | profile | sm80 | train | mps) steps+=("$a") ;;
+    facts | ctest | forced | sanitize | pytest | kernelbench | bench | msweep | small | smallc | groups | profile | sm80 | train | mps) steps+=("$a") ;;
     *) echo "gpu.sh: unknown step '$a'" >&2; exit 2 ;;
     esac
 done
@@ -145,6 +145,19 @@ step_smallc() { # small batches from C (lgh run: CUDA-event medians, no Python o
     timeout 120 python3 bench/micro/host_overhead.py > "$OUT/host_overhead.txt" 2>&1
     note "smallc: $(wc -l < "$OUT/smallc.txt") lines; host: $(sed -n 4p "$OUT/host_overhead.txt")"
 }
+step_groups() { # groups the sm90 epilogue does not fuse (344 channels: N = 11008, G = 32): sm90's
+    # unfused path (GEMM into a float32 workspace, then the group-norm pass) against cublaslt
+    for cfg in "float32 3xtf32" "float32 tf32" "bfloat16 default"; do
+        set -- $cfg
+        for e in sm90 cublaslt; do
+            printf "%-18s %-9s " "$1/$2" $e
+            build/lgh run --m 1024 --k 4096 --n 11008 --groups 32 --dtype $1 --math $2 --engine $e --iters 50 \
+                --check-rows 16 2>&1 | grep -E "time|error" | tr '\n' ' ' | sed 's/  */ /g'
+            echo
+        done
+    done > "$OUT/groups.txt" 2>&1
+    note "groups: $(grep -c median "$OUT/groups.txt") timings"
+}
 step_train() { # training step (forward + backward), lgh vs PyTorch: bench/train.py
     timeout "${TRAIN_TIMEOUT:-300}" python3 bench/train.py --shape "${TRAIN_SHAPE:-1024x8192x8192:16}" \
         --out "$OUT" --name "${TRAIN_NAME:-train}" > "$OUT/train.log" 2>&1
@@ -189,5 +202,6 @@ echo "== failures"
 grep -hE "^FAIL|Failed|\*\*\*Failed|failed|ERROR SUMMARY: [1-9]" "$OUT/ctest.log" "$OUT/pytest.log" "$checks" 2>/dev/null | head -n 20
 if [ -f "$OUT/bench.log" ]; then echo "== bench"; tail -n 32 "$OUT/bench.log"; fi
 if [ -d "$OUT/ms" ]; then echo "== msweep"; tail -n 24 "$checks"; fi
+if [ -f "$OUT/groups.txt" ]; then echo "== groups"; cut -c1-120 "$OUT/groups.txt"; fi
 if [ -f "$OUT/train.log" ]; then echo "== train"; tail -n 14 "$OUT/train.log"; fi
 echo "== summary"; printf '%s\n' "${summary[@]}"
