@@ -8,6 +8,8 @@
 // in flight while a row is reduced, a group's statistics (when not the forward's) from
 // the registers; the column sums read their partials with more threads. Version 1's
 // kernels stay for the rest (odd group sizes, unaligned data, groups over 2048).
+// version 3: the column sums compensated (Kahan) over the chunks: db and dβ as close to
+// float64 as PyTorch float32's (docs/PRECISION.md, "In the backward").
 #include "epilogue/norm_backward.h"
 
 #include <cuda_bf16.h>
@@ -26,7 +28,8 @@ struct bwd_params {
     int64_t ldh;
     const void *dy;
     int64_t lddy;
-    const float *mean, *rstd; // the forward's, or NULL: stats (computed by the row kernel)
+    const float *mean, *rstd; // the forward's, or NULL: computed from h (the fused kernel keeps
+                              // them in registers; the row kernel writes them to stats)
     const void *gamma, *beta;
     float eps, lo, hi;
     float *row_sums, *partials, *stats;
