@@ -14,6 +14,7 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "python"))
 import lgh  # noqa: E402
+from train import time_round  # noqa: E402  (bench/train.py)
 
 
 def main():
@@ -62,14 +63,7 @@ def main():
     # launches, gaps) or runs slower than under the profiler.
     kinds = [e for e in prof.key_averages() if e.device_type == torch.autograd.DeviceType.CUDA]
     gpu_us = sum(e.self_device_time_total for e in kinds) / a.steps
-    reps = 20
-    e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    e0.record()
-    for _ in range(reps):
-        step()
-    e1.record()
-    e1.synchronize()
-    wall_us = e0.elapsed_time(e1) * 1000 / reps
+    wall_us = time_round(step, 20) * 1000
     print("per step: GPU work %.1f us, back-to-back step %.1f us, difference %.1f us"
           % (gpu_us, wall_us, wall_us - gpu_us))
 

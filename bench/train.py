@@ -138,24 +138,27 @@ class Step:
         return sum(seen.values())
 
 
+def time_round(step, reps):
+    """Mean time in ms of `reps` back-to-back steps (as in a training loop: no
+    synchronisation between steps, so the host's launch work overlaps the GPU's; a
+    synchronisation after every step would add the launch latency of a whole step and let
+    the clocks drop while the GPU waits), by CUDA events around the round."""
+    e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    e0.record()
+    for _ in range(reps):
+        step()
+    e1.record()
+    e1.synchronize()
+    return e0.elapsed_time(e1) / reps
+
+
 def time_step(step, reps, warmup=5, rounds=7):
-    """Median over `rounds` of the mean step time of `reps` back-to-back steps (as in a
-    training loop: no synchronisation between steps, so the host's launch work overlaps
-    the GPU's; a synchronisation after every step would add the launch latency of a
-    whole step and let the clocks drop while the GPU waits), the fastest round, and every
-    round's mean in order (a drift from first to last shows the clocks settling)."""
+    """Median over `rounds` rounds (time_round) of `reps` steps, the fastest round, and
+    every round's mean in order (a drift from first to last shows the clocks settling)."""
     for _ in range(warmup):
         step()
     torch.cuda.synchronize()
-    times = []
-    for _ in range(rounds):
-        e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        e0.record()
-        for _ in range(reps):
-            step()
-        e1.record()
-        e1.synchronize()
-        times.append(e0.elapsed_time(e1) / reps)
+    times = [time_round(step, reps) for _ in range(rounds)]
     return statistics.median(times), min(times), times
 
 
@@ -166,13 +169,7 @@ def time_interleaved(steps, reps, rounds=7):
     out = [[] for _ in steps]
     for _ in range(rounds):
         for i, step in enumerate(steps):
-            e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            e0.record()
-            for _ in range(reps):
-                step()
-            e1.record()
-            e1.synchronize()
-            out[i].append(e0.elapsed_time(e1) / reps)
+            out[i].append(time_round(step, reps))
     return out
 
 
