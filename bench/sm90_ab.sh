@@ -5,6 +5,8 @@
 #   bench/sm90_ab.sh "LGH_SM90_CLUSTER_M=1" "LGH_SM90_CLUSTER_M=2"
 # ENGINE=sm80 times that engine instead. A variant may name another build's CLI, e.g. a baseline commit built into build-base/
 # and carried along: "LGH_BIN=build-base/lgh" (its library is found next to it).
+# BACKWARD=1 times training steps instead (lgh run --backward: the forward with saves plus
+# the backward of all five inputs) and keeps each variant's gradient errors in the raw log.
 set -u
 variants=("$@")
 [ ${#variants[@]} -gt 0 ] || variants=("")
@@ -12,19 +14,21 @@ rounds=${ROUNDS:-3}
 shapes=${SHAPES:-"1024 4096"}
 modes=${MODES:-"float32:tf32 bfloat16:default float32:3xtf32"}
 lgh=build/lgh
+bwd=${BACKWARD:+--backward}
+pick=$([ -n "$bwd" ] && echo '/^  step:/ {print $3}' || echo '/median/ {print $3}')
 log=${OUT:-/tmp}/ab.log
 : > "$log"
 for r in $(seq "$rounds"); do
     for m in $shapes; do for md in $modes; do
         dt=${md%%:*} math=${md##*:}
-        t=$($lgh run --engine cublaslt --m "$m" --groups "${NGROUPS:-16}" --dtype "$dt" --math "$math" --iters 100 --check-rows 0 2>&1 |
-            awk '/median/ {print $3}')
+        t=$($lgh run --engine cublaslt --m "$m" --groups "${NGROUPS:-16}" --dtype "$dt" --math "$math" --iters ${ITERS:-100} --check-rows 0 $bwd 2>&1 |
+            awk "$pick")
         echo "cublaslt m=$m $dt/$math $t" >> "$log"
         for v in "${variants[@]}"; do
             bin=$lgh
             for w in $v; do case $w in LGH_BIN=*) bin=${w#LGH_BIN=} ;; esac; done
-            t=$(env $v LD_LIBRARY_PATH="$(dirname "$bin")" $bin run --engine "${ENGINE:-sm90}" --m "$m" --groups "${NGROUPS:-16}" --dtype "$dt" --math "$math" --iters 100 \
-                --check-rows $([ "$r" = 1 ] && echo 64 || echo 0) 2>&1 | tee -a "$log.raw" | awk '/median/ {print $3}')
+            t=$(env $v LD_LIBRARY_PATH="$(dirname "$bin")" $bin run --engine "${ENGINE:-sm90}" --m "$m" --groups "${NGROUPS:-16}" --dtype "$dt" --math "$math" --iters ${ITERS:-100} \
+                --check-rows $([ "$r" = 1 ] && echo 64 || echo 0) $bwd 2>&1 | tee -a "$log.raw" | awk "$pick")
             echo "${ENGINE:-sm90}[${v// /,}] m=$m $dt/$math $t" >> "$log"
         done
     done; done

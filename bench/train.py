@@ -2,6 +2,7 @@
 Linear -> GroupNorm -> Hardtanh, lgh against PyTorch, side by side in one process.
 
     python3 bench/train.py [--shape 1024x8192x8192:16] [--reps 10] [--out DIR] [--name NAME]
+                           [--classes fp32,3xtf32,tf32,bf16]
 
 For each precision class the same inputs, parameters and output gradient dy go through:
   float32-accurate: torch-eager-train (fp32, no TF32) | lgh-auto-train (3xtf32)
@@ -180,7 +181,12 @@ def main(argv=None):
     ap.add_argument("--out", default=None)
     ap.add_argument("--name", default="train")
     ap.add_argument("--no-compile", action="store_true")
+    ap.add_argument("--classes", default="fp32,3xtf32,tf32,bf16",
+                    help="the precision classes to run, by their math name (comma-separated)")
     a = ap.parse_args(argv)
+    wanted = set(a.classes.split(","))
+    if wanted - {"fp32", "3xtf32", "tf32", "bf16"}:
+        ap.error("unknown class(es): " + ", ".join(sorted(wanted - {"fp32", "3xtf32", "tf32", "bf16"})))
     shape = parse_shape(a.shape)
     p = make_problem(shape)
     ref = reference_grads(p)
@@ -219,6 +225,8 @@ def main(argv=None):
     ]
     records = []
     for dtype_name, math_, precision, impls in classes:
+        if math_ not in wanted:
+            continue
         torch.set_float32_matmul_precision(precision)
         torch.backends.cuda.matmul.allow_tf32 = precision != "highest"
         torch.backends.cudnn.allow_tf32 = precision != "highest"
