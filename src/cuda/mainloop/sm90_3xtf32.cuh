@@ -4,7 +4,9 @@
 // version 1: three tf32 products per K-block (below). version 2 (LGH_SM90_X3_BF16, the
 // default): the two correction products in bf16, 27% faster at 1.0e-6 error instead of
 // 3e-7 (docs/PERF.md, "3xtf32 v2"); see "bf16 corrections" at lgh_sm90_x3_load_a_bf16.
-// The text below describes version 1; version 2 keeps its ring, splitters and flush.
+// version 3 (LGH_SM90_X3_W_RN, the default): the splitters also round W to nearest tf32
+// in place, halving the corrections' error (docs/PERF.md, "3xtf32 v3").
+// The text below describes version 1; versions 2 and 3 keep its ring, splitters and flush.
 //
 // Each operand is split as a = hi + lo, hi = a with its low 13 mantissa bits cleared (tf32
 // truncated) and lo = a - hi (exact in float32) rounded to tf32; then
@@ -67,6 +69,12 @@
 // BF16 1: the two correction products in bf16 (see "bf16 corrections" below); 0: in tf32.
 #ifndef LGH_SM90_X3_BF16
 #define LGH_SM90_X3_BF16 1
+#endif
+// W_RN 1 (with BF16): the splitters round W to nearest tf32 in place, so W_lo is at most
+// half a tf32 ulp instead of a whole one and the bf16 corrections' error halves (version
+// 3); 0: W_hi is the raw slot, W truncated (version 2).
+#ifndef LGH_SM90_X3_W_RN
+#define LGH_SM90_X3_W_RN 1
 #endif
 
 #define LGH_SM90_X3_STAGES 3
@@ -154,8 +162,24 @@ __device__ __forceinline__ void lgh_sm90_x3_split_tile(lgh_sm90_ring3 *r, lgh_sm
 #pragma unroll
             for (int j = 0; j < 4; ++j) { // k order v0 v4 v1 v5 v2 v6 v3 v7 (lgh_sm90_x3_load_a_bf16)
                 hi[j] = lgh_bf16x2(v[j], v[j + 4]);
+#if LGH_SM90_X3_W_RN
+                // W_hi = W rounded to nearest tf32, written back over the slot below (the
+                // tf32 product then reads it exactly); W_lo = W - W_hi, at most half an ulp.
+                const float h0 = __uint_as_float(lgh_tf32_round(v[j]) & 0xffffe000u);
+                const float h1 = __uint_as_float(lgh_tf32_round(v[j + 4]) & 0xffffe000u);
+                lo[j] = lgh_bf16x2(v[j] - h0, v[j + 4] - h1);
+                v[j] = h0;
+                v[j + 4] = h1;
+#else
                 lo[j] = lgh_bf16x2(lgh_tf32_lo(v[j]), lgh_tf32_lo(v[j + 4]));
+#endif
             }
+#if LGH_SM90_X3_W_RN
+            lgh_sts_b32x4(src + n * 128 + (((2 * g) ^ sw) << 4), __float_as_uint(v[0]), __float_as_uint(v[1]),
+                          __float_as_uint(v[2]), __float_as_uint(v[3]));
+            lgh_sts_b32x4(src + n * 128 + (((2 * g + 1) ^ sw) << 4), __float_as_uint(v[4]), __float_as_uint(v[5]),
+                          __float_as_uint(v[6]), __float_as_uint(v[7]));
+#endif
             lgh_sts_b32x4(dst + n * 128 + ((g ^ sw) << 4), hi[0], hi[1], hi[2], hi[3]);
             lgh_sts_b32x4(dst + n * 128 + (((4 + g) ^ sw) << 4), lo[0], lo[1], lo[2], lo[3]);
         }

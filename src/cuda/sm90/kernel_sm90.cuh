@@ -86,6 +86,15 @@
 #define LGH_SM90_BAND 8          // M-blocks per band of the tile order (tile_order.cuh)
 #define LGH_SM90_MAX_CLUSTER 4
 
+// Warpgroup roles: threads 0 .. 127 are the producer warpgroup (thread 0 issues TMA, warps
+// 1-3 split W in 3xtf32), 128 .. 383 the two consumer warpgroups (main loop and epilogue).
+#define LGH_SM90_PRODUCER_THREADS 128
+#define LGH_SM90_CONSUMER_THREADS (32 * LGH_SM90_CONSUMER_WARPS)
+static_assert(LGH_SM90_PRODUCER_THREADS + LGH_SM90_CONSUMER_THREADS == LGH_SM90_THREADS, "warpgroup roles");
+// Named barriers among the consumer threads only (id 0 is __syncthreads'): the epilogue's
+// parameter bank of a tile, and the statistics exchange through global memory.
+enum { LGH_SM90_BAR_EPI_PARAMS = 1, LGH_SM90_BAR_XCHG = 2 };
+
 // Everything the kernel needs besides the two tensor maps (type-erased so that all
 // instantiations share one signature).
 struct lgh_sm90_params {
@@ -216,8 +225,8 @@ __device__ __forceinline__ void lgh_sm90_exchange_stats_global(const lgh_sm90_pa
         buf[me * LGH_SM90_BM + row + 8] = make_float2(s1.mean, s1.m2);
         __threadfence();
     }
-    lgh_named_barrier_sync(2, 256);
-    if (threadIdx.x == 128) { // the first consumer thread
+    lgh_named_barrier_sync(LGH_SM90_BAR_XCHG, LGH_SM90_CONSUMER_THREADS);
+    if (threadIdx.x == LGH_SM90_PRODUCER_THREADS) { // the first consumer thread
         unsigned *flags = p.xchg_flags + cluster * cn;
         const unsigned want = (unsigned)iter + 1u;
         lgh_st_release_gpu_u32(flags + me, want);
@@ -229,7 +238,7 @@ __device__ __forceinline__ void lgh_sm90_exchange_stats_global(const lgh_sm90_pa
             } while ((int)(seen - want) < 0);
         }
     }
-    lgh_named_barrier_sync(2, 256);
+    lgh_named_barrier_sync(LGH_SM90_BAR_XCHG, LGH_SM90_CONSUMER_THREADS);
     lgh_sm90_combine_rows(s0, s1, me, cn, [&](int q, float2 &a, float2 &b) {
         a = __ldcg(&buf[q * LGH_SM90_BM + row]);
         b = __ldcg(&buf[q * LGH_SM90_BM + row + 8]);
@@ -373,7 +382,7 @@ __global__ void __launch_bounds__(LGH_SM90_THREADS, 1)
         const T *bias = static_cast<const T *>(p.bias);
         const T *gamma = static_cast<const T *>(p.gamma);
         const T *beta = static_cast<const T *>(p.beta);
-        const int consumer_thread = threadIdx.x - 128; // 0 .. 255: one column each
+        const int consumer_thread = threadIdx.x - LGH_SM90_PRODUCER_THREADS; // 0 .. 255: one column each
 
         float acc[128];
         int iter = 0; // sub-tiles done by this CTA
@@ -441,7 +450,7 @@ __global__ void __launch_bounds__(LGH_SM90_THREADS, 1)
                 ld.store(tp, consumer_thread);
                 // Both consumer warpgroups; the copy of tile t-2 (same buffer) is no longer read,
                 // since every consumer thread has passed this barrier for tile t-1 since.
-                lgh_named_barrier_sync(1, 256);
+                lgh_named_barrier_sync(LGH_SM90_BAR_EPI_PARAMS, LGH_SM90_CONSUMER_THREADS);
 
                 // Read from the parameter bank here, not kept in registers across the main loop.
                 const lgh_epi_args<T> a = lgh_epi_args_of<T>(p);
@@ -487,10 +496,10 @@ __global__ void __launch_bounds__(LGH_SM90_THREADS, 1)
                                 sm->fin[tile_row] = make_float2(s0.mean, s0.m2);
                                 sm->fin[tile_row + 8] = make_float2(s1.mean, s1.m2);
                             }
-                            lgh_named_barrier_sync(1, 256);
+                            lgh_named_barrier_sync(LGH_SM90_BAR_EPI_PARAMS, LGH_SM90_CONSUMER_THREADS);
                             lgh_epi_wide_fixup<T>(a, gamma, beta, sm->fin, m0, LGH_SM90_BM, unit_n0,
                                                   (subtiles - 1) * LGH_SM90_BN, unit_n0 / p.group_size,
-                                                  consumer_thread, 256);
+                                                  consumer_thread, LGH_SM90_CONSUMER_THREADS);
                             continue;
                         }
                     }
