@@ -429,52 +429,44 @@ struct split_spec {
     int64_t part_ld, part_stride;
 };
 
-// The launch, for the layer (plain = 0), or for a plain product y = x·Wᵀ in 3xtf32
-// (plain = 1: lgh_sm90_plain_product), or for split K's partial products (split != NULL).
-static lgh_status_t run_launch(struct lgh_context *ctx, const lgh_problem_t *p, void *ws, void *stream, int plain,
-                               const split_spec *split = nullptr)
+// How one launch runs: the problem's layout (with split K's overrides), the kernel
+// instance and its shared memory, the hardware cluster and the x multicast width.
+struct launch_plan {
+    layout l;
+    int family, x3, smem, gi; // kernel family, 3xtf32, dynamic shared memory, table index
+    const void *kernel;
+    int cluster; // CTAs of a hardware cluster (1 for software clusters)
+    int x_mc;    // CTAs sharing the x tile by multicast
+    int bk;      // K elements per K-block
+};
+
+static launch_plan plan_launch(const lgh_problem_t *p, const sm90_state *st, const split_spec *split)
 {
     const lgh_args_t *a = &p->a;
-    sm90_state *st = get_state(ctx);
-    if (st == nullptr) return lgh_set_error(ctx, LGH_STATUS_ALLOC_FAILED, "sm90: out of host memory");
-    char why[256];
-    if (st->encoder == nullptr) {
-        st->encoder = lgh_sm90_tensor_map_encoder(why, sizeof why);
-        if (st->encoder == nullptr) return lgh_set_error(ctx, LGH_STATUS_CUDA_ERROR, "sm90: %s", why);
-    }
-
-    layout l = layout_of(p, st);
+    launch_plan lp;
+    lp.l = layout_of(p, st);
     if (split != nullptr) {
-        l.gs_tile = LGH_SM90_BN; // (any instance: plain mode skips the epilogue)
-        l.subtiles = l.group_ctas = l.cn = l.cm = 1;
-        l.x_mc = l.global = false;
-        plain = 1;
+        lp.l.gs_tile = LGH_SM90_BN; // (any instance: plain mode skips the epilogue)
+        lp.l.subtiles = lp.l.group_ctas = lp.l.cn = lp.l.cm = 1;
+        lp.l.x_mc = lp.l.global = false;
     }
-    const int cluster = l.global ? 1 : l.cn * l.cm; // CTAs of a hardware cluster
-    const int x_mc = l.x_mc ? l.cn : 1;
-    const int bk = a->dtype == LGH_DTYPE_FLOAT32 ? lgh_sm90_mma<float>::BK : lgh_sm90_mma<__half>::BK;
-    CUtensorMap map_x, map_w;
-    // The boxes are each CTA's slices of the x and W tiles (multicast over the cluster's
-    // row and column).
-    if (lgh_sm90_tensor_map_encode(st->encoder, &map_x, a->dtype, a->x, a->m, a->k, a->ldx,
-                                   LGH_SM90_BM / x_mc, bk, why, sizeof why) != 0 ||
-        lgh_sm90_tensor_map_encode(st->encoder, &map_w, a->dtype, a->w, a->n, a->k, a->ldw, LGH_SM90_BN / l.cm,
-                                   bk, why, sizeof why) != 0) {
-        return lgh_set_error(ctx, LGH_STATUS_CUDA_ERROR, "sm90: %s", why);
-    }
+    lp.cluster = lp.l.global ? 1 : lp.l.cn * lp.l.cm;
+    lp.x_mc = lp.l.x_mc ? lp.l.cn : 1;
+    lp.bk = a->dtype == LGH_DTYPE_FLOAT32 ? lgh_sm90_mma<float>::BK : lgh_sm90_mma<__half>::BK;
+    lp.family = lgh_family_of(a) == LGH_FAMILY_F32 && st->tf32_rna ? LGH_FAMILY_F32_RNA : lgh_family_of(a);
+    lp.x3 = lp.family == LGH_FAMILY_F32X3;
+    lp.smem = smem_bytes(lp.family);
+    lp.gi = lgh_log2_int(lp.l.gs_tile);
+    lp.kernel = kernel_table(lp.family)[lp.gi];
+    return lp;
+}
 
-    const int f = lgh_family_of(a) == LGH_FAMILY_F32 && st->tf32_rna ? LGH_FAMILY_F32_RNA : lgh_family_of(a);
-    const int x3 = f == LGH_FAMILY_F32X3;
-    const int smem = smem_bytes(f);
-    const int gi = lgh_log2_int(l.gs_tile);
-    const void *kernel = kernel_table(f)[gi];
-    cudaError_t e;
-    if (!st->smem_raised[f][gi]) {
-        e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
-        if (e != cudaSuccess) return lgh_cuda_fail(ctx, kEngine, "cudaFuncSetAttribute(max dynamic shared memory)", e);
-        st->smem_raised[f][gi] = true;
-    }
-
+// The kernel's parameters for a planned launch (everything but the persistent grid's
+// cluster count and the software clusters' exchange area, which run_launch fills).
+static lgh_sm90_params fill_params(const lgh_problem_t *p, const launch_plan &lp, int plain, const split_spec *split)
+{
+    const lgh_args_t *a = &p->a;
+    const layout &l = lp.l;
     lgh_sm90_params prm;
     prm.bias = a->bias;
     prm.gamma = a->gamma;
@@ -495,7 +487,7 @@ static lgh_status_t run_launch(struct lgh_context *ctx, const lgh_problem_t *p, 
     prm.eps = a->eps;
     prm.lo = a->lo;
     prm.hi = a->hi;
-    prm.k_blocks = (int)((a->k + bk - 1) / bk);
+    prm.k_blocks = (int)((a->k + lp.bk - 1) / lp.bk);
     prm.split_blocks = (prm.k_blocks + prm.splits - 1) / prm.splits;
     prm.m_tiles = (int)((a->m + (int64_t)LGH_SM90_BM * l.cm - 1) / ((int64_t)LGH_SM90_BM * l.cm));
     const int64_t unit_n = (int64_t)LGH_SM90_BN * l.subtiles * l.cn; // columns of a cluster's unit
@@ -504,14 +496,56 @@ static lgh_status_t run_launch(struct lgh_context *ctx, const lgh_problem_t *p, 
     prm.cluster_n = l.cn;
     prm.cluster_m = l.cm;
     prm.group_ctas = l.group_ctas;
-    prm.multicast = x_mc > 1;
-    prm.release = x_mc > 1 || l.cm > 1 ? cluster : 1;
-    const int64_t tiles = (int64_t)prm.m_tiles * prm.n_tiles * prm.splits; // work units
-    prm.tiles = (int)tiles;
+    prm.multicast = lp.x_mc > 1;
+    prm.release = lp.x_mc > 1 || l.cm > 1 ? lp.cluster : 1;
+    prm.tiles = (int)((int64_t)prm.m_tiles * prm.n_tiles * prm.splits); // work units
     prm.band = LGH_SM90_BAND / l.cm;
     prm.vcluster = l.global ? l.cn : 0;
     prm.xchg = nullptr;
     prm.xchg_flags = nullptr;
+    prm.cluster_shift = lgh_log2_int(l.global ? l.cn : lp.cluster);
+    prm.clusters = 0;
+    return prm;
+}
+
+// The launch, for the layer (plain = 0), or for a plain product y = x·Wᵀ in 3xtf32
+// (plain = 1: lgh_sm90_plain_product), or for split K's partial products (split != NULL).
+static lgh_status_t run_launch(struct lgh_context *ctx, const lgh_problem_t *p, void *ws, void *stream, int plain,
+                               const split_spec *split = nullptr)
+{
+    const lgh_args_t *a = &p->a;
+    sm90_state *st = get_state(ctx);
+    if (st == nullptr) return lgh_set_error(ctx, LGH_STATUS_ALLOC_FAILED, "sm90: out of host memory");
+    char why[256];
+    if (st->encoder == nullptr) {
+        st->encoder = lgh_sm90_tensor_map_encoder(why, sizeof why);
+        if (st->encoder == nullptr) return lgh_set_error(ctx, LGH_STATUS_CUDA_ERROR, "sm90: %s", why);
+    }
+    if (split != nullptr) plain = 1;
+    const launch_plan lp = plan_launch(p, st, split);
+    const layout &l = lp.l;
+    const int cluster = lp.cluster;
+    CUtensorMap map_x, map_w;
+    // The boxes are each CTA's slices of the x and W tiles (multicast over the cluster's
+    // row and column).
+    if (lgh_sm90_tensor_map_encode(st->encoder, &map_x, a->dtype, a->x, a->m, a->k, a->ldx,
+                                   LGH_SM90_BM / lp.x_mc, lp.bk, why, sizeof why) != 0 ||
+        lgh_sm90_tensor_map_encode(st->encoder, &map_w, a->dtype, a->w, a->n, a->k, a->ldw, LGH_SM90_BN / l.cm,
+                                   lp.bk, why, sizeof why) != 0) {
+        return lgh_set_error(ctx, LGH_STATUS_CUDA_ERROR, "sm90: %s", why);
+    }
+
+    const void *kernel = lp.kernel;
+    const int smem = lp.smem;
+    cudaError_t e;
+    if (!st->smem_raised[lp.family][lp.gi]) {
+        e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+        if (e != cudaSuccess) return lgh_cuda_fail(ctx, kEngine, "cudaFuncSetAttribute(max dynamic shared memory)", e);
+        st->smem_raised[lp.family][lp.gi] = true;
+    }
+
+    lgh_sm90_params prm = fill_params(p, lp, plain, split);
+    const int64_t tiles = prm.tiles;
     const int sms = lgh_device_props(ctx)->sm_count;
     if (l.global) {
         uint8_t *base = reinterpret_cast<uint8_t *>(((uintptr_t)ws + 255) & ~(uintptr_t)255);
@@ -540,7 +574,7 @@ static lgh_status_t run_launch(struct lgh_context *ctx, const lgh_problem_t *p, 
     }
 
     // Persistent grid: as many clusters as can be resident at once, never more than tiles.
-    int *max_clusters = &st->max_clusters[x3][cluster];
+    int *max_clusters = &st->max_clusters[lp.x3][cluster];
     if (*max_clusters == 0) {
         int n = lgh_device_props(ctx)->sm_count;
         if (cluster > 1) {
@@ -565,7 +599,6 @@ static lgh_status_t run_launch(struct lgh_context *ctx, const lgh_problem_t *p, 
     const int64_t clusters = tiles < fit ? tiles : fit;
     cfg.gridDim = dim3((unsigned)(clusters * (l.global ? l.cn : cluster)), 1, 1);
 
-    prm.cluster_shift = lgh_log2_int(l.global ? l.cn : cluster);
     prm.clusters = (int)clusters;
 
     void *args[] = {&map_x, &map_w, &prm};
