@@ -119,11 +119,11 @@ typedef enum lgh_dtype {
  *         cc 10.0 (B200)        1100 / 75             = 14.7  -> 3XTF32
  *         cc 12.0 (RTX 5090)     105 / 105            = 1     -> FP32
  *     below cc 8.0 (no tf32 tensor cores) and the CPU: FP32. Any other capability is
- *     told by its SM's family: the data-centre SM, whose tensor cores ran at 4 to 8 times
- *     the fp32 rate in every generation so far (A100, Jetson Orin, H100, B200), is the one
- *     with 160 KB or more of shared memory per block; the GeForce SM (equal rates) has
- *     about 100 KB. So: 3XTF32 where the device's opt-in shared memory per block is
- *     >= 160 KB, else FP32.
+ *     told by its SM's family: the data-centre SM, whose tensor cores ran at 7 to 15 times
+ *     the fp32 rate in every generation so far (A100, H100, B200), is the one with 160 KB
+ *     or more of shared memory per block; the GeForce SM (equal rates) has about 100 KB.
+ *     So: 3XTF32 where the device's opt-in shared memory per block is >= 160 KB, else
+ *     FP32 (Jetson Orin, cc 8.7, has the data-centre SM: 3XTF32).
  *   - AUTO, problem tuned (lgh_tune): the engine and mode measured fastest, FP32 and
  *     3XTF32 timed side by side.
  *   - A forced engine: its own float32-accurate mode: 3XTF32 on sm80 and sm90, FP32 on
