@@ -229,7 +229,7 @@ def plan_mode(shape, mode, a):
     for e in a.engine_list:
         items.append(Item(shape, mode, "lgh-" + e, mmath, "highest", engine=e))
     if mode != "fp32":
-        # ModelNew follows torch's switch: "highest" -> 3xtf32, "high" -> tf32.
+        # ModelNew follows torch's switch: "highest" -> accurate (3xtf32 on Hopper), "high" -> tf32.
         items.append(Item(shape, mode, "lgh-modelnew", mmath, "high" if mode == "tf32" else "highest"))
     return [it for it in items if _wanted(it.impl, a.impl_filter)]
 

@@ -99,17 +99,42 @@ typedef enum lgh_dtype {
 
 /* Math mode for float32 data (ignored for bfloat16 / float16, which always use their
  * tensor-core mode with float32 accumulation).
- *   FP32:   exact float32 products (SIMT on GPUs): slowest, ~1e-6 relative error.
- *   TF32:   tensor cores on tf32-rounded operands: fastest, ~3e-4 relative error.
- *   3XTF32: each operand split into tf32 high + low parts, three products:
- *           float32 accuracy on tensor cores.
+ *   FP32:     exact float32 products (SIMT on GPUs): ~1e-6 relative error.
+ *   TF32:     tensor cores on tf32-rounded operands: fastest, ~3e-4 relative error.
+ *   3XTF32:   each operand split into tf32 high + low parts, three products:
+ *             float32 accuracy on tensor cores.
+ *   ACCURATE: float32 accuracy by whichever of FP32 and 3XTF32 is faster on the device.
  * An engine without a tensor-core path computes TF32 and 3XTF32 in float32 (never less
- * accurate than asked). */
+ * accurate than asked).
+ *
+ * ACCURATE is a request, not a mode an engine runs: each call resolves it to FP32 or
+ * 3XTF32 (lgh_plan_math says which).
+ *   - AUTO, problem not tuned: the device's rule (lgh_resolve_math), from NVIDIA's
+ *     published dense rates: 3XTF32 where the tf32 tensor-core rate is at least 4 times
+ *     the fp32 SIMT rate (3xtf32 costs 2 to 3 tf32 products), else FP32:
+ *         cc 8.0 (A100)   tf32 156 / fp32 19.5 TFLOPS = 8     -> 3XTF32
+ *         cc 8.6 (RTX 3090)     35.6 / 35.6           = 1     -> FP32
+ *         cc 8.9 (RTX 4090)     82.6 / 82.6           = 1     -> FP32
+ *         cc 9.0 (H100 SXM)      495 / 67             = 7.4   -> 3XTF32
+ *         cc 10.0 (B200)        1100 / 75             = 14.7  -> 3XTF32
+ *         cc 12.0 (RTX 5090)     105 / 105            = 1     -> FP32
+ *     below cc 8.0 (no tf32 tensor cores) and the CPU: FP32. Any other capability is
+ *     told by its SM's family: the data-centre SM, whose tensor cores ran at 7 to 15 times
+ *     the fp32 rate in every generation so far (A100, H100, B200), is the one with 160 KB
+ *     or more of shared memory per block; the GeForce SM (equal rates) has about 100 KB.
+ *     So: 3XTF32 where the device's opt-in shared memory per block is >= 160 KB, else
+ *     FP32 (Jetson Orin, cc 8.7, has the data-centre SM: 3XTF32).
+ *   - AUTO, problem tuned (lgh_tune): the engine and mode measured fastest, FP32 and
+ *     3XTF32 timed side by side.
+ *   - A forced engine: its own float32-accurate mode: 3XTF32 on sm80 and sm90, FP32 on
+ *     cublaslt and cpu.
+ * The backward resolves it the same way (not tuned). */
 typedef enum lgh_math {
     LGH_MATH_DEFAULT = 0, /* TF32 */
     LGH_MATH_FP32 = 1,
     LGH_MATH_TF32 = 2,
-    LGH_MATH_3XTF32 = 3
+    LGH_MATH_3XTF32 = 3,
+    LGH_MATH_ACCURATE = 4
 } lgh_math_t;
 
 /* Engines. AUTO picks the fastest engine that can implement the problem on the
@@ -199,6 +224,18 @@ LGH_API int lgh_engine_available(lgh_context_t ctx, lgh_engine_t engine);
 LGH_API lgh_status_t lgh_plan(lgh_context_t ctx, const lgh_args_t *args,
                               lgh_engine_t *engine, size_t *workspace_bytes);
 
+/* The math mode lgh_forward would run for *args, as lgh_plan chooses its engine: FP32,
+ * TF32 or 3XTF32 for float32 data (DEFAULT is TF32; ACCURATE resolved as described at
+ * lgh_math_t), LGH_MATH_DEFAULT for bfloat16 / float16 data (their math is ignored).
+ * Checks args as lgh_plan does. */
+LGH_API lgh_status_t lgh_plan_math(lgh_context_t ctx, const lgh_args_t *args, lgh_math_t *math);
+
+/* The device's rule alone (no engine forced, nothing tuned): the mode `math` resolves to
+ * for `dtype` on ctx's device, as lgh_plan_math answers it (DEFAULT for 16-bit data).
+ * INVALID_VALUE for a dtype or math out of range. */
+LGH_API lgh_status_t lgh_resolve_math(lgh_context_t ctx, lgh_dtype_t dtype, lgh_math_t math,
+                                      lgh_math_t *resolved);
+
 /* Runs the layer. workspace may be NULL: the context then uses (and on the first call
  * for a shape on the stream, allocates) its own. Otherwise it must be device memory (host
  * memory on a CPU context) of at least lgh_plan()'s workspace_bytes, not used
@@ -232,7 +269,8 @@ LGH_API lgh_status_t lgh_forward(lgh_context_t ctx, const lgh_args_t *args,
  * no gradient), stream-ordered, no allocation after the first call for a shape on the
  * stream when the context's workspace is used, graph-capturable, thread-safe. dW, db, dγ and dβ are deterministic:
  * bitwise equal from run to run (no floating-point atomics). The math mode of fwd
- * applies to both products (3XTF32: float32 accuracy). Gradients have the data's dtype;
+ * applies to both products (3XTF32: float32 accuracy; ACCURATE resolved as for the
+ * forward, by the device's rule or the forced engine). Gradients have the data's dtype;
  * every reduction runs in float32 or wider.
  */
 typedef struct lgh_backward_args {
@@ -270,6 +308,10 @@ LGH_API void lgh_backward_args_init(lgh_backward_args_t *args, int64_t m, int64_
 LGH_API lgh_status_t lgh_backward_plan(lgh_context_t ctx, const lgh_backward_args_t *args,
                                        lgh_engine_t *engine, size_t *workspace_bytes);
 
+/* The math mode lgh_backward would run its products in for *args (as lgh_plan_math). */
+LGH_API lgh_status_t lgh_backward_plan_math(lgh_context_t ctx, const lgh_backward_args_t *args,
+                                            lgh_math_t *math);
+
 /* Computes the requested gradients. workspace and stream as for lgh_forward. */
 LGH_API lgh_status_t lgh_backward(lgh_context_t ctx, const lgh_backward_args_t *args,
                                   void *workspace, size_t workspace_bytes, void *stream);
@@ -304,7 +346,10 @@ LGH_API const char *lgh_cpu_blas_name(void);
  * calls each (CUDA events on `stream` on a GPU context, the monotonic clock on the CPU),
  * and records the engine with the lowest median time. From then on AUTO on this context
  * runs that engine for every problem with the same m, k, n, groups, dtype, math and
- * leading-dimension alignment (if it can still implement it). The choice is also saved
+ * leading-dimension alignment (if it can still implement it). For LGH_MATH_ACCURATE each
+ * engine is timed in its float32-accurate mode (3XTF32 on sm80 and sm90, FP32 on cublaslt
+ * and cpu), so FP32 and 3XTF32 are measured side by side and AUTO then runs the fastest
+ * engine with its mode. The choice is also saved
  * to a text file under $XDG_CACHE_HOME/lgh (else ~/.cache/lgh), one file per GPU model,
  * driver and lgh version, which every new context reads once, lazily. LGH_CACHE=0 turns
  * reading and writing the file off; a corrupt or stale file is ignored.

@@ -313,6 +313,9 @@ static void refusals(fixture_t *f)
     REFUSE("dtype out of range", LGH_STATUS_INVALID_VALUE, "dtype", NULL, a.dtype = (lgh_dtype_t)7);
     REFUSE("dtype negative", LGH_STATUS_INVALID_VALUE, "dtype", NULL, a.dtype = (lgh_dtype_t)-1);
     REFUSE("math out of range", LGH_STATUS_INVALID_VALUE, "math", NULL, a.math = (lgh_math_t)9);
+    REFUSE("math one past ACCURATE", LGH_STATUS_INVALID_VALUE, "math", NULL,
+           a.math = (lgh_math_t)(LGH_MATH_ACCURATE + 1));
+    REFUSE("math negative", LGH_STATUS_INVALID_VALUE, "math", NULL, a.math = (lgh_math_t)-1);
     REFUSE("engine out of range", LGH_STATUS_INVALID_VALUE, "engine", NULL,
            a.engine = (lgh_engine_t)42);
     REFUSE("engine = LGH_ENGINE_COUNT", LGH_STATUS_INVALID_VALUE, "engine", NULL,
@@ -518,6 +521,7 @@ static void api_tests(void)
             strcmp(lgh_math_name(LGH_MATH_FP32), "fp32") ||
             strcmp(lgh_math_name(LGH_MATH_TF32), "tf32") ||
             strcmp(lgh_math_name(LGH_MATH_3XTF32), "3xtf32") ||
+            strcmp(lgh_math_name(LGH_MATH_ACCURATE), "accurate") ||
             !lgh_dtype_name((lgh_dtype_t)9) || !lgh_math_name((lgh_math_t)9) ||
             !lgh_engine_name((lgh_engine_t)99)) {
             fail("names", "dtype / math names are not as documented");

@@ -18,7 +18,8 @@
 double cli_bound(lgh_dtype_t dt, lgh_math_t math)
 {
     if (dt != LGH_DTYPE_FLOAT32) return 1e-2;
-    return (math == LGH_MATH_FP32 || math == LGH_MATH_3XTF32) ? 1e-5 : 1e-3;
+    return (math == LGH_MATH_FP32 || math == LGH_MATH_3XTF32 || math == LGH_MATH_ACCURATE) ? 1e-5
+                                                                                            : 1e-3;
 }
 
 typedef struct job {
@@ -113,7 +114,8 @@ int cli_check_rows(const lgh_args_t *a, const int64_t *row_ids, int64_t rows, co
 double cli_backward_bound(lgh_dtype_t dt, lgh_math_t math)
 {
     if (dt != LGH_DTYPE_FLOAT32) return 2e-2;
-    return (math == LGH_MATH_FP32 || math == LGH_MATH_3XTF32) ? 1e-5 : 1e-3;
+    return (math == LGH_MATH_FP32 || math == LGH_MATH_3XTF32 || math == LGH_MATH_ACCURATE) ? 1e-5
+                                                                                            : 1e-3;
 }
 
 double cli_near_clamp_tolerance(lgh_dtype_t dt) { return dt == LGH_DTYPE_FLOAT32 ? 1e-2 : 5e-2; }

@@ -25,6 +25,10 @@ static void print_help(void)
 /* Engines of ctx: the available ones, then each unavailable one with lgh's reason. */
 static void print_engines(lgh_context_t ctx)
 {
+    lgh_math_t accurate = LGH_MATH_ACCURATE;
+    lgh_resolve_math(ctx, LGH_DTYPE_FLOAT32, LGH_MATH_ACCURATE, &accurate);
+    printf("  float32 math accurate: %s here, untuned (lgh tune measures fp32 against 3xtf32)\n",
+           lgh_math_name(accurate));
     printf("  engines available:");
     int any = 0;
     for (int e = LGH_ENGINE_AUTO + 1; e < LGH_ENGINE_COUNT; ++e) {

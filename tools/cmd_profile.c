@@ -484,7 +484,16 @@ int cli_cmd_profile(int argc, char **argv)
     child[c++] = device;
     child[c] = NULL;
 
-    const lgh_math_t math = o.math == LGH_MATH_DEFAULT ? LGH_MATH_TF32 : o.math;
+    /* The concrete mode the profiled call runs (the child plans the same problem alike). */
+    lgh_math_t math = o.math == LGH_MATH_DEFAULT ? LGH_MATH_TF32 : o.math;
+    {
+        static char nowhere[16];
+        lgh_args_t pa;
+        lgh_args_init(&pa, o.m, o.k, o.n, o.groups);
+        pa.dtype = o.dtype, pa.math = o.math, pa.engine = o.engine;
+        pa.x = pa.w = pa.bias = pa.gamma = pa.beta = pa.y = nowhere;
+        lgh_plan_math(ctx, &pa, &math);
+    }
     printf("lgh profile: M=%lld K=%lld N=%lld groups=%lld %s%s%s, engine %s, device %d (%s)\n",
            (long long)o.m, (long long)o.k, (long long)o.n, (long long)o.groups,
            lgh_dtype_name(o.dtype), o.dtype == LGH_DTYPE_FLOAT32 ? " " : "",

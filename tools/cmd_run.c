@@ -156,7 +156,10 @@ static int run(const run_opts_t *o_in)
     a.y = nowhere;
     lgh_engine_t engine = LGH_ENGINE_AUTO;
     size_t ws_bytes = 0;
+    /* The concrete mode that runs (DEFAULT and ACCURATE resolved; DEFAULT for 16-bit). */
+    lgh_math_t math = LGH_MATH_DEFAULT;
     s = lgh_plan(r.ctx, &a, &engine, &ws_bytes);
+    if (s == LGH_STATUS_SUCCESS) s = lgh_plan_math(r.ctx, &a, &math);
     if (s != LGH_STATUS_SUCCESS) {
         /* Sizes, eps or the clamp the library refuses are wrong arguments (exit 2); an
          * engine that cannot run here is a failure (exit 1). */
@@ -244,12 +247,12 @@ static int run(const run_opts_t *o_in)
     const double median = cli_median(r.ms, o.iters);
     const double flop = 2.0 * (double)o.m * (double)o.n * (double)o.k;
 
-    const lgh_math_t math = o.math == LGH_MATH_DEFAULT ? LGH_MATH_TF32 : o.math;
+    const int f32 = o.dtype == LGH_DTYPE_FLOAT32;
     printf("lgh %d.%d.%d run: M=%" PRId64 " K=%" PRId64 " N=%" PRId64 " groups=%" PRId64
-           " %s%s%s\n",
+           " %s%s%s%s\n",
            LGH_VERSION_MAJOR, LGH_VERSION_MINOR, LGH_VERSION_PATCH, o.m, o.k, o.n, o.groups,
-           lgh_dtype_name(o.dtype), o.dtype == LGH_DTYPE_FLOAT32 ? " " : "",
-           o.dtype == LGH_DTYPE_FLOAT32 ? lgh_math_name(math) : "");
+           lgh_dtype_name(o.dtype), f32 ? " " : "", f32 ? lgh_math_name(math) : "",
+           f32 && o.math == LGH_MATH_ACCURATE ? " (--math accurate)" : "");
     if (fallback_note) printf("  note: %s\n", fallback_note);
     printf("  device: %s\n", lgh_device_description(r.ctx));
     const char *env = getenv("LGH_ENGINE");

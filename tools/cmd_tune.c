@@ -33,7 +33,8 @@ static void print_help(void)
            "  --k K --n N --groups G   other sizes (default the reference problem,\n"
            "                     K=8192 N=8192 G=16)\n"
            "  --dtype float32|bfloat16|float16        data type (default float32)\n"
-           "  --math fp32|tf32|3xtf32|default         float32 math mode (default tf32)\n"
+           "  --math fp32|tf32|3xtf32|accurate|default   float32 math mode (default tf32;\n"
+           "                     accurate: fp32 or 3xtf32, whichever is faster here)\n"
            "  --device N|cpu     CUDA device N or the CPU (default: device 0 if present,\n"
            "                     else the CPU)\n"
            "  --help             this text\n"
@@ -62,6 +63,20 @@ static void release(bufs_t *b)
         cli_gpu_free(b->dev[i]);
         b->host[i] = b->dev[i] = NULL;
     }
+}
+
+/* " (fp32)" or " (3xtf32)": the mode engine runs a float32-accurate problem in (each
+ * engine is timed in its own, lgh.h); "" for every other problem. */
+static void engine_mode(lgh_context_t ctx, const lgh_args_t *a, lgh_engine_t engine, char *out,
+                        size_t len)
+{
+    out[0] = '\0';
+    if (a->dtype != LGH_DTYPE_FLOAT32 || a->math != LGH_MATH_ACCURATE) return;
+    lgh_args_t forced = *a;
+    forced.engine = engine;
+    lgh_math_t math;
+    if (lgh_plan_math(ctx, &forced, &math) == LGH_STATUS_SUCCESS)
+        snprintf(out, len, " (%s)", lgh_math_name(math));
 }
 
 /* Tunes one problem; prints its lines. */
@@ -119,17 +134,21 @@ static int tune_one(lgh_context_t ctx, const run_opts_t *o, int64_t m, void *str
     s = lgh_tune(ctx, &a, stream, progress, label, &chosen, res, LGH_ENGINE_COUNT, &count);
     printf("%s\n", label);
     for (int i = 0; i < count && i < LGH_ENGINE_COUNT; ++i) {
+        char mode[32];
+        engine_mode(ctx, &a, res[i].engine, mode, sizeof mode);
         if (res[i].status == LGH_STATUS_SUCCESS)
-            printf("  %-9s %10.4f ms\n", lgh_engine_name(res[i].engine), (double)res[i].ms);
+            printf("  %-9s %10.4f ms%s\n", lgh_engine_name(res[i].engine), (double)res[i].ms, mode);
         else
-            printf("  %-9s failed: %s\n", lgh_engine_name(res[i].engine),
-                   lgh_status_string(res[i].status));
+            printf("  %-9s failed: %s%s\n", lgh_engine_name(res[i].engine),
+                   lgh_status_string(res[i].status), mode);
     }
     if (s != LGH_STATUS_SUCCESS) {
         fprintf(stderr, "lgh tune: %s (%s)\n", lgh_last_error(ctx), lgh_status_string(s));
         goto out;
     }
-    printf("  choice: %s\n", lgh_engine_name(chosen));
+    char mode[32];
+    engine_mode(ctx, &a, chosen, mode, sizeof mode);
+    printf("  choice: %s%s\n", lgh_engine_name(chosen), mode);
     rc = CLI_OK;
 out:
     release(&b);

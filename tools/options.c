@@ -41,7 +41,8 @@ void cli_print_run_options(FILE *f)
             "  --m M --k K --n N --groups G   sizes (default: the reference problem,\n"
             "                                 M=1024 K=8192 N=8192 G=16)\n"
             "  --dtype float32|bfloat16|float16        data type (default float32)\n"
-            "  --math fp32|tf32|3xtf32|default         float32 math mode (default tf32)\n"
+            "  --math fp32|tf32|3xtf32|accurate|default   float32 math mode (default tf32;\n"
+            "                     accurate: fp32 or 3xtf32, whichever is faster here)\n"
             "  --engine auto|cpu|cublaslt|sm80|sm90    engine (default auto)\n"
             "  --device N|cpu     CUDA device N or the CPU (default: device 0 if present,\n"
             "                     else the CPU)\n"
@@ -170,10 +171,11 @@ int cli_parse_run_opts(const char *cmd, int argc, char **argv, run_opts_t *o)
             if (!strcmp(v, "fp32")) o->math = LGH_MATH_FP32;
             else if (!strcmp(v, "tf32")) o->math = LGH_MATH_TF32;
             else if (!strcmp(v, "3xtf32")) o->math = LGH_MATH_3XTF32;
+            else if (!strcmp(v, "accurate")) o->math = LGH_MATH_ACCURATE;
             else if (!strcmp(v, "default")) o->math = LGH_MATH_DEFAULT;
             else
-                rc = cli_usage_error(cmd, "--math: '%s' is not one of fp32, tf32, 3xtf32, default",
-                                     v);
+                rc = cli_usage_error(
+                    cmd, "--math: '%s' is not one of fp32, tf32, 3xtf32, accurate, default", v);
         } else if (!strcmp(name, "--engine")) {
             if (lgh_engine_from_name(v, &o->engine) != LGH_STATUS_SUCCESS)
                 rc = cli_usage_error(cmd,

@@ -159,7 +159,9 @@ int cli_run_backward(lgh_context_t ctx, const run_opts_t *o, const lgh_args_t *a
     b.dx = b.dw = b.dbias = b.dgamma = b.dbeta = nowhere;
     lgh_engine_t engine = LGH_ENGINE_AUTO;
     size_t ws_bytes = 0;
+    lgh_math_t math = LGH_MATH_DEFAULT; /* the products' concrete mode */
     lgh_status_t s = lgh_backward_plan(ctx, &b, &engine, &ws_bytes);
+    if (s == LGH_STATUS_SUCCESS) s = lgh_backward_plan_math(ctx, &b, &math);
     if (s != LGH_STATUS_SUCCESS) {
         if (cli_status_is_argument_error(s))
             return cli_usage_error("run", "%s", lgh_last_error(ctx));
@@ -269,8 +271,9 @@ int cli_run_backward(lgh_context_t ctx, const run_opts_t *o, const lgh_args_t *a
     const double bwd_ms = cli_median(r.ms, o->iters);
 
     const char *env = getenv("LGH_ENGINE");
-    printf("  backward: engine %s (%s), workspace %zu bytes; the forward saves %s\n",
-           lgh_engine_name(engine),
+    printf("  backward: engine %s%s%s (%s), workspace %zu bytes; the forward saves %s\n",
+           lgh_engine_name(engine), o->dtype == LGH_DTYPE_FLOAT32 ? " " : "",
+           o->dtype == LGH_DTYPE_FLOAT32 ? lgh_math_name(math) : "",
            o->engine != LGH_ENGINE_AUTO ? "forced by --engine"
            : env && *env && strcmp(env, "auto") ? "forced by LGH_ENGINE"
                                                 : "chosen by lgh_backward_plan",
@@ -317,7 +320,6 @@ int cli_run_backward(lgh_context_t ctx, const run_opts_t *o, const lgh_args_t *a
         fprintf(stderr, "lgh run: the reference refused the backward problem\n");
         goto out;
     }
-    const lgh_math_t math = o->math == LGH_MATH_DEFAULT ? LGH_MATH_TF32 : o->math;
     const double bound = cli_backward_bound(o->dtype, math);
     char rows_txt[96], groups_txt[96];
     if (rows == m) snprintf(rows_txt, sizeof rows_txt, "all %" PRId64 " rows", rows);

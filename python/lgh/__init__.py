@@ -22,7 +22,7 @@ from ._lib import LghError, LghRuntimeError, LghValueError
 from .model import Model, ModelNew
 from .ops import (HAS_CUSTOM_OP, MATH_MODES, engine_for, linear_groupnorm_hardtanh,
                   linear_groupnorm_hardtanh_backward, linear_groupnorm_hardtanh_with_stats,
-                  math_mode)
+                  math_for, math_mode)
 
 __version__ = "0.1.0"
 
@@ -30,7 +30,8 @@ __all__ = [
     "HAS_CUSTOM_OP", "MATH_MODES", "LghError", "LghRuntimeError", "LghValueError", "Model",
     "ModelNew", "cpu_blas_name", "device_description", "engine_for", "engines_available",
     "kernel_info", "library_path", "linear_groupnorm_hardtanh",
-    "linear_groupnorm_hardtanh_backward", "linear_groupnorm_hardtanh_with_stats", "math_mode",
+    "linear_groupnorm_hardtanh_backward", "linear_groupnorm_hardtanh_with_stats", "math_for",
+    "math_mode",
     "version",
 ]
 

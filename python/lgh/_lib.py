@@ -50,8 +50,10 @@ _ARGUMENT_STATUSES = frozenset((1, 2, 3, 4, 5, 6, 7, 8, 9))
 
 DTYPE_FLOAT32, DTYPE_BFLOAT16, DTYPE_FLOAT16 = 0, 1, 2
 
-MATH_DEFAULT, MATH_FP32, MATH_TF32, MATH_3XTF32 = 0, 1, 2, 3
-MATH_BY_NAME = {"fp32": MATH_FP32, "tf32": MATH_TF32, "3xtf32": MATH_3XTF32}
+MATH_DEFAULT, MATH_FP32, MATH_TF32, MATH_3XTF32, MATH_ACCURATE = 0, 1, 2, 3, 4
+# "accurate": float32 accuracy by fp32 or 3xtf32, whichever is faster on the device (lgh.h).
+MATH_BY_NAME = {"fp32": MATH_FP32, "tf32": MATH_TF32, "3xtf32": MATH_3XTF32,
+                "accurate": MATH_ACCURATE}
 
 ENGINE_AUTO = 0
 DEVICE_CPU = -1
@@ -216,6 +218,7 @@ def _declare(lib):
         "lgh_backward_plan": (c_int, (c_void_p, bwd_p, ctypes.POINTER(c_int),
                                       ctypes.POINTER(c_size_t))),
         "lgh_backward": (c_int, (c_void_p, bwd_p, c_void_p, c_size_t, c_void_p)),
+        "lgh_plan_math": (c_int, (c_void_p, args_p, ctypes.POINTER(c_int))),
     }
     for name, (restype, argtypes) in optional.items():
         fn = getattr(lib, name, None)

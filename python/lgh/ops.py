@@ -54,7 +54,7 @@ _DTYPES = {
 
 _SUPPORTED_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
-MATH_MODES = ("auto", "fp32", "tf32", "3xtf32")
+MATH_MODES = ("auto", "fp32", "tf32", "3xtf32", "accurate")
 
 HAS_CUSTOM_OP = hasattr(torch, "library") and hasattr(torch.library, "custom_op") and hasattr(
     torch.library, "register_fake")
@@ -119,10 +119,11 @@ def _check_inputs(x, weight, bias, gamma, beta):
 
 def _math_id(math):
     """lgh_math_t for a math name; "auto" follows torch.get_float32_matmul_precision():
-    "highest" -> 3xtf32 (float32 accuracy), "high" / "medium" -> tf32."""
+    "highest" -> accurate (float32 accuracy, by fp32 or 3xtf32, whichever the device runs
+    faster), "high" / "medium" -> tf32."""
     if math == "auto":
         highest = torch.get_float32_matmul_precision() == "highest"
-        return _lib.MATH_3XTF32 if highest else _lib.MATH_TF32
+        return _lib.MATH_ACCURATE if highest else _lib.MATH_TF32
     return _lib.MATH_BY_NAME[math]
 
 
@@ -132,7 +133,8 @@ def _math_name(math):
         return "auto"
     if isinstance(math, str) and math.lower() in MATH_MODES:
         return math.lower()
-    raise ValueError("lgh: math must be None, 'auto', 'fp32', 'tf32' or '3xtf32', got %r" % (math,))
+    raise ValueError("lgh: math must be None, 'auto', 'fp32', 'tf32', '3xtf32' or 'accurate', "
+                     "got %r" % (math,))
 
 
 def _groups(num_groups):
@@ -579,7 +581,9 @@ def linear_groupnorm_hardtanh(x, weight, bias, gamma, beta, num_groups, eps=1e-5
     x is one sample: its N outputs form num_groups groups of N / num_groups channels.
 
     math (float32 only): None or "auto" follows torch.get_float32_matmul_precision()
-    ("highest" -> "3xtf32", "high"/"medium" -> "tf32"); or "fp32", "tf32", "3xtf32".
+    ("highest" -> "accurate", "high"/"medium" -> "tf32"); or "fp32", "tf32", "3xtf32",
+    "accurate". "accurate" asks for float32 accuracy and runs fp32 or 3xtf32, whichever is
+    faster on the device (or was measured faster by lgh tune); math_for() says which.
     The backward's two products use the same mode.
     engine: None/"auto" (the LGH_ENGINE environment variable, read when the device's
     context is created, can force one), or "cpu", "cublaslt", "sm80", "sm90"; a forced
@@ -652,6 +656,19 @@ def engine_for(x, weight, bias, gamma, beta, num_groups, eps=1e-5, lo=-1.0, hi=1
     """Name of the engine ("cpu", "cublaslt", "sm80", "sm90") that
     linear_groupnorm_hardtanh would run for these arguments now (lgh_plan: arguments
     checked as for the call, no memory read, nothing run)."""
+    return _plan(x, weight, bias, gamma, beta, num_groups, eps, lo, hi, math, engine, False)
+
+
+def math_for(x, weight, bias, gamma, beta, num_groups, eps=1e-5, lo=-1.0, hi=1.0, math=None,
+             engine=None):
+    """The math mode ("fp32", "tf32" or "3xtf32"; None for 16-bit data, which ignores it)
+    that linear_groupnorm_hardtanh would run for these arguments now, "accurate" and
+    "auto" resolved on the device (lgh_plan_math; checked as engine_for)."""
+    return _plan(x, weight, bias, gamma, beta, num_groups, eps, lo, hi, math, engine, True)
+
+
+def _plan(x, weight, bias, gamma, beta, num_groups, eps, lo, hi, math, engine, want_math):
+    """engine_for (want_math False) and math_for."""
     k, n = _check_inputs(x, weight, bias, gamma, beta)
     m = 1
     for d in x.shape[:-1]:
@@ -672,13 +689,21 @@ def engine_for(x, weight, bias, gamma, beta, num_groups, eps=1e-5, lo=-1.0, hi=1
         a.y, a.ldy = _PLACEHOLDER_ADDRESS, n
         out = ctypes.c_int(0)
         with ctx.lock:
-            ctx.check(_lib.lib().lgh_plan(ctx.handle, ctypes.byref(a), ctypes.byref(out), None),
-                      "lgh_plan")
-    return _lib.engine_name(out.value)
+            if want_math:
+                ctx.check(_lib.lib().lgh_plan_math(ctx.handle, ctypes.byref(a),
+                                                    ctypes.byref(out)), "lgh_plan_math")
+            else:
+                ctx.check(_lib.lib().lgh_plan(ctx.handle, ctypes.byref(a), ctypes.byref(out),
+                                              None), "lgh_plan")
+    if not want_math:
+        return _lib.engine_name(out.value)
+    names = {v: k for k, v in _lib.MATH_BY_NAME.items()}
+    return names.get(out.value)
 
 
 def math_mode(math=None):
-    """The lgh math mode a float32 call with this `math` argument runs now: "fp32",
-    "tf32" or "3xtf32" (None follows torch.get_float32_matmul_precision())."""
+    """The lgh math mode a float32 call with this `math` argument asks for now: "fp32",
+    "tf32", "3xtf32" or "accurate" (None follows torch.get_float32_matmul_precision();
+    math_for() says which concrete mode "accurate" runs on a device)."""
     names = {v: k for k, v in _lib.MATH_BY_NAME.items()}
     return names[_math_id(_math_name(math))]

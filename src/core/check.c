@@ -5,6 +5,7 @@
 #include <stdio.h>
 
 #include "context.h"
+#include "math_rule.h"
 
 #ifdef LGH_HAVE_CUDA
 #include <cuda_runtime_api.h>
@@ -50,7 +51,7 @@ static lgh_status_t check_forward(struct lgh_context *ctx, const lgh_args_t *arg
         return lgh_set_error(ctx, LGH_STATUS_INVALID_VALUE, "dtype %d is not an lgh_dtype_t",
                              (int)a->dtype);
     }
-    if (a->math < LGH_MATH_DEFAULT || a->math > LGH_MATH_3XTF32) {
+    if (a->math < LGH_MATH_DEFAULT || a->math > LGH_MATH_ACCURATE) {
         return lgh_set_error(ctx, LGH_STATUS_INVALID_VALUE, "math %d is not an lgh_math_t",
                              (int)a->math);
     }
@@ -106,7 +107,10 @@ static lgh_status_t check_forward(struct lgh_context *ctx, const lgh_args_t *arg
     p->group_size = a->n / a->groups;
     p->want_stats = p->a.mean != NULL;
     p->want_h = p->a.h != NULL;
-    if (p->a.math == LGH_MATH_DEFAULT) p->a.math = LGH_MATH_TF32;
+    /* Engines see concrete modes only: ACCURATE becomes the device rule's FP32 or 3XTF32
+     * here, and the engine choice may still settle it per engine (dispatch.c). */
+    p->accurate = a->dtype == LGH_DTYPE_FLOAT32 && a->math == LGH_MATH_ACCURATE;
+    p->a.math = lgh_math_for_device(&ctx->props, a->dtype, a->math);
 
     int64_t bytes, flops;
     if (!span_bytes_ok(a->m, p->a.ldx, a->k, p->elem_bytes, &bytes) ||

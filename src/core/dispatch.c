@@ -12,12 +12,18 @@
  * implement the problem, the one auto_rank() prefers; ties go to the registry's table
  * order. Whichever engine runs (chosen or named), it runs its tuned variant when the
  * problem was tuned on that engine.
+ *
+ * LGH_MATH_ACCURATE (math_rule.h): check.c resolves it to the device rule's FP32 or
+ * 3XTF32, which AUTO ranks engines by when the problem is not tuned; a forced engine, the
+ * tuned engine or the one AUTO picks then runs its own float32-accurate mode
+ * (lgh_math_settle), so what runs and what lgh_plan_math reports is always concrete.
  */
 #include <stdio.h>
 #include <string.h>
 
 #include "check.h"
 #include "context.h"
+#include "math_rule.h"
 #include "registry.h"
 #include "tune.h"
 
@@ -68,9 +74,10 @@ static lgh_status_t forced_engine(struct lgh_context *ctx, lgh_engine_t want, co
     return LGH_STATUS_SUCCESS;
 }
 
-/* Picks the engine for a checked problem; tuned: the engine lgh_tune recorded for it,
- * or LGH_ENGINE_AUTO. */
-static lgh_status_t pick_engine(struct lgh_context *ctx, const lgh_problem_t *p, lgh_engine_t tuned_id,
+/* Picks the engine for a checked problem and settles its math for that engine (a
+ * float32-accurate request); tuned: the engine lgh_tune recorded for it, or
+ * LGH_ENGINE_AUTO. */
+static lgh_status_t pick_engine(struct lgh_context *ctx, lgh_problem_t *p, lgh_engine_t tuned_id,
                                 const lgh_engine_ops_t **out)
 {
     char why[256] = "";
@@ -79,6 +86,7 @@ static lgh_status_t pick_engine(struct lgh_context *ctx, const lgh_problem_t *p,
         const lgh_engine_ops_t *e = NULL;
         const lgh_status_t s = forced_engine(ctx, want, &e);
         if (s != LGH_STATUS_SUCCESS) return s;
+        lgh_math_settle(p, e->id);
         if (e->can_implement(ctx, p, why, sizeof why) != LGH_STATUS_SUCCESS) {
             return lgh_set_error(ctx, LGH_STATUS_NOT_SUPPORTED, "engine %s cannot run this problem: %s",
                                  e->name, why);
@@ -86,12 +94,17 @@ static lgh_status_t pick_engine(struct lgh_context *ctx, const lgh_problem_t *p,
         *out = e;
         return LGH_STATUS_SUCCESS;
     }
-    /* A measured choice (lgh_tune, or the cache file) goes first, if it can still run p. */
+    /* A measured choice (lgh_tune, or the cache file) goes first, if it can still run p
+     * in the mode it was timed in. */
     const lgh_engine_ops_t *tuned = lgh_find_engine(tuned_id);
-    if (tuned && tuned->available(ctx) &&
-        tuned->can_implement(ctx, p, why, sizeof why) == LGH_STATUS_SUCCESS) {
-        *out = tuned;
-        return LGH_STATUS_SUCCESS;
+    if (tuned && tuned->available(ctx)) {
+        lgh_problem_t q = *p;
+        lgh_math_settle(&q, tuned->id);
+        if (tuned->can_implement(ctx, &q, why, sizeof why) == LGH_STATUS_SUCCESS) {
+            *p = q;
+            *out = tuned;
+            return LGH_STATUS_SUCCESS;
+        }
     }
     const lgh_engine_ops_t *best = NULL;
     int best_rank = 0;
@@ -106,6 +119,7 @@ static lgh_status_t pick_engine(struct lgh_context *ctx, const lgh_problem_t *p,
         }
     }
     if (best) {
+        lgh_math_settle(p, best->id);
         *out = best;
         return LGH_STATUS_SUCCESS;
     }
@@ -113,9 +127,10 @@ static lgh_status_t pick_engine(struct lgh_context *ctx, const lgh_problem_t *p,
                          ctx->description);
 }
 
-/* The engine for a checked problem, and (variant, may be NULL) the variant it runs: the
- * tuned one when p was tuned on that engine, else -1. One lookup of the tuning table. */
-static lgh_status_t choose_engine(struct lgh_context *ctx, const lgh_problem_t *p,
+/* The engine for a checked problem (p's math settled for it), and (variant, may be NULL)
+ * the variant it runs: the tuned one when p was tuned on that engine, else -1. One lookup
+ * of the tuning table, keyed by the problem as asked. */
+static lgh_status_t choose_engine(struct lgh_context *ctx, lgh_problem_t *p,
                                   const lgh_engine_ops_t **out, int *variant)
 {
     int tuned_variant;
@@ -125,8 +140,16 @@ static lgh_status_t choose_engine(struct lgh_context *ctx, const lgh_problem_t *
     return s;
 }
 
-lgh_status_t lgh_plan(lgh_context_t ctx, const lgh_args_t *args, lgh_engine_t *engine,
-                      size_t *workspace_bytes)
+/* The math a checked problem reports: its concrete mode for float32 data, DEFAULT for
+ * 16-bit data (which ignores it). */
+static lgh_math_t reported_math(const lgh_problem_t *p)
+{
+    return p->a.dtype == LGH_DTYPE_FLOAT32 ? p->a.math : LGH_MATH_DEFAULT;
+}
+
+/* lgh_plan and lgh_plan_math: the engine lgh_forward would run, its workspace, its math. */
+static lgh_status_t plan(lgh_context_t ctx, const lgh_args_t *args, lgh_engine_t *engine,
+                         size_t *workspace_bytes, lgh_math_t *math)
 {
     lgh_problem_t p;
     lgh_status_t s = lgh_check_args(ctx, args, &p);
@@ -141,11 +164,43 @@ lgh_status_t lgh_plan(lgh_context_t ctx, const lgh_args_t *args, lgh_engine_t *e
     if (s == LGH_STATUS_SUCCESS) {
         if (engine) *engine = e->id;
         if (workspace_bytes) *workspace_bytes = e->workspace_size(ctx, &p);
+        if (math) *math = reported_math(&p);
         lgh_clear_error(ctx);
     }
     lgh_context_unlock(ctx);
     lgh_device_leave(&scope);
     return s;
+}
+
+lgh_status_t lgh_plan(lgh_context_t ctx, const lgh_args_t *args, lgh_engine_t *engine,
+                      size_t *workspace_bytes)
+{
+    return plan(ctx, args, engine, workspace_bytes, NULL);
+}
+
+lgh_status_t lgh_plan_math(lgh_context_t ctx, const lgh_args_t *args, lgh_math_t *math)
+{
+    if (!ctx) return LGH_STATUS_NULL_POINTER;
+    if (!math) return lgh_set_error(ctx, LGH_STATUS_NULL_POINTER, "lgh_plan_math: math is NULL");
+    return plan(ctx, args, NULL, NULL, math);
+}
+
+lgh_status_t lgh_resolve_math(lgh_context_t ctx, lgh_dtype_t dtype, lgh_math_t math,
+                              lgh_math_t *resolved)
+{
+    if (!ctx) return LGH_STATUS_NULL_POINTER;
+    if (!resolved)
+        return lgh_set_error(ctx, LGH_STATUS_NULL_POINTER, "lgh_resolve_math: resolved is NULL");
+    if (dtype != LGH_DTYPE_FLOAT32 && dtype != LGH_DTYPE_BFLOAT16 && dtype != LGH_DTYPE_FLOAT16)
+        return lgh_set_error(ctx, LGH_STATUS_INVALID_VALUE, "dtype %d is not an lgh_dtype_t",
+                             (int)dtype);
+    if (math < LGH_MATH_DEFAULT || math > LGH_MATH_ACCURATE)
+        return lgh_set_error(ctx, LGH_STATUS_INVALID_VALUE, "math %d is not an lgh_math_t",
+                             (int)math);
+    *resolved = dtype == LGH_DTYPE_FLOAT32 ? lgh_math_for_device(&ctx->props, dtype, math)
+                                           : LGH_MATH_DEFAULT;
+    lgh_clear_error(ctx);
+    return LGH_STATUS_SUCCESS;
 }
 
 /* Whether a caller's workspace of `bytes` is enough for every engine that can run p.
@@ -158,8 +213,10 @@ static bool workspace_fits_every_engine(struct lgh_context *ctx, const lgh_probl
     char why[256];
     for (int i = 0; i < lgh_engine_count(); ++i) {
         const lgh_engine_ops_t *e = lgh_engine_at(i);
-        if (e->available(ctx) && e->can_implement(ctx, p, why, sizeof why) == LGH_STATUS_SUCCESS &&
-            e->workspace_size(ctx, p) > bytes)
+        lgh_problem_t q = *p; /* each engine is timed in its own accurate mode (tune.c) */
+        lgh_math_settle(&q, e->id);
+        if (e->available(ctx) && e->can_implement(ctx, &q, why, sizeof why) == LGH_STATUS_SUCCESS &&
+            e->workspace_size(ctx, &q) > bytes)
             return false;
     }
     return true;
@@ -231,10 +288,11 @@ static lgh_status_t forward_on_device(struct lgh_context *ctx, const lgh_problem
     }
     const lgh_engine_ops_t *e = NULL;
     int variant;
-    s = choose_engine(ctx, p, &e, &variant);
+    lgh_problem_t q = *p; /* its math settled for the engine that runs it */
+    s = choose_engine(ctx, &q, &e, &variant);
     if (s != LGH_STATUS_SUCCESS) return s;
 
-    return run_engine(ctx, e, run_fwd, p, variant, e->workspace_size(ctx, p), workspace,
+    return run_engine(ctx, e, run_fwd, &q, variant, e->workspace_size(ctx, &q), workspace,
                       workspace_bytes, stream, "");
 }
 
@@ -294,7 +352,8 @@ static int bwd_auto_rank(lgh_engine_t id, const lgh_bwd_problem_t *p)
     }
 }
 
-static lgh_status_t bwd_pick_engine(struct lgh_context *ctx, const lgh_bwd_problem_t *p,
+/* As pick_engine, for the backward (not tuned): p's math settled for the engine. */
+static lgh_status_t bwd_pick_engine(struct lgh_context *ctx, lgh_bwd_problem_t *p,
                                     const lgh_engine_ops_t **out)
 {
     char why[256] = "";
@@ -303,6 +362,7 @@ static lgh_status_t bwd_pick_engine(struct lgh_context *ctx, const lgh_bwd_probl
         const lgh_engine_ops_t *e = NULL;
         const lgh_status_t s = forced_engine(ctx, want, &e);
         if (s != LGH_STATUS_SUCCESS) return s;
+        lgh_math_settle(&p->f, e->id);
         if (!e->bwd_run) {
             return lgh_set_error(ctx, LGH_STATUS_NOT_SUPPORTED, "engine %s has no backward",
                                  e->name);
@@ -328,6 +388,7 @@ static lgh_status_t bwd_pick_engine(struct lgh_context *ctx, const lgh_bwd_probl
         }
     }
     if (best) {
+        lgh_math_settle(&p->f, best->id);
         *out = best;
         return LGH_STATUS_SUCCESS;
     }
@@ -335,8 +396,8 @@ static lgh_status_t bwd_pick_engine(struct lgh_context *ctx, const lgh_bwd_probl
                          "no engine can run this backward on %s", ctx->description);
 }
 
-lgh_status_t lgh_backward_plan(lgh_context_t ctx, const lgh_backward_args_t *args,
-                               lgh_engine_t *engine, size_t *workspace_bytes)
+static lgh_status_t backward_plan(lgh_context_t ctx, const lgh_backward_args_t *args,
+                                  lgh_engine_t *engine, size_t *workspace_bytes, lgh_math_t *math)
 {
     lgh_bwd_problem_t p;
     lgh_status_t s = lgh_check_backward(ctx, args, &p);
@@ -350,11 +411,27 @@ lgh_status_t lgh_backward_plan(lgh_context_t ctx, const lgh_backward_args_t *arg
     if (s == LGH_STATUS_SUCCESS) {
         if (engine) *engine = e->id;
         if (workspace_bytes) *workspace_bytes = e->bwd_workspace_size(ctx, &p);
+        if (math) *math = reported_math(&p.f);
         lgh_clear_error(ctx);
     }
     lgh_context_unlock(ctx);
     lgh_device_leave(&scope);
     return s;
+}
+
+lgh_status_t lgh_backward_plan(lgh_context_t ctx, const lgh_backward_args_t *args,
+                               lgh_engine_t *engine, size_t *workspace_bytes)
+{
+    return backward_plan(ctx, args, engine, workspace_bytes, NULL);
+}
+
+lgh_status_t lgh_backward_plan_math(lgh_context_t ctx, const lgh_backward_args_t *args,
+                                    lgh_math_t *math)
+{
+    if (!ctx) return LGH_STATUS_NULL_POINTER;
+    if (!math)
+        return lgh_set_error(ctx, LGH_STATUS_NULL_POINTER, "lgh_backward_plan_math: math is NULL");
+    return backward_plan(ctx, args, NULL, NULL, math);
 }
 
 lgh_status_t lgh_backward(lgh_context_t ctx, const lgh_backward_args_t *args, void *workspace,

@@ -30,10 +30,13 @@ extern "C" {
 struct lgh_context;
 
 /* A validated problem: every field of args checked, leading dimensions resolved
- * (never 0), math resolved (never DEFAULT; FP32/TF32/3XTF32 for float32 data, TF32
- * recorded but meaningless for 16-bit data). */
+ * (never 0), math resolved (never DEFAULT or ACCURATE; FP32/TF32/3XTF32 for float32 data,
+ * TF32 recorded but meaningless for 16-bit data). */
 typedef struct lgh_problem {
     lgh_args_t a;
+    /* Float32 data asked LGH_MATH_ACCURATE: a.math is FP32 or 3XTF32, whichever the core
+     * settled on for the engine that runs it (src/core/math_rule.h). */
+    bool accurate;
     int64_t group_size; /* n / groups */
     size_t elem_bytes;  /* 4 or 2 */
     bool want_stats;    /* a.mean and a.rstd both non-NULL */

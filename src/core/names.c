@@ -45,6 +45,7 @@ const char *lgh_math_name(lgh_math_t m)
     case LGH_MATH_FP32: return "fp32";
     case LGH_MATH_TF32: return "tf32";
     case LGH_MATH_3XTF32: return "3xtf32";
+    case LGH_MATH_ACCURATE: return "accurate";
     }
     return "unknown";
 }

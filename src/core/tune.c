@@ -22,6 +22,7 @@
 
 #include "check.h"
 #include "context.h"
+#include "math_rule.h"
 #include "registry.h"
 #include "tune_file.h"
 #include "tune_time.h"
@@ -60,9 +61,13 @@ static int align_class(const lgh_problem_t *p)
     return (int)a;
 }
 
+/* Keyed by the math as asked where that is a float32-accurate request: its entry holds
+ * the engine measured fastest, and the engine implies the mode it ran
+ * (lgh_math_accurate_for_engine), so FP32 and 3XTF32 compete under one key. */
 static lgh_tune_key_t problem_key(const lgh_problem_t *p)
 {
-    lgh_tune_key_t k = {p->a.m, p->a.k, p->a.n, p->a.groups, (int)p->a.dtype, (int)p->a.math,
+    const int math = p->accurate ? (int)LGH_MATH_ACCURATE : (int)p->a.math;
+    lgh_tune_key_t k = {p->a.m, p->a.k, p->a.n, p->a.groups, (int)p->a.dtype, math,
                         align_class(p)};
     return k;
 }
@@ -197,12 +202,18 @@ lgh_status_t lgh_tune_problem(struct lgh_context *ctx, const lgh_problem_t *p, v
     if (!t) return lgh_set_error(ctx, LGH_STATUS_ALLOC_FAILED, "lgh_tune: out of host memory");
     if (!t->loaded) load_file(t);
 
+    /* Each engine with the problem as it would run it: a float32-accurate request in the
+     * engine's own accurate mode, so sm80 / sm90 time 3XTF32 and cublaslt / cpu FP32. */
     const lgh_engine_ops_t *cand[LGH_ENGINE_COUNT];
+    lgh_problem_t cand_p[LGH_ENGINE_COUNT];
     int total = 0;
     char why[256];
     for (int id = LGH_ENGINE_AUTO + 1; id < LGH_ENGINE_COUNT; ++id) {
         const lgh_engine_ops_t *e = lgh_find_engine((lgh_engine_t)id);
-        if (e && e->available(ctx) && e->can_implement(ctx, p, why, sizeof why) == LGH_STATUS_SUCCESS)
+        if (!e || !e->available(ctx)) continue;
+        cand_p[total] = *p;
+        lgh_math_settle(&cand_p[total], e->id);
+        if (e->can_implement(ctx, &cand_p[total], why, sizeof why) == LGH_STATUS_SUCCESS)
             cand[total++] = e;
     }
     if (count) *count = total;
@@ -223,7 +234,7 @@ lgh_status_t lgh_tune_problem(struct lgh_context *ctx, const lgh_problem_t *p, v
         }
         float ms = 0.0f;
         int variant = -1;
-        const lgh_status_t s = lgh_tune_time_engine(ctx, cand[i], p, stream, &ms, &variant);
+        const lgh_status_t s = lgh_tune_time_engine(ctx, cand[i], &cand_p[i], stream, &ms, &variant);
         if (results && i < capacity) {
             results[i].engine = cand[i]->id;
             results[i].status = s;

@@ -7,6 +7,10 @@
  *     <m> <k> <n> <groups> <dtype> <math> <align> <engine>[:<variant>] <ms>
  *     ...
  *
+ * <math> is the mode the problem asked for once DEFAULT is resolved: fp32, tf32, 3xtf32,
+ * or, for float32 data only, accurate (the engine then says which of fp32 and 3xtf32 it
+ * ran: tune.c). Files written before accurate existed read as they always did.
+ *
  * (the variant ids are the engine's own and change with lgh versions, which the key
  * line holds).
  * Anything unexpected in it — a bad header, another device's key, a truncated or
@@ -115,9 +119,11 @@ static int parse_entry(char *line, lgh_tune_entry_t *e)
     for (int d = LGH_DTYPE_FLOAT32; d <= LGH_DTYPE_FLOAT16; ++d)
         if (!strcmp(field[4], lgh_dtype_name((lgh_dtype_t)d))) k->dtype = d;
     k->math = -1; /* resolved modes only: never "default" */
-    for (int m = LGH_MATH_FP32; m <= LGH_MATH_3XTF32; ++m)
+    for (int m = LGH_MATH_FP32; m <= LGH_MATH_ACCURATE; ++m)
         if (!strcmp(field[5], lgh_math_name((lgh_math_t)m))) k->math = m;
     if (k->dtype < 0 || k->math < 0) return 0;
+    /* 16-bit data records ACCURATE as TF32 (math_rule.c): never written, so not ours. */
+    if (k->math == LGH_MATH_ACCURATE && k->dtype != LGH_DTYPE_FLOAT32) return 0;
     if (strlen(field[6]) > 2) return 0;
     k->align = atoi(field[6]);
     if (k->align != 1 && k->align != 2 && k->align != 4 && k->align != 8 && k->align != 16)

@@ -18,8 +18,8 @@
 #define LGH_TUNE_PATH_BYTES 1024  /* the cache directory and the file's path */
 #define LGH_TUNE_MAX_VARIANT 9999 /* the largest variant id a line can hold (4 digits) */
 
-/* What a tuned choice is keyed by: the problem's sizes, dtype, resolved math, and the
- * alignment class of its row strides (tune.c: problem_key). */
+/* What a tuned choice is keyed by: the problem's sizes, dtype, resolved math (ACCURATE
+ * kept as asked: tune.c), and the alignment class of its row strides (tune.c: problem_key). */
 typedef struct lgh_tune_key {
     int64_t m, k, n, groups;
     int dtype, math, align;

@@ -361,7 +361,7 @@ static unsigned forward_faults(const lgh_args_t *a, bool need_y)
     const bool sizes = sizes_ok(a);
     if (!sizes) bad |= ST(LGH_STATUS_INVALID_SIZE);
     else if (a->n % a->groups != 0) bad |= ST(LGH_STATUS_GROUPS_MISMATCH);
-    if (!dtype_ok(a) || (unsigned)a->math > LGH_MATH_3XTF32 || (unsigned)a->engine >= LGH_ENGINE_COUNT)
+    if (!dtype_ok(a) || (unsigned)a->math > LGH_MATH_ACCURATE || (unsigned)a->engine >= LGH_ENGINE_COUNT)
         bad |= ST(LGH_STATUS_INVALID_VALUE);
     if (!(a->eps > 0.0f) || isinf(a->eps)) bad |= ST(LGH_STATUS_INVALID_EPS);
     if (isnan(a->lo) || isnan(a->hi) || a->lo > a->hi) bad |= ST(LGH_STATUS_INVALID_CLAMP);
@@ -902,7 +902,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     a->groups = groups_for(&r, a->n);
     a->dtype = (lgh_dtype_t)enum_value(&r, 3);
-    a->math = (lgh_math_t)enum_value(&r, 4);
+    a->math = (lgh_math_t)enum_value(&r, 5);
     if (fuzz_u8(&r) >= 192) a->engine = (lgh_engine_t)enum_value(&r, LGH_ENGINE_COUNT);
     const uint8_t se = fuzz_u8(&r);
     a->eps = se < 160 ? 1e-5f : se < 192 ? (float)(se % 8 + 1) * 1e-3f : special_float(&r, se);

@@ -182,13 +182,16 @@ static void parse_line(char *line, entry_t *e)
     }
     if (e->n % e->groups != 0) return;
     static const char *const dtypes[] = {"float32", "bfloat16", "float16"};
-    static const char *const maths[] = {"", "fp32", "tf32", "3xtf32"};
+    static const char *const maths[] = {"", "fp32", "tf32", "3xtf32", "accurate"};
     e->dtype = e->math = -1;
     for (int d = 0; d < 3; ++d)
         if (!strcmp(field[4], dtypes[d])) e->dtype = d;
-    for (int m = 1; m < 4; ++m)
+    for (int m = 1; m < 5; ++m)
         if (!strcmp(field[5], maths[m])) e->math = m;
     if (e->dtype < 0 || e->math < 0) return;
+    /* "accurate" is a float32 request; 16-bit data records it as tf32, so such a line is
+     * not lgh's. */
+    if (e->math == LGH_MATH_ACCURATE && e->dtype != LGH_DTYPE_FLOAT32) return;
     static const char *const aligns[] = {"1", "2", "4", "8", "16"};
     e->align = 0;
     for (int i = 0; i < 5; ++i)

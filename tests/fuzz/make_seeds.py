@@ -50,6 +50,7 @@ API_SEEDS = {
     "seed-fp16-backward-subset": api(flags=BWD, dtype=2, m=5, k=7, n=9, groups=1, grads=0x19,
                                      bopt=5, values=3),
     "seed-3xtf32-groups-of-one": api(flags=FWD | BWD, math=3, n=6, groups=3, opt=1),
+    "seed-accurate": api(flags=FWD | BWD, math=4),  # LGH_MATH_ACCURATE (fp32 on the CPU)
     "seed-tune": api(flags=FWD | TUNE, calls=b"\x00\x00\x00\x03"),
     "seed-misc": api(flags=FWD | MISC, calls=b"\x01\x00\x01" + b"cpu\x00" * 4),
     # refusals
@@ -107,6 +108,9 @@ CACHE_SEEDS = {
                              b"8 16 12 2 float32 tf32 16 cpu:01 nan\n"),
     "seed-256-entries": cache(b"".join(b"%d 8 8 1 float32 tf32 16 cpu 0.5\n" % (i + 1)
                                        for i in range(256)), mode=ROUND_TRIP),
+    "seed-accurate": cache(b"8 16 12 2 float32 accurate 16 sm90:2 0.5\n"
+                           b"8 16 12 2 float32 fp32 16 cublaslt 0.75\n", mode=ROUND_TRIP),
+    "seed-accurate-16-bit": cache(b"8 16 12 2 bfloat16 accurate 16 cpu 0.5\n"),
     "seed-full-table": cache(b"".join(b"%d 8 8 1 float32 tf32 16 cpu 0.5\n" % (i + 1)
                                       for i in range(257)), mode=ROUND_TRIP),
 }

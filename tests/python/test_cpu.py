@@ -265,15 +265,40 @@ def test_math_mode_follows_torch(matmul_precision, monkeypatch):
 
     monkeypatch.setattr(ops, "_fill_args", spy)
     x, w, b, g, be = make_problem(4, 16, 8, 2)
-    for precision, expect in (("highest", "3xtf32"), ("high", "tf32"), ("medium", "tf32")):
+    for precision, expect in (("highest", "accurate"), ("high", "tf32"), ("medium", "tf32")):
         torch.set_float32_matmul_precision(precision)
         assert lgh.math_mode() == expect
         run(x, w, b, g, be, 2)
         assert seen[-1] == lgh._lib.MATH_BY_NAME[expect]
-        for explicit in ("fp32", "tf32", "3xtf32"):
+        for explicit in ("fp32", "tf32", "3xtf32", "accurate"):
             assert lgh.math_mode(explicit) == explicit
             run(x, w, b, g, be, 2, math=explicit.upper())
             assert seen[-1] == lgh._lib.MATH_BY_NAME[explicit]
+
+
+def test_accurate_is_fp32_on_the_cpu(matmul_precision):
+    """"accurate" (and torch's "highest", which asks for it) resolves to fp32 on the CPU:
+    the same bits as math="fp32", forward and backward; math_for reports the mode."""
+    p = make_problem(9, 40, 24, 4)
+    torch.set_float32_matmul_precision("highest")
+    assert lgh.math_for(*p, 4) == "fp32"
+    assert lgh.math_for(*p, 4, math="accurate", engine="cpu") == "fp32"
+    assert lgh.math_for(*p, 4, math="3xtf32") == "3xtf32"  # explicit modes stay as asked
+    assert lgh.math_for(*[t.bfloat16() for t in p], 4) is None  # 16-bit data: no math
+    y32 = run(*p, 4, math="fp32")
+    assert torch.equal(run(*p, 4, math="accurate"), y32)
+    assert torch.equal(run(*p, 4), y32)  # "highest"
+
+    grads = {}
+    for math in ("fp32", "accurate"):
+        leaves = [t.clone().requires_grad_() for t in p]
+        y = run(*leaves, 4, math=math)
+        y.backward(torch.linspace(-1, 1, y.numel()).reshape(y.shape))
+        grads[math] = [t.grad for t in leaves]
+    for a, b in zip(grads["fp32"], grads["accurate"]):
+        assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="accurate"):
+        run(*p, 4, math="fastest")
 
 
 # --- autograd --------------------------------------------------------------------------

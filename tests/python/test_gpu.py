@@ -316,3 +316,24 @@ def test_backward_matches_torch_on_cuda(matmul_precision):
     assert rel_err(xa.grad, xb.grad) <= 1e-4
     for (name, p), (_, q) in zip(new.named_parameters(), model.named_parameters()):
         assert rel_err(p.grad, q.grad) <= 1e-4, name
+
+
+def test_accurate_resolves_per_device(cuda_build, matmul_precision):
+    """torch's "highest" asks lgh for float32 accuracy ("accurate"): untuned, 3xtf32 on
+    the sm90 engine on a cc 9.0 device, fp32 on the GeForce parts (cc 8.6, 8.9, 12.0);
+    either way within the float32 bound. A forced cublaslt runs it in fp32. (A shape of
+    its own, 232 x 512 x 384, so no tuned cache entry stands in for the rule.)"""
+    p = make_problem(232, 512, 384, 6, device="cuda")
+    torch.set_float32_matmul_precision("highest")
+    cc = torch.cuda.get_device_capability()
+    mode, engine = lgh.math_for(*p, 6), lgh.engine_for(*p, 6)
+    assert mode in ("fp32", "3xtf32"), mode
+    if os.environ.get("LGH_ENGINE", "auto").lower() in ("", "auto"):
+        if cc == (9, 0):
+            assert (mode, engine) == ("3xtf32", "sm90")
+        elif cc in ((8, 6), (8, 9), (12, 0)):
+            assert (mode, engine) == ("fp32", "cublaslt")
+    y = lgh.linear_groupnorm_hardtanh(*p, 6, 1e-5, -2.0, 2.0)
+    torch.cuda.synchronize()
+    assert rel_err(y, reference(*p, 6, 1e-5, -2.0, 2.0)) <= bound(torch.float32, "accurate")
+    assert lgh.math_for(*p, 6, math="accurate", engine="cublaslt") == "fp32"

@@ -187,7 +187,8 @@ double tst_bound(lgh_dtype_t dt, lgh_math_t math)
     if (dt != LGH_DTYPE_FLOAT32) return 1e-2;
     switch (math) {
     case LGH_MATH_FP32:
-    case LGH_MATH_3XTF32: return 1e-5;
+    case LGH_MATH_3XTF32:
+    case LGH_MATH_ACCURATE: return 1e-5;
     case LGH_MATH_DEFAULT:
     case LGH_MATH_TF32: return 1e-3;
     }
