@@ -653,23 +653,23 @@ def torch_fp32_grads(p, groups, eps, lo, hi, dy):
 
 
 @gpu_tier
-@pytest.mark.parametrize("shape", [(1024, 2048, 2048, 16), (256, 4096, 1024, 8)],
-                         ids=lambda s: "M%d-K%d-N%d-G%d" % s)
-def test_gpu_3xtf32_gradients_as_close_as_torch_fp32(shape, cuda_engines):
-    """3xtf32's promise in training: every gradient as close to float64 as PyTorch's own
-    float32 step (TF32 off), within 25% for run-to-run noise. dW reduces over only M rows,
-    where float32 is accurate: this is what caught 3xtf32 v2 (bf16 corrections of
-    truncated W, dW 1.6x PyTorch's at the reference problem)."""
-    m, k, n, groups = shape
+def test_gpu_3xtf32_gradients_as_close_as_torch_fp32(cuda_engines):
+    """3xtf32's promise in training, at the reference problem (M = 1024, K = N = 8192,
+    16 groups): every gradient as close to float64 as PyTorch's own float32 step (TF32
+    off), within 10%. dW reduces over only M rows, where float32 is accurate: this caught
+    the bf16-corrected main loop (dW 1.6x PyTorch's), which dW no longer uses. (At short
+    reductions, K = 2048, float32's own error falls below 3xtf32's floor of ~1e-6 in the
+    forward's h, and dγ and db follow h: there the claim is not made.)"""
+    m, k, n, groups = 1024, 8192, 8192, 16
     eps, lo, hi = 1e-5, -2.0, 2.0
-    gen = torch.Generator().manual_seed(m + k + n + 1)
+    gen = torch.Generator().manual_seed(11)
     p = [t.cuda() for t in make_problem(m, k, n, groups, torch.float32, gen=gen)]
     dy, _ = masked_dy(p, groups, eps, lo, hi, EDGE_TOL["3xtf32"], gen)
     got, _ = lgh_grads(p, groups, eps, lo, hi, dy, math="3xtf32")
     theirs = torch_fp32_grads(p, groups, eps, lo, hi, dy)
     ref = reference_grads(p, groups, eps, lo, hi, dy)
     errs = {name: (grad_err(a, r), grad_err(t, r)) for name, a, t, r in zip(NAMES, got, theirs, ref)}
-    worse = {name: e for name, e in errs.items() if e[0] > 1.25 * e[1]}
+    worse = {name: e for name, e in errs.items() if e[0] > 1.1 * e[1]}
     assert not worse, "3xtf32 gradient error above PyTorch fp32's (lgh, torch): %s (all: %s)" % (worse, errs)
 
 

@@ -4,8 +4,9 @@
 // version 1: three tf32 products per K-block (below). version 2 (LGH_SM90_X3_BF16, the
 // default): the two correction products in bf16, 27% faster at 1.0e-6 error instead of
 // 3e-7 (docs/PERF.md, "3xtf32 v2"); see "bf16 corrections" at lgh_sm90_x3_load_a_bf16.
-// version 3 (LGH_SM90_X3_W_RN, the default): the splitters also round W to nearest tf32
-// in place, halving the corrections' error (docs/PERF.md, "3xtf32 v3").
+// version 3 (LGH_SM90_X3_W_RN=1, a build option): the splitters also round W to nearest
+// tf32 in place: error 1.04e-6 -> 6.7e-7, 8% slower (docs/PERF.md, "3xtf32 v3"). The
+// backward's dW runs version 1 instead (kernel_sm90.cuh, X3_TF32).
 // The text below describes version 1; versions 2 and 3 keep its ring, splitters and flush.
 //
 // Each operand is split as a = hi + lo, hi = a with its low 13 mantissa bits cleared (tf32
@@ -71,10 +72,11 @@
 #define LGH_SM90_X3_BF16 1
 #endif
 // W_RN 1 (with BF16): the splitters round W to nearest tf32 in place, so W_lo is at most
-// half a tf32 ulp instead of a whole one and the bf16 corrections' error halves (version
-// 3); 0: W_hi is the raw slot, W truncated (version 2).
+// half a tf32 ulp instead of a whole one (version 3: 0.65x the error, 8% slower: the
+// extra 32 KB of shared-memory stores per K-block); 0: W_hi is the raw slot, W truncated
+// (version 2, the default).
 #ifndef LGH_SM90_X3_W_RN
-#define LGH_SM90_X3_W_RN 1
+#define LGH_SM90_X3_W_RN 0
 #endif
 
 #define LGH_SM90_X3_STAGES 3
@@ -135,9 +137,11 @@ __device__ __forceinline__ void lgh_sm90_x3_produce_tile(lgh_sm90_ring3 *r, lgh_
     }
 }
 
-// Splitter thread t (0 .. 95): W_lo for the K-blocks of one tile. The loads wait on the
+// Splitter thread t (0 .. 95): W_lo for the K-blocks of one tile (BF16: the bf16
+// corrections' [bf16(W) | bf16(W_lo)] of versions 2 and 3; else version 1's tf32 W_lo). The loads wait on the
 // slot's `full` barrier like the consumers; the slot cannot be refilled before the
 // consumers release it, which they do only after lo_full, so these reads come first.
+template <bool BF16 = LGH_SM90_X3_BF16 != 0>
 __device__ __forceinline__ void lgh_sm90_x3_split_tile(lgh_sm90_ring3 *r, lgh_sm90_cyc<LGH_SM90_X3_STAGES> &pos,
                                                        lgh_sm90_cyc<LGH_SM90_X3_LO_BUFS> &lpos, int k_blocks, int t)
 {
@@ -149,7 +153,7 @@ __device__ __forceinline__ void lgh_sm90_x3_split_tile(lgh_sm90_ring3 *r, lgh_sm
         lgh_mbar_wait(&r->lo_empty[lpos.slot], lpos.parity ^ 1u);
         const uint32_t src = lgh_smem_addr(r->b[pos.slot]);
         const uint32_t dst = lgh_smem_addr(r->lo[lpos.slot]);
-#if LGH_SM90_X3_BF16
+        if constexpr (BF16) {
         // Item i: W row n = i % 256, 8-column group g = i / 256 (so a warp's items are 32
         // rows of one group: conflict-free chunk reads and writes under the swizzle).
 #pragma unroll UNROLL
@@ -183,7 +187,7 @@ __device__ __forceinline__ void lgh_sm90_x3_split_tile(lgh_sm90_ring3 *r, lgh_sm
             lgh_sts_b32x4(dst + n * 128 + ((g ^ sw) << 4), hi[0], hi[1], hi[2], hi[3]);
             lgh_sts_b32x4(dst + n * 128 + (((4 + g) ^ sw) << 4), lo[0], lo[1], lo[2], lo[3]);
         }
-#else
+        } else {
 #pragma unroll UNROLL
         for (int i = t; i < CHUNKS; i += LGH_SM90_X3_SPLITTERS) {
             float v[4];
@@ -191,7 +195,7 @@ __device__ __forceinline__ void lgh_sm90_x3_split_tile(lgh_sm90_ring3 *r, lgh_sm
             lgh_sts_b32x4(dst + 16 * i, lgh_tf32_lo_bits(v[0]), lgh_tf32_lo_bits(v[1]), lgh_tf32_lo_bits(v[2]),
                           lgh_tf32_lo_bits(v[3]));
         }
-#endif
+        }
         lgh_fence_proxy_async_smem();
         lgh_mbar_arrive(&r->lo_full[lpos.slot]);
         pos.advance();
@@ -274,8 +278,10 @@ template <> struct lgh_sm90_x3_part<64> {
 };
 
 // Consumer warpgroup `wg` (0 or 1): acc = its 64 rows of the tile times W's 256 rows, in
-// 3xtf32. On return every wgmma has completed and every slot and W_lo buffer it read has
+// 3xtf32 (BF16: the corrections in bf16, versions 2 and 3; else version 1's three tf32
+// products). On return every wgmma has completed and every slot and W_lo buffer it read has
 // been released.
+template <bool BF16 = LGH_SM90_X3_BF16 != 0>
 __device__ __forceinline__ void lgh_sm90_x3_consume_tile(lgh_sm90_ring3 *r, lgh_sm90_cyc<LGH_SM90_X3_STAGES> &pos,
                                                          lgh_sm90_cyc<LGH_SM90_X3_LO_BUFS> &lpos, float (&acc)[128],
                                                          int wg, int k_blocks, uint32_t release)
@@ -285,6 +291,8 @@ __device__ __forceinline__ void lgh_sm90_x3_consume_tile(lgh_sm90_ring3 *r, lgh_
     const int lane = threadIdx.x & 31;
     const uint32_t sw = (uint32_t)lane >> 2;
     const uint32_t a_off = (uint32_t)(wg * 64 * 128 + (16 * warp + (lane >> 2)) * 128 + 4 * (lane & 3));
+    static_assert(!BF16 || (LGH_SM90_X3_FLUSH && LGH_SM90_X3_A_REGS && LGH_SM90_X3_PART_N == 128),
+                  "bf16 corrections: flushed 128-column parts, A from registers");
 #if LGH_SM90_X3_FLUSH
     constexpr int PN = LGH_SM90_X3_PART_N;
     constexpr int PREGS = PN / 2;
@@ -295,15 +303,13 @@ __device__ __forceinline__ void lgh_sm90_x3_consume_tile(lgh_sm90_ring3 *r, lgh_
 #endif
     for (int kb = 0; kb < k_blocks; ++kb) {
         lgh_mbar_wait(&r->full[pos.slot], pos.parity);
-#if LGH_SM90_X3_BF16
-        static_assert(LGH_SM90_X3_FLUSH && LGH_SM90_X3_A_REGS && LGH_SM90_X3_PART_N == 128,
-                      "bf16 corrections: flushed 128-column parts, A from registers");
-        uint32_t hi[16], xl[8], xh[8];
-        lgh_sm90_x3_load_a_bf16(lgh_smem_addr(r->a[pos.slot]) + a_off, sw, hi, xl, xh);
-#else
-        uint32_t hi[16], lo[16];
-        lgh_sm90_x3_load_a<!LGH_SM90_X3_FLUSH || LGH_SM90_X3_A_REGS>(lgh_smem_addr(r->a[pos.slot]) + a_off, sw, hi, lo);
-#endif
+        uint32_t hi[16], lo[16], xl[8], xh[8]; // (lo for tf32 corrections, xl and xh for bf16)
+        if constexpr (BF16) {
+            lgh_sm90_x3_load_a_bf16(lgh_smem_addr(r->a[pos.slot]) + a_off, sw, hi, xl, xh);
+        } else {
+            lgh_sm90_x3_load_a<!LGH_SM90_X3_FLUSH || LGH_SM90_X3_A_REGS>(lgh_smem_addr(r->a[pos.slot]) + a_off, sw,
+                                                                          hi, lo);
+        }
         const uint32_t b_addr = lgh_smem_addr(r->b[pos.slot]);
         const uint32_t l_addr = lgh_smem_addr(r->lo[lpos.slot]);
         lgh_mbar_wait(&r->lo_full[lpos.slot], lpos.parity);
@@ -333,7 +339,7 @@ __device__ __forceinline__ void lgh_sm90_x3_consume_tile(lgh_sm90_ring3 *r, lgh_
             const uint32_t bq = b_addr + q * PN * 128; // PN rows of W, 128 bytes each
             const uint32_t lq = l_addr + q * PN * 128;
             lgh_wgmma_fence();
-#if LGH_SM90_X3_BF16
+            if constexpr (BF16) {
             // The corrections (x - hi) . W and hi . W_lo: one K = 64 bf16 product, 32-byte k16 steps.
 #pragma unroll
             for (int s = 0; s < 2; ++s) {
@@ -346,7 +352,7 @@ __device__ __forceinline__ void lgh_sm90_x3_consume_tile(lgh_sm90_ring3 *r, lgh_
                                              lgh_wgmma_desc_k128b(lq + 64 + 32 * s), 1);
             }
             (void)a_addr;
-#else
+            } else {
 #pragma unroll
             for (int s = 0; s < 4; ++s) part::rs(t, lo, s, lgh_wgmma_desc_k128b(bq + s * STEP_BYTES), s != 0);
 #pragma unroll
@@ -354,7 +360,7 @@ __device__ __forceinline__ void lgh_sm90_x3_consume_tile(lgh_sm90_ring3 *r, lgh_
                 if (LGH_SM90_X3_A_REGS) part::rs(t, hi, s, lgh_wgmma_desc_k128b(lq + s * STEP_BYTES), 1);
                 else part::ss(t, lgh_wgmma_desc_k128b(a_addr + s * STEP_BYTES), lgh_wgmma_desc_k128b(lq + s * STEP_BYTES), 1);
             }
-#endif
+            }
 #pragma unroll
             for (int s = 0; s < 4; ++s) {
                 if (LGH_SM90_X3_A_REGS) part::rs(t, hi, s, lgh_wgmma_desc_k128b(bq + s * STEP_BYTES), 1);

@@ -12,6 +12,11 @@
 // Wᵀ costs as much memory as W).
 //
 // version 1: the operands transposed (util/transpose.cu), then the layer's kernel in plain mode.
+// version 2: dW on the 3xtf32 main loop's version 1 (corrections in tf32). dW reduces over
+// only M rows, where float32's own error is small (PyTorch fp32 5.9e-7 at the reference
+// problem), below the bf16 corrections' floor (9.4e-7); tf32 corrections give ~3e-7 at
+// ~35% more time on that product (docs/PERF.md, "Training", dW's accuracy). dx (reduction
+// over N) keeps the faster loop: there float32's error is larger than either.
 #include <stdint.h>
 #include <stdio.h>
 
@@ -23,7 +28,8 @@
 #include "util/transpose.h"
 
 lgh_status_t lgh_sm90_plain_product(struct lgh_context *ctx, const float *a, int64_t m, int64_t k, int64_t lda,
-                                    const float *b, int64_t n, int64_t ldb, float *d, int64_t ldd, void *stream);
+                                    const float *b, int64_t n, int64_t ldb, float *d, int64_t ldd,
+                                    bool tf32_corrections, void *stream);
 
 namespace {
 
@@ -58,7 +64,7 @@ lgh_status_t products(struct lgh_context *ctx, const lgh_bwd_problem_t *p, const
         if ((e = lgh_transpose_f32(static_cast<const float *>(a->w), a->n, a->k, a->ldw, wt, stream)) != cudaSuccess)
             return lgh_set_error(ctx, LGH_STATUS_CUDA_ERROR, "sm90 backward: transposing W: %s", cudaGetErrorString(e));
         lgh_status_t st = lgh_sm90_plain_product(ctx, dh, a->m, a->n, a->n, wt, a->k, a->n,
-                                                 static_cast<float *>(p->dx), p->lddx, stream);
+                                                 static_cast<float *>(p->dx), p->lddx, false, stream);
         if (st != LGH_STATUS_SUCCESS) return st;
     }
     if (p->dw) { // dW[n, k] = dhᵀ[n, m]·(xᵀ[k, m])ᵀ
@@ -70,7 +76,7 @@ lgh_status_t products(struct lgh_context *ctx, const lgh_bwd_problem_t *p, const
             return lgh_set_error(ctx, LGH_STATUS_CUDA_ERROR, "sm90 backward: transposing dh or x: %s",
                                  cudaGetErrorString(e));
         lgh_status_t st = lgh_sm90_plain_product(ctx, dht, a->n, a->m, a->m, xt, a->k, a->m,
-                                                 static_cast<float *>(p->dw), p->lddw, stream);
+                                                 static_cast<float *>(p->dw), p->lddw, true, stream);
         if (st != LGH_STATUS_SUCCESS) return st;
     }
     return LGH_STATUS_SUCCESS;

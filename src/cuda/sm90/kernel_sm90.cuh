@@ -275,7 +275,10 @@ __device__ __forceinline__ void lgh_sm90_exchange_stats(lgh_sm90_exchange *x, lg
 // X3: 3xtf32 main loop (T = float only).
 // RNA: float data in tf32 with x rounded to nearest tf32 in registers
 // (lgh_sm90_consume_tile_tf32_rna; T = float only).
-template <typename T, int GS, bool X3 = false, bool RNA = false>
+// X3_TF32 (with X3): the 3xtf32 main loop's version 1, its corrections in tf32 (three tf32
+// products: 3e-7 instead of 1e-6, ~35% slower), for the backward's dW product, whose
+// short reduction leaves float32's own error small (backward_sm90.cu).
+template <typename T, int GS, bool X3 = false, bool RNA = false, bool X3_TF32 = false>
 __global__ void __launch_bounds__(LGH_SM90_THREADS, 1)
     lgh_sm90_kernel(const __grid_constant__ CUtensorMap map_x, const __grid_constant__ CUtensorMap map_w,
                     const lgh_sm90_params p)
@@ -369,7 +372,8 @@ __global__ void __launch_bounds__(LGH_SM90_THREADS, 1)
         } else if (X3 && threadIdx.x >= 32) {
             if constexpr (X3) {
                 for (int u = (int)blockIdx.x; (u >> p.cluster_shift) < tiles; u += (int)gridDim.x)
-                    lgh_sm90_x3_split_tile(&sm->ring, pos3, lpos, p.split_blocks, threadIdx.x - 32);
+                    lgh_sm90_x3_split_tile<LGH_SM90_X3_BF16 && !X3_TF32>(&sm->ring, pos3, lpos, p.split_blocks,
+                                                                         threadIdx.x - 32);
             }
         }
         __syncwarp();
@@ -428,7 +432,9 @@ __global__ void __launch_bounds__(LGH_SM90_THREADS, 1)
                         continue;
                     }
                 }
-                if constexpr (X3) lgh_sm90_x3_consume_tile(&sm->ring, pos3, lpos, acc, cw, k_blocks, p.release);
+                if constexpr (X3)
+                    lgh_sm90_x3_consume_tile<LGH_SM90_X3_BF16 && !X3_TF32>(&sm->ring, pos3, lpos, acc, cw, k_blocks,
+                                                                           p.release);
                 else if constexpr (RNA) lgh_sm90_consume_tile_tf32_rna(&sm->ring, pos, acc, cw, k_blocks, p.release);
                 else lgh_sm90_consume_tile<T>(&sm->ring, pos, acc, cw, k_blocks, p.release);
                 if (p.plain) { // every consumer thread takes this branch: no barrier is skipped by some only

@@ -11,3 +11,7 @@ extern const void *const lgh_sm90_kernels_f32_rna[LGH_SM90_GS_COUNT]; // tf32, x
 extern const void *const lgh_sm90_kernels_bf16[LGH_SM90_GS_COUNT];
 extern const void *const lgh_sm90_kernels_f16[LGH_SM90_GS_COUNT];
 extern const void *const lgh_sm90_kernels_f32x3[LGH_SM90_GS_COUNT];
+
+// 3xtf32 with its corrections in tf32 (the main loop's version 1), groups of the tile width:
+// run only as a plain product, the backward's dW (backward_sm90.cu).
+extern const void *const lgh_sm90_kernel_f32x3_tf32;
