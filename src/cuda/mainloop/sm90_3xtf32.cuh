@@ -78,6 +78,9 @@
 #ifndef LGH_SM90_X3_W_RN
 #define LGH_SM90_X3_W_RN 0
 #endif
+// The version the kernel's instances run by default (1, 2 or 3 as above); the backward's
+// dW product picks its own (kernel_sm90.cuh, X3V).
+#define LGH_SM90_X3_VERSION (LGH_SM90_X3_BF16 ? (LGH_SM90_X3_W_RN ? 3 : 2) : 1)
 
 #define LGH_SM90_X3_STAGES 3
 #define LGH_SM90_X3_LO_BUFS 2
@@ -137,17 +140,19 @@ __device__ __forceinline__ void lgh_sm90_x3_produce_tile(lgh_sm90_ring3 *r, lgh_
     }
 }
 
-// Splitter thread t (0 .. 95): W_lo for the K-blocks of one tile (BF16: the bf16
-// corrections' [bf16(W) | bf16(W_lo)] of versions 2 and 3; else version 1's tf32 W_lo). The loads wait on the
+// Splitter thread t (0 .. 95): W_lo for the K-blocks of one tile, in main-loop version V:
+// the bf16 corrections' [bf16(W) | bf16(W_lo)] (2, 3: with W rounded to nearest tf32 in
+// the slot), or version 1's tf32 W_lo. The loads wait on the
 // slot's `full` barrier like the consumers; the slot cannot be refilled before the
 // consumers release it, which they do only after lo_full, so these reads come first.
-template <bool BF16 = LGH_SM90_X3_BF16 != 0>
+template <int V = LGH_SM90_X3_VERSION>
 __device__ __forceinline__ void lgh_sm90_x3_split_tile(lgh_sm90_ring3 *r, lgh_sm90_cyc<LGH_SM90_X3_STAGES> &pos,
                                                        lgh_sm90_cyc<LGH_SM90_X3_LO_BUFS> &lpos, int k_blocks, int t)
 {
     constexpr int CHUNKS = LGH_SM90_B_BYTES / 16; // (the tf32-corrections split)
     (void)CHUNKS;
     constexpr int UNROLL = LGH_SM90_X3_SPLIT_UNROLL;
+    constexpr bool BF16 = V >= 2, W_RN = V == 3;
     for (int kb = 0; kb < k_blocks; ++kb) {
         lgh_mbar_wait(&r->full[pos.slot], pos.parity);
         lgh_mbar_wait(&r->lo_empty[lpos.slot], lpos.parity ^ 1u);
@@ -166,24 +171,24 @@ __device__ __forceinline__ void lgh_sm90_x3_split_tile(lgh_sm90_ring3 *r, lgh_sm
 #pragma unroll
             for (int j = 0; j < 4; ++j) { // k order v0 v4 v1 v5 v2 v6 v3 v7 (lgh_sm90_x3_load_a_bf16)
                 hi[j] = lgh_bf16x2(v[j], v[j + 4]);
-#if LGH_SM90_X3_W_RN
-                // W_hi = W rounded to nearest tf32, written back over the slot below (the
-                // tf32 product then reads it exactly); W_lo = W - W_hi, at most half an ulp.
-                const float h0 = __uint_as_float(lgh_tf32_round(v[j]) & 0xffffe000u);
-                const float h1 = __uint_as_float(lgh_tf32_round(v[j + 4]) & 0xffffe000u);
-                lo[j] = lgh_bf16x2(v[j] - h0, v[j + 4] - h1);
-                v[j] = h0;
-                v[j + 4] = h1;
-#else
-                lo[j] = lgh_bf16x2(lgh_tf32_lo(v[j]), lgh_tf32_lo(v[j + 4]));
-#endif
+                if constexpr (W_RN) {
+                    // W_hi = W rounded to nearest tf32, written back over the slot below (the
+                    // tf32 product then reads it exactly); W_lo = W - W_hi, at most half an ulp.
+                    const float h0 = __uint_as_float(lgh_tf32_round(v[j]) & 0xffffe000u);
+                    const float h1 = __uint_as_float(lgh_tf32_round(v[j + 4]) & 0xffffe000u);
+                    lo[j] = lgh_bf16x2(v[j] - h0, v[j + 4] - h1);
+                    v[j] = h0;
+                    v[j + 4] = h1;
+                } else {
+                    lo[j] = lgh_bf16x2(lgh_tf32_lo(v[j]), lgh_tf32_lo(v[j + 4]));
+                }
             }
-#if LGH_SM90_X3_W_RN
-            lgh_sts_b32x4(src + n * 128 + (((2 * g) ^ sw) << 4), __float_as_uint(v[0]), __float_as_uint(v[1]),
-                          __float_as_uint(v[2]), __float_as_uint(v[3]));
-            lgh_sts_b32x4(src + n * 128 + (((2 * g + 1) ^ sw) << 4), __float_as_uint(v[4]), __float_as_uint(v[5]),
-                          __float_as_uint(v[6]), __float_as_uint(v[7]));
-#endif
+            if constexpr (W_RN) {
+                lgh_sts_b32x4(src + n * 128 + (((2 * g) ^ sw) << 4), __float_as_uint(v[0]), __float_as_uint(v[1]),
+                              __float_as_uint(v[2]), __float_as_uint(v[3]));
+                lgh_sts_b32x4(src + n * 128 + (((2 * g + 1) ^ sw) << 4), __float_as_uint(v[4]),
+                              __float_as_uint(v[5]), __float_as_uint(v[6]), __float_as_uint(v[7]));
+            }
             lgh_sts_b32x4(dst + n * 128 + ((g ^ sw) << 4), hi[0], hi[1], hi[2], hi[3]);
             lgh_sts_b32x4(dst + n * 128 + (((4 + g) ^ sw) << 4), lo[0], lo[1], lo[2], lo[3]);
         }
@@ -278,10 +283,9 @@ template <> struct lgh_sm90_x3_part<64> {
 };
 
 // Consumer warpgroup `wg` (0 or 1): acc = its 64 rows of the tile times W's 256 rows, in
-// 3xtf32 (BF16: the corrections in bf16, versions 2 and 3; else version 1's three tf32
-// products). On return every wgmma has completed and every slot and W_lo buffer it read has
+// 3xtf32, main-loop version V (2, 3: the corrections in bf16; 1: three tf32 products). On return every wgmma has completed and every slot and W_lo buffer it read has
 // been released.
-template <bool BF16 = LGH_SM90_X3_BF16 != 0>
+template <int V = LGH_SM90_X3_VERSION>
 __device__ __forceinline__ void lgh_sm90_x3_consume_tile(lgh_sm90_ring3 *r, lgh_sm90_cyc<LGH_SM90_X3_STAGES> &pos,
                                                          lgh_sm90_cyc<LGH_SM90_X3_LO_BUFS> &lpos, float (&acc)[128],
                                                          int wg, int k_blocks, uint32_t release)
@@ -291,6 +295,7 @@ __device__ __forceinline__ void lgh_sm90_x3_consume_tile(lgh_sm90_ring3 *r, lgh_
     const int lane = threadIdx.x & 31;
     const uint32_t sw = (uint32_t)lane >> 2;
     const uint32_t a_off = (uint32_t)(wg * 64 * 128 + (16 * warp + (lane >> 2)) * 128 + 4 * (lane & 3));
+    constexpr bool BF16 = V >= 2; // (version 3 differs from 2 in the splitters only)
     static_assert(!BF16 || (LGH_SM90_X3_FLUSH && LGH_SM90_X3_A_REGS && LGH_SM90_X3_PART_N == 128),
                   "bf16 corrections: flushed 128-column parts, A from registers");
 #if LGH_SM90_X3_FLUSH

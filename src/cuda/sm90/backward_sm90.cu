@@ -12,11 +12,12 @@
 // Wᵀ costs as much memory as W).
 //
 // version 1: the operands transposed (util/transpose.cu), then the layer's kernel in plain mode.
-// version 2: dW on the 3xtf32 main loop's version 1 (corrections in tf32). dW reduces over
-// only M rows, where float32's own error is small (PyTorch fp32 5.9e-7 at the reference
-// problem), below the bf16 corrections' floor (9.4e-7); tf32 corrections give ~3e-7 at
-// ~35% more time on that product (docs/PERF.md, "Training", dW's accuracy). dx (reduction
-// over N) keeps the faster loop: there float32's error is larger than either.
+// version 2: dW on the 3xtf32 main loop's version 1 (corrections in tf32; LGH_SM90_DW_LOOP
+// picks another for measuring). dW reduces over only M rows, where float32's own error is
+// small (PyTorch fp32 5.9e-7 at the reference problem), below the bf16 corrections' floor
+// (9.4e-7; 6.1e-7 with W rounded to nearest, version 3); tf32 corrections give ~3e-7 at
+// more time on that product (docs/PERF.md, "Training", dW's accuracy). dx (reduction over
+// N) keeps the faster loop: there float32's error is larger than either.
 #include <stdint.h>
 #include <stdio.h>
 
@@ -29,7 +30,7 @@
 
 lgh_status_t lgh_sm90_plain_product(struct lgh_context *ctx, const float *a, int64_t m, int64_t k, int64_t lda,
                                     const float *b, int64_t n, int64_t ldb, float *d, int64_t ldd,
-                                    bool tf32_corrections, void *stream);
+                                    bool for_dw, void *stream);
 
 namespace {
 

@@ -46,7 +46,8 @@ const int FAMILIES = LGH_FAMILY_F32_RNA + 1;
 struct sm90_state {
     void *encoder;                                    // cuTensorMapEncodeTiled
     bool smem_raised[FAMILIES][LGH_SM90_GS_COUNT];    // cudaFuncSetAttribute done
-    bool smem_raised_x3_tf32;                         // the same, lgh_sm90_kernel_f32x3_tf32
+    bool smem_raised_x3v[4];                          // the same, lgh_sm90_kernels_f32x3_version
+    int dw_version;                                   // the backward's dW main loop (1 .. 3)
     int max_clusters[2][LGH_SM90_MAX_CLUSTER + 1];    // by X3, cluster size; 0 = not asked yet
     int cluster_m;                                    // CTAs along M wanted (1 or 2)
     int cluster_n;                                    // CTAs along N wanted for x multicast (1 or 2)
@@ -260,6 +261,10 @@ sm90_state *get_state(struct lgh_context *ctx)
         env = getenv("LGH_SM90_SPLITS");
         st->splits_forced = env != nullptr ? atoi(env) : 0;
         if (st->splits_forced < 0 || st->splits_forced > kMaxSplits) st->splits_forced = 0;
+        // The 3xtf32 main loop of the backward's dW (sm90_3xtf32.cuh): 1 (tf32 corrections,
+        // the default: see backward_sm90.cu), 2 or 3; LGH_SM90_DW_LOOP=v overrides it.
+        env = getenv("LGH_SM90_DW_LOOP");
+        st->dw_version = env != nullptr && env[0] >= '1' && env[0] <= '3' && env[1] == 0 ? env[0] - '0' : 1;
         env = getenv("LGH_SM90_WIDE");
         st->wide = env == nullptr ? WIDE_AUTO
                    : strcmp(env, "unit") == 0    ? WIDE_UNIT
@@ -435,7 +440,7 @@ struct split_spec {
 struct launch_plan {
     layout l;
     int family, x3, smem, gi; // kernel family, 3xtf32, dynamic shared memory, table index
-    bool x3_tf32;             // the kernel is lgh_sm90_kernel_f32x3_tf32
+    int x3v;                  // 1 .. 3: the kernel is lgh_sm90_kernels_f32x3_version[x3v]
     const void *kernel;
     int cluster; // CTAs of a hardware cluster (1 for software clusters)
     int x_mc;    // CTAs sharing the x tile by multicast
@@ -443,7 +448,7 @@ struct launch_plan {
 };
 
 static launch_plan plan_launch(const lgh_problem_t *p, const sm90_state *st, const split_spec *split,
-                               bool tf32_corrections)
+                               int x3_version)
 {
     const lgh_args_t *a = &p->a;
     launch_plan lp;
@@ -461,8 +466,8 @@ static launch_plan plan_launch(const lgh_problem_t *p, const sm90_state *st, con
     lp.smem = smem_bytes(lp.family);
     lp.gi = lgh_log2_int(lp.l.gs_tile);
     lp.kernel = kernel_table(lp.family)[lp.gi];
-    lp.x3_tf32 = tf32_corrections && lp.x3 && lp.l.gs_tile == LGH_SM90_BN;
-    if (lp.x3_tf32) lp.kernel = lgh_sm90_kernel_f32x3_tf32;
+    lp.x3v = lp.x3 && lp.l.gs_tile == LGH_SM90_BN && x3_version >= 1 && x3_version <= 3 ? x3_version : 0;
+    if (lp.x3v != 0) lp.kernel = lgh_sm90_kernels_f32x3_version[lp.x3v];
     return lp;
 }
 
@@ -514,10 +519,10 @@ static lgh_sm90_params fill_params(const lgh_problem_t *p, const launch_plan &lp
 }
 
 // The launch, for the layer (plain = 0), or for a plain product y = x·Wᵀ in 3xtf32
-// (plain = 1: lgh_sm90_plain_product; tf32_corrections: on the kernel with version 1's
-// main loop), or for split K's partial products (split != NULL).
+// (plain = 1: lgh_sm90_plain_product; x3_version 1 .. 3: on that main-loop version, 0:
+// the default), or for split K's partial products (split != NULL).
 static lgh_status_t run_launch(struct lgh_context *ctx, const lgh_problem_t *p, void *ws, void *stream, int plain,
-                               const split_spec *split = nullptr, bool tf32_corrections = false)
+                               const split_spec *split = nullptr, int x3_version = 0)
 {
     const lgh_args_t *a = &p->a;
     sm90_state *st = get_state(ctx);
@@ -528,7 +533,7 @@ static lgh_status_t run_launch(struct lgh_context *ctx, const lgh_problem_t *p, 
         if (st->encoder == nullptr) return lgh_set_error(ctx, LGH_STATUS_CUDA_ERROR, "sm90: %s", why);
     }
     if (split != nullptr) plain = 1;
-    const launch_plan lp = plan_launch(p, st, split, tf32_corrections);
+    const launch_plan lp = plan_launch(p, st, split, x3_version);
     const layout &l = lp.l;
     const int cluster = lp.cluster;
     CUtensorMap map_x, map_w;
@@ -544,7 +549,7 @@ static lgh_status_t run_launch(struct lgh_context *ctx, const lgh_problem_t *p, 
     const void *kernel = lp.kernel;
     const int smem = lp.smem;
     cudaError_t e;
-    bool *raised = lp.x3_tf32 ? &st->smem_raised_x3_tf32 : &st->smem_raised[lp.family][lp.gi];
+    bool *raised = lp.x3v != 0 ? &st->smem_raised_x3v[lp.x3v] : &st->smem_raised[lp.family][lp.gi];
     if (!*raised) {
         e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
         if (e != cudaSuccess) return lgh_cuda_fail(ctx, kEngine, "cudaFuncSetAttribute(max dynamic shared memory)", e);
@@ -590,7 +595,7 @@ static lgh_status_t run_launch(struct lgh_context *ctx, const lgh_problem_t *p, 
             if ((e != cudaSuccess || n < 1) && !st->cluster_refused) { // no cluster fits: without one
                 cudaGetLastError();
                 st->cluster_refused = true;
-                return run_launch(ctx, p, ws, stream, plain, split, tf32_corrections);
+                return run_launch(ctx, p, ws, stream, plain, split, x3_version);
             }
             if (e != cudaSuccess) return lgh_cuda_fail(ctx, kEngine, "cudaOccupancyMaxActiveClusters", e);
             if (n < 1) {
@@ -619,7 +624,7 @@ static lgh_status_t run_launch(struct lgh_context *ctx, const lgh_problem_t *p, 
         cudaGetLastError();
         if (l.global) st->coop_refused = true;
         else st->cluster_refused = true;
-        return run_launch(ctx, p, ws, stream, plain, split, tf32_corrections);
+        return run_launch(ctx, p, ws, stream, plain, split, x3_version);
     }
     if (e != cudaSuccess) return lgh_cuda_fail(ctx, kEngine, "launch", e);
     return LGH_STATUS_SUCCESS;
@@ -688,21 +693,22 @@ int kernel_info(struct lgh_context *ctx, lgh_kernel_info_t *out, int capacity)
             lgh_kernel_facts(k, LGH_SM90_THREADS, (size_t)smem, o);
         }
     }
-    if (i < capacity) { // the backward's dW kernel
+    for (int v = 1; v <= 3; ++v, ++i) { // the backward's dW kernels, by main-loop version
+        if (i >= capacity) continue;
         const int smem = smem_bytes(LGH_FAMILY_F32X3);
+        const void *k = lgh_sm90_kernels_f32x3_version[v];
         lgh_kernel_info_t *o = &out[i];
         *o = lgh_kernel_info_t{};
-        snprintf(o->name, sizeof o->name, "sm90 f32 3xtf32, tf32 corrections, 128x256 tile, plain product (dW)");
+        snprintf(o->name, sizeof o->name, "sm90 f32 3xtf32 main loop v%d, 128x256 tile, plain product (dW)", v);
         o->engine = LGH_ENGINE_SM90;
-        if (st != nullptr && !st->smem_raised_x3_tf32 &&
-            cudaFuncSetAttribute(lgh_sm90_kernel_f32x3_tf32, cudaFuncAttributeMaxDynamicSharedMemorySize, smem) ==
-                cudaSuccess) {
-            st->smem_raised_x3_tf32 = true;
+        if (st != nullptr && !st->smem_raised_x3v[v] &&
+            cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, smem) == cudaSuccess) {
+            st->smem_raised_x3v[v] = true;
         }
         cudaGetLastError();
-        lgh_kernel_facts(lgh_sm90_kernel_f32x3_tf32, LGH_SM90_THREADS, (size_t)smem, o);
+        lgh_kernel_facts(k, LGH_SM90_THREADS, (size_t)smem, o);
     }
-    return total + 1;
+    return total + 3;
 }
 
 void destroy_state(void *s) { free(s); }
@@ -728,10 +734,10 @@ extern "C" const lgh_engine_ops_t lgh_engine_sm90 = {
 // 3xtf32 kernel (for the backward, backward_sm90.cu): the layer's launch with groups of
 // one tile width (no statistics exchange) and the epilogue replaced by a plain store.
 // n must be a multiple of LGH_SM90_BN; a, b as the forward's x, W (TMA alignment).
-// tf32_corrections: the main loop's version 1 (three tf32 products), more accurate and slower.
+// for_dw: on the backward's dW main loop (sm90_state.dw_version), else the default one.
 extern "C++" lgh_status_t lgh_sm90_plain_product(struct lgh_context *ctx, const float *a, int64_t m, int64_t k,
                                                  int64_t lda, const float *b, int64_t n, int64_t ldb, float *d,
-                                                 int64_t ldd, bool tf32_corrections, void *stream)
+                                                 int64_t ldd, bool for_dw, void *stream)
 {
     lgh_problem_t q = {};
     lgh_args_init(&q.a, m, k, n, n / LGH_SM90_BN);
@@ -748,5 +754,7 @@ extern "C++" lgh_status_t lgh_sm90_plain_product(struct lgh_context *ctx, const 
                              (long long)k, (long long)n,
                              n % LGH_SM90_BN != 0 ? "n is not a multiple of the tile width" : why);
     }
-    return run_launch(ctx, &q, nullptr, stream, 1, nullptr, tf32_corrections);
+    const sm90_state *st = get_state(ctx);
+    if (st == nullptr) return lgh_set_error(ctx, LGH_STATUS_ALLOC_FAILED, "sm90: out of host memory");
+    return run_launch(ctx, &q, nullptr, stream, 1, nullptr, for_dw ? st->dw_version : 0);
 }

@@ -275,10 +275,11 @@ __device__ __forceinline__ void lgh_sm90_exchange_stats(lgh_sm90_exchange *x, lg
 // X3: 3xtf32 main loop (T = float only).
 // RNA: float data in tf32 with x rounded to nearest tf32 in registers
 // (lgh_sm90_consume_tile_tf32_rna; T = float only).
-// X3_TF32 (with X3): the 3xtf32 main loop's version 1, its corrections in tf32 (three tf32
-// products: 3e-7 instead of 1e-6, ~35% slower), for the backward's dW product, whose
-// short reduction leaves float32's own error small (backward_sm90.cu).
-template <typename T, int GS, bool X3 = false, bool RNA = false, bool X3_TF32 = false>
+// X3V (with X3): the 3xtf32 main loop's version (sm90_3xtf32.cuh: 1 tf32 corrections,
+// 2 bf16, 3 bf16 with W rounded to nearest); 0: the build's default (LGH_SM90_X3_VERSION).
+// The backward's dW product, whose short reduction leaves float32's own error small, runs
+// a more accurate one (backward_sm90.cu).
+template <typename T, int GS, bool X3 = false, bool RNA = false, int X3V = 0>
 __global__ void __launch_bounds__(LGH_SM90_THREADS, 1)
     lgh_sm90_kernel(const __grid_constant__ CUtensorMap map_x, const __grid_constant__ CUtensorMap map_w,
                     const lgh_sm90_params p)
@@ -372,7 +373,7 @@ __global__ void __launch_bounds__(LGH_SM90_THREADS, 1)
         } else if (X3 && threadIdx.x >= 32) {
             if constexpr (X3) {
                 for (int u = (int)blockIdx.x; (u >> p.cluster_shift) < tiles; u += (int)gridDim.x)
-                    lgh_sm90_x3_split_tile<LGH_SM90_X3_BF16 && !X3_TF32>(&sm->ring, pos3, lpos, p.split_blocks,
+                    lgh_sm90_x3_split_tile<X3V ? X3V : LGH_SM90_X3_VERSION>(&sm->ring, pos3, lpos, p.split_blocks,
                                                                          threadIdx.x - 32);
             }
         }
@@ -433,7 +434,7 @@ __global__ void __launch_bounds__(LGH_SM90_THREADS, 1)
                     }
                 }
                 if constexpr (X3)
-                    lgh_sm90_x3_consume_tile<LGH_SM90_X3_BF16 && !X3_TF32>(&sm->ring, pos3, lpos, acc, cw, k_blocks,
+                    lgh_sm90_x3_consume_tile<X3V ? X3V : LGH_SM90_X3_VERSION>(&sm->ring, pos3, lpos, acc, cw, k_blocks,
                                                                            p.release);
                 else if constexpr (RNA) lgh_sm90_consume_tile_tf32_rna(&sm->ring, pos, acc, cw, k_blocks, p.release);
                 else lgh_sm90_consume_tile<T>(&sm->ring, pos, acc, cw, k_blocks, p.release);

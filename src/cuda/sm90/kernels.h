@@ -12,6 +12,6 @@ extern const void *const lgh_sm90_kernels_bf16[LGH_SM90_GS_COUNT];
 extern const void *const lgh_sm90_kernels_f16[LGH_SM90_GS_COUNT];
 extern const void *const lgh_sm90_kernels_f32x3[LGH_SM90_GS_COUNT];
 
-// 3xtf32 with its corrections in tf32 (the main loop's version 1), groups of the tile width:
-// run only as a plain product, the backward's dW (backward_sm90.cu).
-extern const void *const lgh_sm90_kernel_f32x3_tf32;
+// 3xtf32 with groups of the tile width, by main-loop version (1 .. 3; sm90_3xtf32.cuh):
+// run only as plain products, the backward's dW (backward_sm90.cu).
+extern const void *const lgh_sm90_kernels_f32x3_version[4];
