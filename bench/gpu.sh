@@ -66,6 +66,15 @@ step_forced() { # the whole matrix with the engine forced through LGH_ENGINE, an
         env ${v//,/ } timeout 40 build/tests/test_matrix --engine sm90 >> "$checks" 2>&1
         note "sm90 $v (exit $?): $(tail -n 1 "$checks")"
     done
+    # the backward's dW on each 3xtf32 main loop (LGH_SM90_DW_LOOP; 2 is the default's)
+    for v in LGH_SM90_DW_LOOP=1 LGH_SM90_DW_LOOP=3; do
+        echo "== $v test_backward --engine sm90" >> "$checks"
+        env $v timeout 60 build/tests/test_backward --engine sm90 >> "$checks" 2>&1
+        note "sm90 backward $v (exit $?): $(tail -n 1 "$checks")"
+        echo "== $v pytest test_train.py -k as_close" >> "$checks"
+        env $v timeout 60 python3 -m pytest -q tests/python/test_train.py -k as_close >> "$checks" 2>&1
+        note "sm90 dW accuracy $v (exit $?): $(tail -n 1 "$checks")"
+    done
     # split K over the small-batch matrix: the model's choice, no split, and forced part counts
     for v in LGH_SM90_SPLITS=0 LGH_SM90_SPLITS=1 LGH_SM90_SPLITS=2 LGH_SM90_SPLITS=5 LGH_SM90_SPLITS=16; do
         echo "== $v test_matrix --engine sm90 --small-m" >> "$checks"

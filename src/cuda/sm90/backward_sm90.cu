@@ -12,12 +12,13 @@
 // Wᵀ costs as much memory as W).
 //
 // version 1: the operands transposed (util/transpose.cu), then the layer's kernel in plain mode.
-// version 2: dW on the 3xtf32 main loop's version 1 (corrections in tf32; LGH_SM90_DW_LOOP
-// picks another for measuring). dW reduces over only M rows, where float32's own error is
+// version 2: dW's main loop selectable (LGH_SM90_DW_LOOP=1|2|3, sm90_3xtf32.cuh's versions;
+// default: the forward's, 2). dW reduces over only M rows, where float32's own error is
 // small (PyTorch fp32 5.9e-7 at the reference problem), below the bf16 corrections' floor
-// (9.4e-7; 6.1e-7 with W rounded to nearest, version 3); tf32 corrections give ~3e-7 at
-// more time on that product (docs/PERF.md, "Training", dW's accuracy). dx (reduction over
-// N) keeps the faster loop: there float32's error is larger than either.
+// (version 2: 9.4e-7; version 3, W rounded to nearest: 6.1e-7, measured). Version 1's tf32
+// corrections (3.0e-7 in the forward) are the candidate default for dW, at ~35% more time
+// on that product; not yet measured there (docs/PERF.md, "Training", dW's accuracy). dx
+// (reduction over N) keeps the fast loop: there float32's error is larger than either.
 #include <stdint.h>
 #include <stdio.h>
 

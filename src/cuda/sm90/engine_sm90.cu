@@ -47,7 +47,7 @@ struct sm90_state {
     void *encoder;                                    // cuTensorMapEncodeTiled
     bool smem_raised[FAMILIES][LGH_SM90_GS_COUNT];    // cudaFuncSetAttribute done
     bool smem_raised_x3v[4];                          // the same, lgh_sm90_kernels_f32x3_version
-    int dw_version;                                   // the backward's dW main loop (1 .. 3)
+    int dw_version;                                   // the backward's dW main loop (1 .. 3; 0: default)
     int max_clusters[2][LGH_SM90_MAX_CLUSTER + 1];    // by X3, cluster size; 0 = not asked yet
     int cluster_m;                                    // CTAs along M wanted (1 or 2)
     int cluster_n;                                    // CTAs along N wanted for x multicast (1 or 2)
@@ -261,10 +261,10 @@ sm90_state *get_state(struct lgh_context *ctx)
         env = getenv("LGH_SM90_SPLITS");
         st->splits_forced = env != nullptr ? atoi(env) : 0;
         if (st->splits_forced < 0 || st->splits_forced > kMaxSplits) st->splits_forced = 0;
-        // The 3xtf32 main loop of the backward's dW (sm90_3xtf32.cuh): 1 (tf32 corrections,
-        // the default: see backward_sm90.cu), 2 or 3; LGH_SM90_DW_LOOP=v overrides it.
+        // The 3xtf32 main loop of the backward's dW (sm90_3xtf32.cuh, backward_sm90.cu):
+        // the forward's by default; LGH_SM90_DW_LOOP=1|2|3 picks one, for measuring.
         env = getenv("LGH_SM90_DW_LOOP");
-        st->dw_version = env != nullptr && env[0] >= '1' && env[0] <= '3' && env[1] == 0 ? env[0] - '0' : 1;
+        st->dw_version = env != nullptr && env[0] >= '1' && env[0] <= '3' && env[1] == 0 ? env[0] - '0' : 0;
         env = getenv("LGH_SM90_WIDE");
         st->wide = env == nullptr ? WIDE_AUTO
                    : strcmp(env, "unit") == 0    ? WIDE_UNIT

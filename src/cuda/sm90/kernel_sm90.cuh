@@ -277,8 +277,8 @@ __device__ __forceinline__ void lgh_sm90_exchange_stats(lgh_sm90_exchange *x, lg
 // (lgh_sm90_consume_tile_tf32_rna; T = float only).
 // X3V (with X3): the 3xtf32 main loop's version (sm90_3xtf32.cuh: 1 tf32 corrections,
 // 2 bf16, 3 bf16 with W rounded to nearest); 0: the build's default (LGH_SM90_X3_VERSION).
-// The backward's dW product, whose short reduction leaves float32's own error small, runs
-// a more accurate one (backward_sm90.cu).
+// Instances of versions 1 and 3 serve the backward's dW product, whose short reduction
+// leaves float32's own error small (backward_sm90.cu, LGH_SM90_DW_LOOP).
 template <typename T, int GS, bool X3 = false, bool RNA = false, int X3V = 0>
 __global__ void __launch_bounds__(LGH_SM90_THREADS, 1)
     lgh_sm90_kernel(const __grid_constant__ CUtensorMap map_x, const __grid_constant__ CUtensorMap map_w,
