@@ -681,8 +681,8 @@ int kernel_info(struct lgh_context *ctx, lgh_kernel_info_t *out, int capacity)
             const void *k = kernel_table(d)[g];
             lgh_kernel_info_t *o = &out[i];
             *o = lgh_kernel_info_t{};
-            snprintf(o->name, sizeof o->name, "sm90 %s, 128x256 tile, group width %d in tile",
-                     family_tag(d), 1 << g);
+            snprintf(o->name, sizeof o->name, "sm90 %s, %dx%d tile, group width %d in tile", family_tag(d),
+                     LGH_SM90_BM, LGH_SM90_BN, 1 << g);
             o->engine = LGH_ENGINE_SM90;
             if (st != nullptr && !st->smem_raised[d][g] &&
                 cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, smem) ==
@@ -699,7 +699,8 @@ int kernel_info(struct lgh_context *ctx, lgh_kernel_info_t *out, int capacity)
         const void *k = lgh_sm90_kernels_f32x3_version[v];
         lgh_kernel_info_t *o = &out[i];
         *o = lgh_kernel_info_t{};
-        snprintf(o->name, sizeof o->name, "sm90 f32 3xtf32 main loop v%d, 128x256 tile, plain product (dW)", v);
+        snprintf(o->name, sizeof o->name, "sm90 f32 3xtf32 main loop v%d, %dx%d tile, plain product (dW)", v,
+                 LGH_SM90_BM, LGH_SM90_BN);
         o->engine = LGH_ENGINE_SM90;
         if (st != nullptr && !st->smem_raised_x3v[v] &&
             cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, smem) == cudaSuccess) {
