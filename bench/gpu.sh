@@ -6,7 +6,7 @@
 # Build on the development machine first (`make`), then, with the device tool:
 #   run  command: bench/gpu.sh [preset | step...]   carry: [build, .seed]
 # .seed/ (git-ignored) holds a copy of the seed's seed_modelnew.py for the benchmark.
-# Steps:   facts ctest forced sanitize pytest kernelbench bench msweep small smallc groups profile sm80 train mps
+# Steps:   facts ctest forced sanitize pytest kernelbench bench msweep small smallc groups profile sm80 train dw mps
 # Presets: tests = facts ctest pytest     quick = tests bench
 #          final = facts ctest forced sanitize kernelbench bench profile
 set -u -o pipefail
@@ -17,7 +17,7 @@ for a in "$@"; do
     tests) steps+=(facts ctest pytest) ;;
     quick) steps+=(facts ctest pytest bench) ;;
     final) steps+=(facts ctest bench forced sm80 profile sanitize) ;;
-    facts | ctest | forced | sanitize | pytest | kernelbench | bench | msweep | small | smallc | groups | profile | sm80 | train | mps) steps+=("$a") ;;
+    facts | ctest | forced | sanitize | pytest | kernelbench | bench | msweep | small | smallc | groups | profile | sm80 | train | dw | mps) steps+=("$a") ;;
     *) echo "gpu.sh: unknown step '$a'" >&2; exit 2 ;;
     esac
 done
@@ -171,6 +171,17 @@ step_train() { # training step (forward + backward), lgh vs PyTorch: bench/train
     timeout "${TRAIN_TIMEOUT:-300}" python3 bench/train.py --shape "${TRAIN_SHAPE:-1024x8192x8192:16}" \
         --out "$OUT" --name "${TRAIN_NAME:-train}" > "$OUT/train.log" 2>&1
     note "train: exit $?"
+}
+step_dw() { # the backward's dW on each 3xtf32 main loop (LGH_SM90_DW_LOOP): training steps side
+    # by side in C, then the Python step with its five gradient errors under each loop
+    ROUNDS=3 BACKWARD=1 ITERS=20 MODES=float32:3xtf32 SHAPES=1024 OUT="$OUT" \
+        bench/sm90_ab.sh LGH_SM90_DW_LOOP=1 LGH_SM90_DW_LOOP=2 LGH_SM90_DW_LOOP=3 > "$OUT/dw.txt" 2>&1
+    grep -E "^== .*round 1|^ +d(W|x) " "$OUT/ab.log.raw" >> "$OUT/dw.txt"
+    for v in 1 2 3; do
+        LGH_SM90_DW_LOOP=$v timeout 120 python3 bench/train.py --classes fp32,3xtf32 --reps 5 \
+            --out "$OUT" --name "train-dw$v" 2>&1 | grep -v Warn | sed "s/^/dw$v /" >> "$OUT/dw.txt"
+    done
+    note "dw: $(grep -c 'lgh-auto-train ' "$OUT/dw.txt") training records (dw.txt)"
 }
 step_mps() { # the sm90 engine under MPS with half the SMs: its cooperative launch (software
     # clusters) is refused there and must fall back with the same results

@@ -27,6 +27,7 @@ for r in $(seq "$rounds"); do
         for v in "${variants[@]}"; do
             bin=$lgh
             for w in $v; do case $w in LGH_BIN=*) bin=${w#LGH_BIN=} ;; esac; done
+            echo "== ${ENGINE:-sm90}[${v// /,}] m=$m $dt/$math round $r" >> "$log.raw"
             t=$(env $v LD_LIBRARY_PATH="$(dirname "$bin")" $bin run --engine "${ENGINE:-sm90}" --m "$m" --groups "${NGROUPS:-16}" --dtype "$dt" --math "$math" --iters ${ITERS:-100} \
                 --check-rows $([ "$r" = 1 ] && echo 64 || echo 0) $bwd 2>&1 | tee -a "$log.raw" | awk "$pick")
             echo "${ENGINE:-sm90}[${v// /,}] m=$m $dt/$math $t" >> "$log"
