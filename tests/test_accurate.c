@@ -27,17 +27,7 @@
 
 static tst_tally_t tally;
 
-#define CHECK(cond, ...)                                                                  \
-    do {                                                                                  \
-        if (cond) {                                                                       \
-            ++tally.passed;                                                               \
-        } else {                                                                          \
-            ++tally.failed;                                                               \
-            printf("FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);                        \
-            printf(__VA_ARGS__);                                                          \
-            printf("\n");                                                                 \
-        }                                                                                 \
-    } while (0)
+#define CHECK(cond, ...) TST_CHECK(&tally, cond, __VA_ARGS__)
 
 /* ---- one float32 problem, on the host and (GPU tier) on the device ------------------- */
 
@@ -374,17 +364,8 @@ static void cpu_tier(void)
 
 static int gpu_tier(void)
 {
-    lgh_context_t ctx = NULL;
-    if (lgh_create(&ctx, 0) != LGH_STATUS_SUCCESS) {
-        printf("GPU tier: skipped (no CUDA device: %s)\n", lgh_last_error(NULL));
-        return TST_EXIT_SKIP;
-    }
-    if (!tst_have_cuda()) {
-        printf("GPU tier: skipped (the tests were built without the CUDA runtime)\n");
-        lgh_destroy(ctx);
-        return TST_EXIT_SKIP;
-    }
-    printf("GPU tier: device 0 = %s\n", lgh_device_description(ctx));
+    lgh_context_t ctx = tst_open_gpu();
+    if (ctx == NULL) return TST_EXIT_SKIP;
     setenv("LGH_CACHE", "0", 1); /* the rule, not whatever the user's cache holds */
     const int cc = tst_dev_cc(0);
     lgh_math_t rule = (lgh_math_t)-1;

@@ -1,9 +1,10 @@
 /*
  * test_math_rule: the rule that resolves a math mode on a device (src/core/math_rule.c,
- * compiled into this program on its own), over made-up device properties: every
- * capability the table lists, the CPU, a GPU older than tf32, and capabilities it does not
- * list (told by the SM family's shared memory); DEFAULT and the explicit modes; 16-bit
- * data; each engine's float32-accurate mode. No context, no device.
+ * compiled into this program on its own, with src/core/names.c for the mode names), over
+ * made-up device properties: every capability the table lists, the CPU, a GPU older than
+ * tf32, and capabilities it does not list (told by the SM family's shared memory); DEFAULT
+ * and the explicit modes; 16-bit data; each engine's float32-accurate mode. No context,
+ * no device.
  *
  *   test_math_rule     (ctest: math_rule)
  */
@@ -13,18 +14,6 @@
 
 static int failed, passed;
 
-static const char *name(lgh_math_t m)
-{
-    switch (m) {
-    case LGH_MATH_DEFAULT: return "default";
-    case LGH_MATH_FP32: return "fp32";
-    case LGH_MATH_TF32: return "tf32";
-    case LGH_MATH_3XTF32: return "3xtf32";
-    case LGH_MATH_ACCURATE: return "accurate";
-    }
-    return "?";
-}
-
 static void expect(const char *label, lgh_math_t got, lgh_math_t want)
 {
     if (got == want) {
@@ -32,7 +21,7 @@ static void expect(const char *label, lgh_math_t got, lgh_math_t want)
         return;
     }
     ++failed;
-    printf("FAIL %s: got %s, want %s\n", label, name(got), name(want));
+    printf("FAIL %s: got %s, want %s\n", label, lgh_math_name(got), lgh_math_name(want));
 }
 
 #define KB ((size_t)1024)
@@ -81,7 +70,7 @@ int main(void)
         static const lgh_math_t explicit_modes[] = {LGH_MATH_FP32, LGH_MATH_TF32, LGH_MATH_3XTF32};
         for (int j = 0; j < 3; ++j) {
             snprintf(label, sizeof label, "%s: float32 %s", devices[i].label,
-                     name(explicit_modes[j]));
+                     lgh_math_name(explicit_modes[j]));
             expect(label, lgh_math_for_device(&d, LGH_DTYPE_FLOAT32, explicit_modes[j]),
                    explicit_modes[j]);
         }

@@ -27,17 +27,7 @@
 
 static tst_tally_t tally;
 
-#define CHECK(cond, ...)                                                                  \
-    do {                                                                                  \
-        if (cond) {                                                                       \
-            ++tally.passed;                                                               \
-        } else {                                                                          \
-            ++tally.failed;                                                               \
-            printf("FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);                        \
-            printf(__VA_ARGS__);                                                          \
-            printf("\n");                                                                 \
-        }                                                                                 \
-    } while (0)
+#define CHECK(cond, ...) TST_CHECK(&tally, cond, __VA_ARGS__)
 
 static char root[256];
 static int case_no;

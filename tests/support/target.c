@@ -7,9 +7,9 @@
 
 #include "support/tst.h"
 
-/* Device 0's context, created on the first call (into *shared when sharing): NULL with
- * the tier's skip line printed when there is no device or no CUDA runtime in the tests. */
-static lgh_context_t open_gpu(void)
+/* Device 0's context (tst.h), opened on the first call of tst_open_target (into *shared
+ * when sharing). */
+lgh_context_t tst_open_gpu(void)
 {
     lgh_context_t ctx = NULL;
     const lgh_status_t s = lgh_create(&ctx, 0);
@@ -46,11 +46,11 @@ tst_setup_t tst_open_target(const char *name, lgh_engine_t engine, int on_gpu, l
     if (shared != NULL) {
         if (!shared->tried) {
             shared->tried = 1;
-            shared->ctx = open_gpu();
+            shared->ctx = tst_open_gpu();
         }
         *ctx = shared->ctx;
     } else {
-        *ctx = open_gpu();
+        *ctx = tst_open_gpu();
     }
     if (*ctx == NULL) return TST_SETUP_SKIP;
     if (engine == LGH_ENGINE_AUTO || lgh_engine_available(*ctx, engine)) return TST_SETUP_OK;

@@ -13,6 +13,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "lgh.h"
 
@@ -152,6 +153,9 @@ typedef struct tst_gpu {
  * sm_90 device. On SKIP and FAIL *ctx is NULL unless it is the shared context. */
 tst_setup_t tst_open_target(const char *name, lgh_engine_t engine, int on_gpu, lgh_context_t *ctx,
                             tst_gpu_t *shared);
+/* A context on device 0, or NULL with the tier's skip line printed (no device, or no CUDA
+ * runtime in the tests). */
+lgh_context_t tst_open_gpu(void);
 
 /* ---- tallies ---------------------------------------------------------------------------- */
 
@@ -168,6 +172,20 @@ void tst_fail(tst_tally_t *t, const char *label, const char *fmt, ...)
 #endif
     ;
 void tst_skip(tst_tally_t *t, const char *label, const char *why);
+
+/* An unlabelled check counted in *t: silent when cond holds; otherwise "FAIL file:line:
+ * cond: " and the printf-style detail. */
+#define TST_CHECK(t, cond, ...)                                                              \
+    do {                                                                                     \
+        if (cond) {                                                                          \
+            ++(t)->passed;                                                                   \
+        } else {                                                                             \
+            ++(t)->failed;                                                                   \
+            printf("FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);                           \
+            printf(__VA_ARGS__);                                                             \
+            printf("\n");                                                                    \
+        }                                                                                    \
+    } while (0)
 
 /* "<name>: N cases run, P passed, F failed, S skipped" — the program's last line. */
 void tst_summary(const char *name, const tst_tally_t *t);

@@ -669,47 +669,42 @@ lgh_status_t run(struct lgh_context *ctx, const lgh_problem_t *p, void *ws, size
     return LGH_STATUS_SUCCESS;
 }
 
+// One kernel's entry: its facts, with its shared-memory limit raised first (once per
+// context, *raised) so that the resident count is the launch's.
+void info_entry(lgh_kernel_info_t *o, const void *k, int smem, bool *raised)
+{
+    o->engine = LGH_ENGINE_SM90;
+    if (raised != nullptr && !*raised &&
+        cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, smem) == cudaSuccess) {
+        *raised = true;
+    }
+    cudaGetLastError();
+    lgh_kernel_facts(k, LGH_SM90_THREADS, (size_t)smem, o);
+}
+
 int kernel_info(struct lgh_context *ctx, lgh_kernel_info_t *out, int capacity)
 {
     sm90_state *st = get_state(ctx);
-    const int total = FAMILIES * LGH_SM90_GS_COUNT;
+    const int total = FAMILIES * LGH_SM90_GS_COUNT + 3; // (+ the backward's dW kernels)
     int i = 0;
     for (int d = 0; d < FAMILIES; ++d) {
-        const int smem = smem_bytes(d);
         for (int g = 0; g < LGH_SM90_GS_COUNT; ++g, ++i) {
             if (i >= capacity) continue;
-            const void *k = kernel_table(d)[g];
-            lgh_kernel_info_t *o = &out[i];
-            *o = lgh_kernel_info_t{};
-            snprintf(o->name, sizeof o->name, "sm90 %s, %dx%d tile, group width %d in tile", family_tag(d),
+            out[i] = lgh_kernel_info_t{};
+            snprintf(out[i].name, sizeof out[i].name, "sm90 %s, %dx%d tile, group width %d in tile", family_tag(d),
                      LGH_SM90_BM, LGH_SM90_BN, 1 << g);
-            o->engine = LGH_ENGINE_SM90;
-            if (st != nullptr && !st->smem_raised[d][g] &&
-                cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, smem) ==
-                    cudaSuccess) {
-                st->smem_raised[d][g] = true;
-            }
-            cudaGetLastError();
-            lgh_kernel_facts(k, LGH_SM90_THREADS, (size_t)smem, o);
+            info_entry(&out[i], kernel_table(d)[g], smem_bytes(d), st ? &st->smem_raised[d][g] : nullptr);
         }
     }
     for (int v = 1; v <= 3; ++v, ++i) { // the backward's dW kernels, by main-loop version
         if (i >= capacity) continue;
-        const int smem = smem_bytes(LGH_FAMILY_F32X3);
-        const void *k = lgh_sm90_kernels_f32x3_version[v];
-        lgh_kernel_info_t *o = &out[i];
-        *o = lgh_kernel_info_t{};
-        snprintf(o->name, sizeof o->name, "sm90 f32 3xtf32 main loop v%d, %dx%d tile, plain product (dW)", v,
-                 LGH_SM90_BM, LGH_SM90_BN);
-        o->engine = LGH_ENGINE_SM90;
-        if (st != nullptr && !st->smem_raised_x3v[v] &&
-            cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, smem) == cudaSuccess) {
-            st->smem_raised_x3v[v] = true;
-        }
-        cudaGetLastError();
-        lgh_kernel_facts(k, LGH_SM90_THREADS, (size_t)smem, o);
+        out[i] = lgh_kernel_info_t{};
+        snprintf(out[i].name, sizeof out[i].name, "sm90 f32 3xtf32 main loop v%d, %dx%d tile, plain product (dW)",
+                 v, LGH_SM90_BM, LGH_SM90_BN);
+        info_entry(&out[i], lgh_sm90_kernels_f32x3_version[v], smem_bytes(LGH_FAMILY_F32X3),
+                   st ? &st->smem_raised_x3v[v] : nullptr);
     }
-    return total + 3;
+    return total;
 }
 
 void destroy_state(void *s) { free(s); }
