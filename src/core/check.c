@@ -46,15 +46,8 @@ static lgh_status_t check_forward(struct lgh_context *ctx, const lgh_args_t *arg
                              "N=%lld is not a multiple of groups=%lld", (long long)a->n,
                              (long long)a->groups);
     }
-    if (a->dtype != LGH_DTYPE_FLOAT32 && a->dtype != LGH_DTYPE_BFLOAT16 &&
-        a->dtype != LGH_DTYPE_FLOAT16) {
-        return lgh_set_error(ctx, LGH_STATUS_INVALID_VALUE, "dtype %d is not an lgh_dtype_t",
-                             (int)a->dtype);
-    }
-    if (a->math < LGH_MATH_DEFAULT || a->math > LGH_MATH_ACCURATE) {
-        return lgh_set_error(ctx, LGH_STATUS_INVALID_VALUE, "math %d is not an lgh_math_t",
-                             (int)a->math);
-    }
+    const lgh_status_t dm = lgh_check_dtype_math(ctx, a->dtype, a->math);
+    if (dm != LGH_STATUS_SUCCESS) return dm;
     if (a->engine < LGH_ENGINE_AUTO || a->engine >= LGH_ENGINE_COUNT) {
         return lgh_set_error(ctx, LGH_STATUS_INVALID_VALUE, "engine %d is not an lgh_engine_t",
                              (int)a->engine);
@@ -124,6 +117,17 @@ static lgh_status_t check_forward(struct lgh_context *ctx, const lgh_args_t *arg
                              "sizes",
                              (long long)a->m, (long long)a->k, (long long)a->n,
                              (long long)p->a.ldx, (long long)p->a.ldw, (long long)p->a.ldy);
+    }
+    return LGH_STATUS_SUCCESS;
+}
+
+lgh_status_t lgh_check_dtype_math(struct lgh_context *ctx, lgh_dtype_t dtype, lgh_math_t math)
+{
+    if (dtype != LGH_DTYPE_FLOAT32 && dtype != LGH_DTYPE_BFLOAT16 && dtype != LGH_DTYPE_FLOAT16) {
+        return lgh_set_error(ctx, LGH_STATUS_INVALID_VALUE, "dtype %d is not an lgh_dtype_t", (int)dtype);
+    }
+    if (math < LGH_MATH_DEFAULT || math > LGH_MATH_ACCURATE) {
+        return lgh_set_error(ctx, LGH_STATUS_INVALID_VALUE, "math %d is not an lgh_math_t", (int)math);
     }
     return LGH_STATUS_SUCCESS;
 }

@@ -8,6 +8,9 @@
  * spaces; see lgh_check_memory. */
 lgh_status_t lgh_check_args(struct lgh_context *ctx, const lgh_args_t *args, lgh_problem_t *p);
 
+/* INVALID_VALUE (with the message set) for a dtype or math outside its enum. */
+lgh_status_t lgh_check_dtype_math(struct lgh_context *ctx, lgh_dtype_t dtype, lgh_math_t math);
+
 /* Checks every pointer of p is usable by ctx's device (device or managed memory on a
  * GPU context; host or managed memory on the CPU). */
 lgh_status_t lgh_check_memory(struct lgh_context *ctx, const lgh_problem_t *p);

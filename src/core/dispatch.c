@@ -191,12 +191,8 @@ lgh_status_t lgh_resolve_math(lgh_context_t ctx, lgh_dtype_t dtype, lgh_math_t m
     if (!ctx) return LGH_STATUS_NULL_POINTER;
     if (!resolved)
         return lgh_set_error(ctx, LGH_STATUS_NULL_POINTER, "lgh_resolve_math: resolved is NULL");
-    if (dtype != LGH_DTYPE_FLOAT32 && dtype != LGH_DTYPE_BFLOAT16 && dtype != LGH_DTYPE_FLOAT16)
-        return lgh_set_error(ctx, LGH_STATUS_INVALID_VALUE, "dtype %d is not an lgh_dtype_t",
-                             (int)dtype);
-    if (math < LGH_MATH_DEFAULT || math > LGH_MATH_ACCURATE)
-        return lgh_set_error(ctx, LGH_STATUS_INVALID_VALUE, "math %d is not an lgh_math_t",
-                             (int)math);
+    const lgh_status_t s = lgh_check_dtype_math(ctx, dtype, math);
+    if (s != LGH_STATUS_SUCCESS) return s;
     *resolved = dtype == LGH_DTYPE_FLOAT32 ? lgh_math_for_device(&ctx->props, dtype, math)
                                            : LGH_MATH_DEFAULT;
     lgh_clear_error(ctx);
