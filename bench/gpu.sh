@@ -66,8 +66,9 @@ step_forced() { # the whole matrix with the engine forced through LGH_ENGINE, an
         env ${v//,/ } timeout 40 build/tests/test_matrix --engine sm90 >> "$checks" 2>&1
         note "sm90 $v (exit $?): $(tail -n 1 "$checks")"
     done
-    # the backward's dW on each 3xtf32 main loop (LGH_SM90_DW_LOOP; 2 is the default's)
-    for v in LGH_SM90_DW_LOOP=1 LGH_SM90_DW_LOOP=3; do
+    # the backward's dW on the 3xtf32 main loops other than its default (LGH_SM90_DW_LOOP=1), and
+    # its products on transposed copies instead of NN products
+    for v in LGH_SM90_DW_LOOP=2 LGH_SM90_DW_LOOP=3 LGH_SM90_BWD_TRANSPOSE=1; do
         echo "== $v test_backward --engine sm90" >> "$checks"
         env $v timeout 60 build/tests/test_backward --engine sm90 >> "$checks" 2>&1
         note "sm90 backward $v (exit $?): $(tail -n 1 "$checks")"
@@ -172,14 +173,17 @@ step_train() { # training step (forward + backward), lgh vs PyTorch: bench/train
         --out "$OUT" --name "${TRAIN_NAME:-train}" > "$OUT/train.log" 2>&1
     note "train: exit $?"
 }
-step_dw() { # the backward's dW on each 3xtf32 main loop (LGH_SM90_DW_LOOP): training steps side
-    # by side in C, then the Python step with its five gradient errors under each loop
-    ROUNDS=3 BACKWARD=1 ITERS=20 MODES=float32:3xtf32 SHAPES=1024 OUT="$OUT" \
-        bench/sm90_ab.sh LGH_SM90_DW_LOOP=1 LGH_SM90_DW_LOOP=2 LGH_SM90_DW_LOOP=3 > "$OUT/dw.txt" 2>&1
+step_dw() { # the backward's 3xtf32 products: transposed copies (version 2) against NN products,
+    # and dW on each main loop (LGH_SM90_DW_LOOP): training steps side by side in C, then the
+    # Python step with its five gradient errors under each
+    ROUNDS=3 BACKWARD=1 ITERS=20 MODES=float32:3xtf32 SHAPES=${DW_SHAPES:-1024} OUT="$OUT" \
+        bench/sm90_ab.sh LGH_SM90_BWD_TRANSPOSE=1 LGH_SM90_DW_LOOP=2 LGH_SM90_DW_LOOP=1 LGH_SM90_DW_LOOP=3 \
+        > "$OUT/dw.txt" 2>&1
     grep -E "^== .*round 1|^ +d(W|x) " "$OUT/ab.log.raw" >> "$OUT/dw.txt"
-    for v in 1 2 3; do
-        LGH_SM90_DW_LOOP=$v timeout 120 python3 bench/train.py --classes fp32,3xtf32 --reps 5 \
-            --out "$OUT" --name "train-dw$v" 2>&1 | grep -v Warn | sed "s/^/dw$v /" >> "$OUT/dw.txt"
+    for v in LGH_SM90_BWD_TRANSPOSE=1 LGH_SM90_DW_LOOP=2 LGH_SM90_DW_LOOP=1; do
+        local tag=${v##*_}
+        env $v timeout 120 python3 bench/train.py --classes fp32,3xtf32 --reps 5 \
+            --out "$OUT" --name "train-${tag//=/}" 2>&1 | grep -v Warn | sed "s/^/$tag /" >> "$OUT/dw.txt"
     done
     note "dw: $(grep -c 'lgh-auto-train ' "$OUT/dw.txt") training records (dw.txt)"
 }

@@ -6,7 +6,7 @@
 // 3e-7 (docs/PERF.md, "3xtf32 v2"); see "bf16 corrections" at lgh_sm90_x3_load_a_bf16.
 // version 3 (LGH_SM90_X3_W_RN=1, a build option): the splitters also round W to nearest
 // tf32 in place: error 1.04e-6 -> 6.7e-7, 8% slower (docs/PERF.md, "3xtf32 v3"). The
-// backward's dW runs version 1 instead (kernel_sm90.cuh, X3_TF32).
+// backward's dW runs version 1 (kernel_sm90.cuh, X3V; backward_sm90.cu).
 // The text below describes version 1; versions 2 and 3 keep its ring, splitters and flush.
 //
 // Each operand is split as a = hi + lo, hi = a with its low 13 mantissa bits cleared (tf32
@@ -115,10 +115,13 @@ __device__ __forceinline__ void lgh_sm90_ring3_init(lgh_sm90_ring3 *r, uint32_t 
 }
 
 // Producer (one thread): as lgh_sm90_produce_tile (K-blocks kb_begin .. kb_end - 1), on the
-// 3-stage ring, with x multicast
-// over the mc CTAs of the cluster (one cluster row: the 3xtf32 instances have no W
-// multicast). Kept apart from lgh_sm90_load_kblock: this producer runs in 24 registers, and
-// the general slice logic spilled there.
+// 3-stage ring, with x multicast over the mc CTAs of the cluster (one cluster row: the
+// 3xtf32 instances have no W multicast). Kept apart from lgh_sm90_load_kblock: this
+// producer runs in 40 registers, and the general slice logic spilled there.
+// NN (plain products d = a·b, kernel_sm90.cuh): map_x is over a row-major [K, N] matrix,
+// the tile's A is its K-block rows x 128 columns from m0, landed as four 32 x 32 boxes
+// (lgh_sm90_a_mnmajor); no multicast (the engine asks none).
+template <bool NN = false>
 __device__ __forceinline__ void lgh_sm90_x3_produce_tile(lgh_sm90_ring3 *r, lgh_sm90_cyc<LGH_SM90_X3_STAGES> &pos,
                                                          const void *map_x, const void *map_w, int m0, int n0,
                                                          int kb_begin, int kb_end, uint32_t mc, uint32_t rank)
@@ -129,7 +132,11 @@ __device__ __forceinline__ void lgh_sm90_x3_produce_tile(lgh_sm90_ring3 *r, lgh_
     for (int kb = kb_begin; kb < kb_end; ++kb) {
         lgh_mbar_wait(&r->empty[pos.slot], pos.parity ^ 1u);
         lgh_mbar_arrive_expect_tx(&r->full[pos.slot], LGH_SM90_A_BYTES + LGH_SM90_B_BYTES);
-        if (mc == 1) {
+        if constexpr (NN) {
+#pragma unroll
+            for (int b = 0; b < LGH_SM90_BM / 32; ++b)
+                lgh_tma_load_2d(r->a[pos.slot] + b * 4096, map_x, &r->full[pos.slot], m0 + 32 * b, kb * BK);
+        } else if (mc == 1) {
             lgh_tma_load_2d(r->a[pos.slot], map_x, &r->full[pos.slot], kb * BK, m0);
         } else {
             lgh_tma_load_2d_multicast(r->a[pos.slot] + rank * slice_rows * 128, map_x, &r->full[pos.slot],
@@ -217,21 +224,80 @@ __device__ __forceinline__ void lgh_sm90_x3_release(lgh_sm90_ring3 *r, int slot,
     lgh_sm90_release_slot(&r->empty[slot], release);
 }
 
+// Where a consumer thread's A fragments come from: the x slot of the ring, in one of two
+// layouts. step(s, v) loads k-step s (of 4) of the thread's tf32 A fragment as floats, in
+// the register order wgmma's "_rs" forms take: v = A[r][q], A[r+8][q], A[r][q+4],
+// A[r+8][q+4] of that k-step, r = 64 wg + 16 warp + lane/4 (the tile row), q = lane % 4.
+//
+// K-major (the layer, x·Wᵀ): the slot holds the tile's 128 rows of 32 floats, as TMA
+// writes a row-major x (lgh_sm90_a_frag_addr).
+struct lgh_sm90_a_kmajor {
+    static constexpr bool k_major = true;
+    uint32_t row_addr, sw;
+    __device__ __forceinline__ static lgh_sm90_a_kmajor at(uint32_t slot, int wg)
+    {
+        const int warp = (threadIdx.x / 32) & 3, lane = threadIdx.x & 31;
+        return {slot + (uint32_t)(wg * 64 * 128 + (16 * warp + (lane >> 2)) * 128 + 4 * (lane & 3)),
+                (uint32_t)lane >> 2};
+    }
+    __device__ __forceinline__ lgh_sm90_a_kmajor moved(uint32_t by) const { return {row_addr + by, sw}; }
+    __device__ __forceinline__ void step(int s, float (&v)[4]) const
+    {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) v[e] = lgh_sm90_load_a_elem(row_addr, sw, s, e);
+    }
+};
+
+// MN-major (a plain product d = a·b with b row-major [K, N], kernel_sm90.cuh's NN mode): the
+// tile's A is b's 32 x 128 block read across, landed by four TMA boxes of 32 rows (the
+// K-block's k) x 32 floats (tile rows), 4 KB each, 128B-swizzled: element (r, k) at
+//     (r / 32) 4096 + 128 k + (((r % 32) / 4) ^ (k % 8)) 16 + 4 (r % 4).
+// A warp's loads of one element: 8 tile rows r (lanes / 4) fill 2 chunks of a 128-byte row,
+// and the 4 columns q sit in 4 rows whose chunk pairs overlap two by two (2-way bank
+// conflicts). So lanes with odd q issue their column-q+4 load where the others issue column
+// q's, and back (then every instruction's 32 lanes hit 32 banks), and swap the two values
+// in registers after. k-step s is 8 rows (1024 bytes) on from k-step 0, with the same
+// swizzle: the thread's 4 addresses are 2 bases, + 1024 s, and each ^ 32 for row r + 8.
+struct lgh_sm90_a_mnmajor {
+    static constexpr bool k_major = false;
+    uint32_t base0, base1; // the thread's first / second load of a k-step (row r), slot included
+    bool odd;              // q odd: those loads hold columns q + 4 and q
+    __device__ __forceinline__ static lgh_sm90_a_mnmajor at(uint32_t slot, int wg)
+    {
+        const uint32_t warp = (threadIdx.x / 32) & 3, lane = threadIdx.x & 31;
+        const uint32_t q = lane & 3, lr = lane >> 2, o = q & 1;
+        const uint32_t box = slot + (2 * (uint32_t)wg + (warp >> 1)) * 4096 + (lr & 3) * 4;
+        auto at_h = [&](uint32_t h) { // column q + 4h of k-step 0, row r
+            const uint32_t chunk = (4 * ((warp & 1) ^ h)) | ((lr >> 2) ^ q);
+            return box + (q + 4 * h) * 128 + (chunk << 4);
+        };
+        return {at_h(o), at_h(o ^ 1), o != 0};
+    }
+    __device__ __forceinline__ lgh_sm90_a_mnmajor moved(uint32_t by) const { return {base0 + by, base1 + by, odd}; }
+    __device__ __forceinline__ void step(int s, float (&v)[4]) const
+    {
+        const float a0 = lgh_lds_f32(base0 + 1024 * s), a1 = lgh_lds_f32((base0 ^ 32u) + 1024 * s);
+        const float b0 = lgh_lds_f32(base1 + 1024 * s), b1 = lgh_lds_f32((base1 ^ 32u) + 1024 * s);
+        v[0] = odd ? b0 : a0;
+        v[1] = odd ? b1 : a1;
+        v[2] = odd ? a0 : b0;
+        v[3] = odd ? a1 : b1;
+    }
+};
+
 // The thread's A fragments of one K-block (4 k-steps of 8): for k-step s, registers
-// 4s .. 4s+3 hold x[r][8s+q], x[r+8][8s+q], x[r][8s+q+4], x[r+8][8s+q+4] (r = 16 warp + lane/4
-// inside the warpgroup's 64 rows, q = lane % 4), as tf32 hi and lo bits (addresses:
-// lgh_sm90_a_frag_addr).
-template <bool WANT_HI>
-__device__ __forceinline__ void lgh_sm90_x3_load_a(uint32_t row_addr, uint32_t sw, uint32_t (&hi)[16],
-                                                   uint32_t (&lo)[16])
+// 4s .. 4s+3 hold the 4 elements of src.step(s), as tf32 hi and lo bits.
+template <bool WANT_HI, typename ASrc>
+__device__ __forceinline__ void lgh_sm90_x3_load_a(const ASrc &src, uint32_t (&hi)[16], uint32_t (&lo)[16])
 {
 #pragma unroll
     for (int s = 0; s < 4; ++s) {
+        float v[4];
+        src.step(s, v);
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
-            const float v = lgh_sm90_load_a_elem(row_addr, sw, s, e);
-            if (WANT_HI) hi[4 * s + e] = lgh_tf32_hi_bits(__float_as_uint(v));
-            lo[4 * s + e] = lgh_tf32_lo_bits(v);
+            if (WANT_HI) hi[4 * s + e] = lgh_tf32_hi_bits(__float_as_uint(v[e]));
+            lo[4 * s + e] = lgh_tf32_lo_bits(v[e]);
         }
     }
 }
@@ -243,15 +309,16 @@ __device__ __forceinline__ void lgh_sm90_x3_load_a(uint32_t row_addr, uint32_t s
 // 8-column group holds column 4j + q, so that the pairs come from the tf32 fragments the
 // thread already has (its columns are q and q + 4 of each group); the splitters store W's
 // columns in the same order.
-__device__ __forceinline__ void lgh_sm90_x3_load_a_bf16(uint32_t row_addr, uint32_t sw, uint32_t (&hi)[16],
-                                                        uint32_t (&xl)[8], uint32_t (&xh)[8])
+template <typename ASrc>
+__device__ __forceinline__ void lgh_sm90_x3_load_a_bf16(const ASrc &src, uint32_t (&hi)[16], uint32_t (&xl)[8],
+                                                        uint32_t (&xh)[8])
 {
 #pragma unroll
     for (int s = 0; s < 4; ++s) {
         float v[4], h[4];
+        src.step(s, v);
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
-            v[e] = lgh_sm90_load_a_elem(row_addr, sw, s, e);
             hi[4 * s + e] = lgh_tf32_round(v[e]);
             h[e] = __uint_as_float(hi[4 * s + e]);
         }
@@ -285,19 +352,18 @@ template <> struct lgh_sm90_x3_part<64> {
 // Consumer warpgroup `wg` (0 or 1): acc = its 64 rows of the tile times W's 256 rows, in
 // 3xtf32, main-loop version V (2, 3: the corrections in bf16; 1: three tf32 products). On return every wgmma has completed and every slot and W_lo buffer it read has
 // been released.
-template <int V = LGH_SM90_X3_VERSION>
+template <int V = LGH_SM90_X3_VERSION, typename ASrc = lgh_sm90_a_kmajor>
 __device__ __forceinline__ void lgh_sm90_x3_consume_tile(lgh_sm90_ring3 *r, lgh_sm90_cyc<LGH_SM90_X3_STAGES> &pos,
                                                          lgh_sm90_cyc<LGH_SM90_X3_LO_BUFS> &lpos, float (&acc)[128],
                                                          int wg, int k_blocks, uint32_t release)
 {
     constexpr int STEP_BYTES = 8 * 4; // one k-step of 8 floats inside the 128-byte row
-    const int warp = (threadIdx.x / 32) & 3;
-    const int lane = threadIdx.x & 31;
-    const uint32_t sw = (uint32_t)lane >> 2;
-    const uint32_t a_off = (uint32_t)(wg * 64 * 128 + (16 * warp + (lane >> 2)) * 128 + 4 * (lane & 3));
+    const ASrc a_src = ASrc::at(0u, wg); // (offsets within a slot)
     constexpr bool BF16 = V >= 2; // (version 3 differs from 2 in the splitters only)
     static_assert(!BF16 || (LGH_SM90_X3_FLUSH && LGH_SM90_X3_A_REGS && LGH_SM90_X3_PART_N == 128),
                   "bf16 corrections: flushed 128-column parts, A from registers");
+    static_assert(ASrc::k_major || (LGH_SM90_X3_FLUSH && LGH_SM90_X3_A_REGS),
+                  "an MN-major A reaches the tensor cores from registers only");
 #if LGH_SM90_X3_FLUSH
     constexpr int PN = LGH_SM90_X3_PART_N;
     constexpr int PREGS = PN / 2;
@@ -309,11 +375,11 @@ __device__ __forceinline__ void lgh_sm90_x3_consume_tile(lgh_sm90_ring3 *r, lgh_
     for (int kb = 0; kb < k_blocks; ++kb) {
         lgh_mbar_wait(&r->full[pos.slot], pos.parity);
         uint32_t hi[16], lo[16], xl[8], xh[8]; // (lo for tf32 corrections, xl and xh for bf16)
+        const ASrc a_slot = a_src.moved(lgh_smem_addr(r->a[pos.slot]));
         if constexpr (BF16) {
-            lgh_sm90_x3_load_a_bf16(lgh_smem_addr(r->a[pos.slot]) + a_off, sw, hi, xl, xh);
+            lgh_sm90_x3_load_a_bf16(a_slot, hi, xl, xh);
         } else {
-            lgh_sm90_x3_load_a<!LGH_SM90_X3_FLUSH || LGH_SM90_X3_A_REGS>(lgh_smem_addr(r->a[pos.slot]) + a_off, sw,
-                                                                          hi, lo);
+            lgh_sm90_x3_load_a<!LGH_SM90_X3_FLUSH || LGH_SM90_X3_A_REGS>(a_slot, hi, lo);
         }
         const uint32_t b_addr = lgh_smem_addr(r->b[pos.slot]);
         const uint32_t l_addr = lgh_smem_addr(r->lo[lpos.slot]);

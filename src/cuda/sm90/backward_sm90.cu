@@ -4,21 +4,23 @@
 // cublaslt engine's (epilogue/norm_backward.cu). Every other mode runs the cublaslt
 // engine's backward unchanged.
 //
-// tf32 wgmma reads both operands K-major from shared memory, and neither product has its
-// reduction dimension contiguous in both operands:
-//   dx[m, k] = dh[m, n]·W[n, k]    reduces over n: dh is n-contiguous, W is not  -> Wᵀ [k, n]
-//   dW[n, k] = dh[m, n]ᵀ·x[m, k]   reduces over m: neither is                     -> dhᵀ, xᵀ
-// so the operands are transposed into the workspace first (one read and one write each;
-// Wᵀ costs as much memory as W).
+//   dx[m, k] = dh[m, n]·W[n, k]    reduces over n: dh is n-contiguous, W is not
+//   dW[n, k] = dh[m, n]ᵀ·x[m, k]   reduces over m: neither is
+// tf32 wgmma reads its shared-memory operands K-major only, but the 3xtf32 main loop takes
+// its A operand from registers, which can be loaded from any layout: the NN kernel
+// (kernel_sm90.cuh) multiplies a K-major a by a row-major b as is. So dx runs with no copy,
+// and dW from one transposed copy, dhᵀ (the other operand, x, is then b).
 //
-// version 1: the operands transposed (util/transpose.cu), then the layer's kernel in plain mode.
-// version 2: dW's main loop selectable (LGH_SM90_DW_LOOP=1|2|3, sm90_3xtf32.cuh's versions;
-// default: the forward's, 2). dW reduces over only M rows, where float32's own error is
-// small (PyTorch fp32 5.9e-7 at the reference problem), below the bf16 corrections' floor
-// (version 2: 9.4e-7; version 3, W rounded to nearest: 6.1e-7, measured). Version 1's tf32
-// corrections (3.0e-7 in the forward) are the candidate default for dW, at ~35% more time
-// on that product; not yet measured there (docs/PERF.md, "Training", dW's accuracy). dx
-// (reduction over N) keeps the fast loop: there float32's error is larger than either.
+// version 1: the operands transposed (util/transpose.cu: Wᵀ for dx, dhᵀ and xᵀ for dW), then
+// the layer's kernel in plain mode.
+// version 2: dW's main loop selectable (LGH_SM90_DW_LOOP=1|2|3, sm90_3xtf32.cuh's versions),
+// version 1 by default. dW reduces over only M rows, where float32's own error is small
+// (PyTorch fp32 5.9e-7 at the reference problem), below the bf16 corrections' floor
+// (version 2: 9.4e-7; version 3, W rounded to nearest: 6.1e-7); version 1's tf32
+// corrections: 2.5e-7 (docs/PERF.md, "Training", dW's accuracy). dx (reduction over N)
+// keeps the forward's faster loop: there float32's own error is the larger.
+// version 3: NN products: no Wᵀ (0.17 ms and K·N·4 bytes of workspace at the reference
+// problem) and no xᵀ. LGH_SM90_BWD_TRANSPOSE=1 runs version 2's transposes, for measuring.
 #include <stdint.h>
 #include <stdio.h>
 
@@ -30,8 +32,9 @@
 #include "util/transpose.h"
 
 lgh_status_t lgh_sm90_plain_product(struct lgh_context *ctx, const float *a, int64_t m, int64_t k, int64_t lda,
-                                    const float *b, int64_t n, int64_t ldb, float *d, int64_t ldd,
+                                    const float *b, int64_t n, int64_t ldb, bool b_kn, float *d, int64_t ldd,
                                     bool for_dw, void *stream);
+bool lgh_sm90_bwd_nn(struct lgh_context *ctx);
 
 namespace {
 
@@ -44,13 +47,35 @@ bool accurate(const lgh_bwd_problem_t *p)
     return p->f.a.dtype == LGH_DTYPE_FLOAT32 && p->f.a.math == LGH_MATH_3XTF32;
 }
 
-size_t scratch_bytes(struct lgh_context *, const lgh_bwd_problem_t *p)
+// Whether the products run as NN products: unless asked otherwise, where TMA can read W and
+// x as they are (16-byte aligned, row strides multiples of 16 bytes); else on transposed
+// copies, which the transpose kernel makes TMA-ready.
+bool use_nn(struct lgh_context *ctx, const lgh_bwd_problem_t *p)
 {
     const lgh_args_t *a = &p->f.a;
+    return lgh_sm90_bwd_nn(ctx) && (uintptr_t)a->w % 16 == 0 && a->ldw % 4 == 0 && (uintptr_t)a->x % 16 == 0 &&
+           a->ldx % 4 == 0;
+}
+
+size_t scratch_bytes(struct lgh_context *ctx, const lgh_bwd_problem_t *p)
+{
+    const lgh_args_t *a = &p->f.a;
+    const bool nn = use_nn(ctx, p);
     size_t s = 0;
-    if (p->dx) s += aligned((size_t)a->k * (size_t)a->n * 4);                   // Wᵀ
-    if (p->dw) s += aligned((size_t)a->n * (size_t)a->m * 4) + aligned((size_t)a->k * (size_t)a->m * 4); // dhᵀ, xᵀ
+    if (p->dx && !nn) s += aligned((size_t)a->k * (size_t)a->n * 4);              // Wᵀ
+    if (p->dw) s += aligned((size_t)a->n * (size_t)a->m * 4);                       // dhᵀ
+    if (p->dw && !nn) s += aligned((size_t)a->k * (size_t)a->m * 4);                // xᵀ
     return s;
+}
+
+lgh_status_t transposed(struct lgh_context *ctx, const float *src, int64_t rows, int64_t cols, int64_t ld,
+                        float *dst, const char *what, void *stream)
+{
+    const cudaError_t e = lgh_transpose_f32(src, rows, cols, ld, dst, stream);
+    if (e != cudaSuccess)
+        return lgh_set_error(ctx, LGH_STATUS_CUDA_ERROR, "sm90 backward: transposing %s: %s", what,
+                             cudaGetErrorString(e));
+    return LGH_STATUS_SUCCESS;
 }
 
 lgh_status_t products(struct lgh_context *ctx, const lgh_bwd_problem_t *p, const void *dh_, void *scratch,
@@ -58,27 +83,34 @@ lgh_status_t products(struct lgh_context *ctx, const lgh_bwd_problem_t *p, const
 {
     const lgh_args_t *a = &p->f.a;
     const float *dh = static_cast<const float *>(dh_);
+    const float *w = static_cast<const float *>(a->w), *x = static_cast<const float *>(a->x);
+    const bool nn = use_nn(ctx, p);
     char *at = static_cast<char *>(scratch);
-    cudaError_t e;
-    if (p->dx) { // dx[m, k] = dh[m, n]·(Wᵀ[k, n])ᵀ
-        float *wt = reinterpret_cast<float *>(at);
-        at += aligned((size_t)a->k * (size_t)a->n * 4);
-        if ((e = lgh_transpose_f32(static_cast<const float *>(a->w), a->n, a->k, a->ldw, wt, stream)) != cudaSuccess)
-            return lgh_set_error(ctx, LGH_STATUS_CUDA_ERROR, "sm90 backward: transposing W: %s", cudaGetErrorString(e));
-        lgh_status_t st = lgh_sm90_plain_product(ctx, dh, a->m, a->n, a->n, wt, a->k, a->n,
-                                                 static_cast<float *>(p->dx), p->lddx, false, stream);
+    lgh_status_t st;
+    if (p->dx) {
+        float *dx = static_cast<float *>(p->dx);
+        if (nn) { // dx[m, k] = dh[m, n]·W[n, k]
+            st = lgh_sm90_plain_product(ctx, dh, a->m, a->n, a->n, w, a->k, a->ldw, true, dx, p->lddx, false, stream);
+        } else { // dx[m, k] = dh[m, n]·(Wᵀ[k, n])ᵀ
+            float *wt = reinterpret_cast<float *>(at);
+            at += aligned((size_t)a->k * (size_t)a->n * 4);
+            if ((st = transposed(ctx, w, a->n, a->k, a->ldw, wt, "W", stream)) != LGH_STATUS_SUCCESS) return st;
+            st = lgh_sm90_plain_product(ctx, dh, a->m, a->n, a->n, wt, a->k, a->n, false, dx, p->lddx, false, stream);
+        }
         if (st != LGH_STATUS_SUCCESS) return st;
     }
-    if (p->dw) { // dW[n, k] = dhᵀ[n, m]·(xᵀ[k, m])ᵀ
+    if (p->dw) {
+        float *dw = static_cast<float *>(p->dw);
         float *dht = reinterpret_cast<float *>(at);
         at += aligned((size_t)a->n * (size_t)a->m * 4);
-        float *xt = reinterpret_cast<float *>(at);
-        if ((e = lgh_transpose_f32(dh, a->m, a->n, a->n, dht, stream)) != cudaSuccess ||
-            (e = lgh_transpose_f32(static_cast<const float *>(a->x), a->m, a->k, a->ldx, xt, stream)) != cudaSuccess)
-            return lgh_set_error(ctx, LGH_STATUS_CUDA_ERROR, "sm90 backward: transposing dh or x: %s",
-                                 cudaGetErrorString(e));
-        lgh_status_t st = lgh_sm90_plain_product(ctx, dht, a->n, a->m, a->m, xt, a->k, a->m,
-                                                 static_cast<float *>(p->dw), p->lddw, true, stream);
+        if ((st = transposed(ctx, dh, a->m, a->n, a->n, dht, "dh", stream)) != LGH_STATUS_SUCCESS) return st;
+        if (nn) { // dW[n, k] = dhᵀ[n, m]·x[m, k]
+            st = lgh_sm90_plain_product(ctx, dht, a->n, a->m, a->m, x, a->k, a->ldx, true, dw, p->lddw, true, stream);
+        } else { // dW[n, k] = dhᵀ[n, m]·(xᵀ[k, m])ᵀ
+            float *xt = reinterpret_cast<float *>(at);
+            if ((st = transposed(ctx, x, a->m, a->k, a->ldx, xt, "x", stream)) != LGH_STATUS_SUCCESS) return st;
+            st = lgh_sm90_plain_product(ctx, dht, a->n, a->m, a->m, xt, a->k, a->m, false, dw, p->lddw, true, stream);
+        }
         if (st != LGH_STATUS_SUCCESS) return st;
     }
     return LGH_STATUS_SUCCESS;
@@ -98,8 +130,9 @@ extern "C" lgh_status_t lgh_sm90_bwd_can_implement(struct lgh_context *ctx, cons
         snprintf(why, len, "the sm90 kernel needs compute capability 9.0");
         return LGH_STATUS_NOT_SUPPORTED;
     }
-    if ((p->dx || p->dw) && a->k % LGH_SM90_BN != 0) {
-        snprintf(why, len, "3xtf32 products: K=%lld is not a multiple of %d (the kernel's tile width)",
+    if ((p->dx || p->dw) && !use_nn(ctx, p) && a->k % LGH_SM90_BN != 0) {
+        snprintf(why, len, "3xtf32 products on transposed copies (x or W not 16-byte aligned with row strides of "
+                           "16-byte multiples, or LGH_SM90_BWD_TRANSPOSE=1): K=%lld is not a multiple of %d",
                  (long long)a->k, LGH_SM90_BN);
         return LGH_STATUS_NOT_SUPPORTED;
     }

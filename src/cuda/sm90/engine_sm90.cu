@@ -47,7 +47,10 @@ struct sm90_state {
     void *encoder;                                    // cuTensorMapEncodeTiled
     bool smem_raised[FAMILIES][LGH_SM90_GS_COUNT];    // cudaFuncSetAttribute done
     bool smem_raised_x3v[4];                          // the same, lgh_sm90_kernels_f32x3_version
-    int dw_version;                                   // the backward's dW main loop (1 .. 3; 0: default)
+    bool smem_raised_nn[4];                           // the same, lgh_sm90_kernels_f32x3_nn
+    int dw_version;                                   // the backward's dW main loop (1 .. 3)
+    bool bwd_transpose;                               // LGH_SM90_BWD_TRANSPOSE=1: the backward's products
+                                                      // on transposed copies (no NN products), for measuring
     int max_clusters[2][LGH_SM90_MAX_CLUSTER + 1];    // by X3, cluster size; 0 = not asked yet
     int cluster_m;                                    // CTAs along M wanted (1 or 2)
     int cluster_n;                                    // CTAs along N wanted for x multicast (1 or 2)
@@ -262,9 +265,12 @@ sm90_state *get_state(struct lgh_context *ctx)
         st->splits_forced = env != nullptr ? atoi(env) : 0;
         if (st->splits_forced < 0 || st->splits_forced > kMaxSplits) st->splits_forced = 0;
         // The 3xtf32 main loop of the backward's dW (sm90_3xtf32.cuh, backward_sm90.cu):
-        // the forward's by default; LGH_SM90_DW_LOOP=1|2|3 picks one, for measuring.
+        // version 1 (tf32 corrections) by default, whose error stays below float32's own at
+        // dW's short reduction over M; LGH_SM90_DW_LOOP=1|2|3 picks one, for measuring.
         env = getenv("LGH_SM90_DW_LOOP");
-        st->dw_version = env != nullptr && env[0] >= '1' && env[0] <= '3' && env[1] == 0 ? env[0] - '0' : 0;
+        st->dw_version = env != nullptr && env[0] >= '1' && env[0] <= '3' && env[1] == 0 ? env[0] - '0' : 1;
+        env = getenv("LGH_SM90_BWD_TRANSPOSE");
+        st->bwd_transpose = env != nullptr && env[0] == '1';
         env = getenv("LGH_SM90_WIDE");
         st->wide = env == nullptr ? WIDE_AUTO
                    : strcmp(env, "unit") == 0    ? WIDE_UNIT
@@ -440,7 +446,8 @@ struct split_spec {
 struct launch_plan {
     layout l;
     int family, x3, smem, gi; // kernel family, 3xtf32, dynamic shared memory, table index
-    int x3v;                  // 1 .. 3: the kernel is lgh_sm90_kernels_f32x3_version[x3v]
+    int x3v;                  // 1 .. 3: the kernel is lgh_sm90_kernels_f32x3_version[x3v] (or _nn[x3v])
+    bool nn;                  // an NN plain product (lgh_sm90_kernels_f32x3_nn)
     const void *kernel;
     int cluster; // CTAs of a hardware cluster (1 for software clusters)
     int x_mc;    // CTAs sharing the x tile by multicast
@@ -448,12 +455,12 @@ struct launch_plan {
 };
 
 static launch_plan plan_launch(const lgh_problem_t *p, const sm90_state *st, const split_spec *split,
-                               int x3_version)
+                               int x3_version, bool nn)
 {
     const lgh_args_t *a = &p->a;
     launch_plan lp;
     lp.l = layout_of(p, st);
-    if (split != nullptr) {
+    if (split != nullptr || nn) { // (NN: its producer loads the A tile without multicast)
         lp.l.gs_tile = LGH_SM90_BN; // (any instance: plain mode skips the epilogue)
         lp.l.subtiles = lp.l.group_ctas = lp.l.cn = lp.l.cm = 1;
         lp.l.x_mc = lp.l.global = false;
@@ -468,6 +475,11 @@ static launch_plan plan_launch(const lgh_problem_t *p, const sm90_state *st, con
     lp.kernel = kernel_table(lp.family)[lp.gi];
     lp.x3v = lp.x3 && lp.l.gs_tile == LGH_SM90_BN && x3_version >= 1 && x3_version <= 3 ? x3_version : 0;
     if (lp.x3v != 0) lp.kernel = lgh_sm90_kernels_f32x3_version[lp.x3v];
+    lp.nn = nn;
+    if (nn) {
+        if (lp.x3v == 0) lp.x3v = LGH_SM90_X3_VERSION;
+        lp.kernel = lgh_sm90_kernels_f32x3_nn[lp.x3v];
+    }
     return lp;
 }
 
@@ -520,9 +532,10 @@ static lgh_sm90_params fill_params(const lgh_problem_t *p, const launch_plan &lp
 
 // The launch, for the layer (plain = 0), or for a plain product y = x·Wᵀ in 3xtf32
 // (plain = 1: lgh_sm90_plain_product; x3_version 1 .. 3: on that main-loop version, 0:
-// the default), or for split K's partial products (split != NULL).
+// the default; nn: y = (x·W)ᵀ with x [K, M] and W [N, K] row-major, the NN kernel), or
+// for split K's partial products (split != NULL).
 static lgh_status_t run_launch(struct lgh_context *ctx, const lgh_problem_t *p, void *ws, void *stream, int plain,
-                               const split_spec *split = nullptr, int x3_version = 0)
+                               const split_spec *split = nullptr, int x3_version = 0, bool nn = false)
 {
     const lgh_args_t *a = &p->a;
     sm90_state *st = get_state(ctx);
@@ -533,14 +546,16 @@ static lgh_status_t run_launch(struct lgh_context *ctx, const lgh_problem_t *p, 
         if (st->encoder == nullptr) return lgh_set_error(ctx, LGH_STATUS_CUDA_ERROR, "sm90: %s", why);
     }
     if (split != nullptr) plain = 1;
-    const launch_plan lp = plan_launch(p, st, split, x3_version);
+    const launch_plan lp = plan_launch(p, st, split, x3_version, nn);
     const layout &l = lp.l;
     const int cluster = lp.cluster;
     CUtensorMap map_x, map_w;
     // The boxes are each CTA's slices of the x and W tiles (multicast over the cluster's
-    // row and column).
-    if (lgh_sm90_tensor_map_encode(st->encoder, &map_x, a->dtype, a->x, a->m, a->k, a->ldx,
-                                   LGH_SM90_BM / lp.x_mc, lp.bk, why, sizeof why) != 0 ||
+    // row and column); NN's x is [K, M], read in boxes of one K-block by 32 columns.
+    if ((nn ? lgh_sm90_tensor_map_encode(st->encoder, &map_x, a->dtype, a->x, a->k, a->m, a->ldx, lp.bk, 32, why,
+                                         sizeof why)
+            : lgh_sm90_tensor_map_encode(st->encoder, &map_x, a->dtype, a->x, a->m, a->k, a->ldx,
+                                         LGH_SM90_BM / lp.x_mc, lp.bk, why, sizeof why)) != 0 ||
         lgh_sm90_tensor_map_encode(st->encoder, &map_w, a->dtype, a->w, a->n, a->k, a->ldw, LGH_SM90_BN / l.cm,
                                    lp.bk, why, sizeof why) != 0) {
         return lgh_set_error(ctx, LGH_STATUS_CUDA_ERROR, "sm90: %s", why);
@@ -549,7 +564,9 @@ static lgh_status_t run_launch(struct lgh_context *ctx, const lgh_problem_t *p, 
     const void *kernel = lp.kernel;
     const int smem = lp.smem;
     cudaError_t e;
-    bool *raised = lp.x3v != 0 ? &st->smem_raised_x3v[lp.x3v] : &st->smem_raised[lp.family][lp.gi];
+    bool *raised = lp.nn         ? &st->smem_raised_nn[lp.x3v]
+                   : lp.x3v != 0 ? &st->smem_raised_x3v[lp.x3v]
+                                 : &st->smem_raised[lp.family][lp.gi];
     if (!*raised) {
         e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
         if (e != cudaSuccess) return lgh_cuda_fail(ctx, kEngine, "cudaFuncSetAttribute(max dynamic shared memory)", e);
@@ -595,7 +612,7 @@ static lgh_status_t run_launch(struct lgh_context *ctx, const lgh_problem_t *p, 
             if ((e != cudaSuccess || n < 1) && !st->cluster_refused) { // no cluster fits: without one
                 cudaGetLastError();
                 st->cluster_refused = true;
-                return run_launch(ctx, p, ws, stream, plain, split, x3_version);
+                return run_launch(ctx, p, ws, stream, plain, split, x3_version, nn);
             }
             if (e != cudaSuccess) return lgh_cuda_fail(ctx, kEngine, "cudaOccupancyMaxActiveClusters", e);
             if (n < 1) {
@@ -624,7 +641,7 @@ static lgh_status_t run_launch(struct lgh_context *ctx, const lgh_problem_t *p, 
         cudaGetLastError();
         if (l.global) st->coop_refused = true;
         else st->cluster_refused = true;
-        return run_launch(ctx, p, ws, stream, plain, split, x3_version);
+        return run_launch(ctx, p, ws, stream, plain, split, x3_version, nn);
     }
     if (e != cudaSuccess) return lgh_cuda_fail(ctx, kEngine, "launch", e);
     return LGH_STATUS_SUCCESS;
@@ -685,7 +702,7 @@ void info_entry(lgh_kernel_info_t *o, const void *k, int smem, bool *raised)
 int kernel_info(struct lgh_context *ctx, lgh_kernel_info_t *out, int capacity)
 {
     sm90_state *st = get_state(ctx);
-    const int total = FAMILIES * LGH_SM90_GS_COUNT + 3; // (+ the backward's dW kernels)
+    const int total = FAMILIES * LGH_SM90_GS_COUNT + 6; // (+ the backward's product kernels)
     int i = 0;
     for (int d = 0; d < FAMILIES; ++d) {
         for (int g = 0; g < LGH_SM90_GS_COUNT; ++g, ++i) {
@@ -703,6 +720,14 @@ int kernel_info(struct lgh_context *ctx, lgh_kernel_info_t *out, int capacity)
                  v, LGH_SM90_BM, LGH_SM90_BN);
         info_entry(&out[i], lgh_sm90_kernels_f32x3_version[v], smem_bytes(LGH_FAMILY_F32X3),
                    st ? &st->smem_raised_x3v[v] : nullptr);
+    }
+    for (int v = 1; v <= 3; ++v, ++i) { // the backward's dx and dW without transposes (NN)
+        if (i >= capacity) continue;
+        out[i] = lgh_kernel_info_t{};
+        snprintf(out[i].name, sizeof out[i].name, "sm90 f32 3xtf32 main loop v%d, %dx%d tile, NN plain product",
+                 v, LGH_SM90_BM, LGH_SM90_BN);
+        info_entry(&out[i], lgh_sm90_kernels_f32x3_nn[v], smem_bytes(LGH_FAMILY_F32X3),
+                   st ? &st->smem_raised_nn[v] : nullptr);
     }
     return total;
 }
@@ -726,31 +751,44 @@ extern "C" const lgh_engine_ops_t lgh_engine_sm90 = {
     false,
 };
 
-// A plain float32-accurate product d[m, n] = a[m, k]·b[n, k]ᵀ (row-major, float32) on the
-// 3xtf32 kernel (for the backward, backward_sm90.cu): the layer's launch with groups of
-// one tile width (no statistics exchange) and the epilogue replaced by a plain store.
-// n must be a multiple of LGH_SM90_BN; a, b as the forward's x, W (TMA alignment).
+// A plain float32-accurate product on the 3xtf32 kernel (for the backward,
+// backward_sm90.cu), row-major float32 operands:
+//   b_kn false: d[m, n] = a[m, k]·b[n, k]ᵀ   (the layer's launch, groups of one tile width
+//               and no statistics exchange, the epilogue replaced by a plain store);
+//   b_kn true:  d[m, n] = a[m, k]·b[k, n]    (the NN kernel: computes dᵀ = bᵀ·aᵀ, b's
+//               tile read across, stored transposed; neither operand is transposed first).
+// a and b as the forward's x and W (TMA: 16-byte aligned, row strides multiples of 16 bytes).
 // for_dw: on the backward's dW main loop (sm90_state.dw_version), else the default one.
 extern "C++" lgh_status_t lgh_sm90_plain_product(struct lgh_context *ctx, const float *a, int64_t m, int64_t k,
-                                                 int64_t lda, const float *b, int64_t n, int64_t ldb, float *d,
-                                                 int64_t ldd, bool for_dw, void *stream)
+                                                 int64_t lda, const float *b, int64_t n, int64_t ldb, bool b_kn,
+                                                 float *d, int64_t ldd, bool for_dw, void *stream)
 {
+    // The kernel's problem: its x is the tile's A operand (rows of the kernel's output),
+    // its W the B operand (columns); for NN these are b and a, and the output is dᵀ.
+    const int64_t km = b_kn ? n : m, kn = b_kn ? m : n;
     lgh_problem_t q = {};
-    lgh_args_init(&q.a, m, k, n, n / LGH_SM90_BN);
+    lgh_args_init(&q.a, km, k, kn, (kn + LGH_SM90_BN - 1) / LGH_SM90_BN); // (groups: unused by plain mode)
     q.a.math = LGH_MATH_3XTF32;
-    q.a.x = a, q.a.ldx = lda;
-    q.a.w = b, q.a.ldw = ldb;
+    q.a.x = b_kn ? b : a, q.a.ldx = b_kn ? ldb : lda;
+    q.a.w = b_kn ? a : b, q.a.ldw = b_kn ? lda : ldb;
     q.a.y = d, q.a.ldy = ldd;
     q.a.bias = q.a.gamma = q.a.beta = d; // not read by a plain product
     q.elem_bytes = 4;
     q.group_size = LGH_SM90_BN;
     char why[256];
-    if (n % LGH_SM90_BN != 0 || can_implement(ctx, &q, why, sizeof why) != LGH_STATUS_SUCCESS) {
+    if (can_implement(ctx, &q, why, sizeof why) != LGH_STATUS_SUCCESS) {
         return lgh_set_error(ctx, LGH_STATUS_NOT_SUPPORTED, "sm90 plain product %lldx%lldx%lld: %s", (long long)m,
-                             (long long)k, (long long)n,
-                             n % LGH_SM90_BN != 0 ? "n is not a multiple of the tile width" : why);
+                             (long long)k, (long long)n, why);
     }
     const sm90_state *st = get_state(ctx);
     if (st == nullptr) return lgh_set_error(ctx, LGH_STATUS_ALLOC_FAILED, "sm90: out of host memory");
-    return run_launch(ctx, &q, nullptr, stream, 1, nullptr, for_dw ? st->dw_version : 0);
+    return run_launch(ctx, &q, nullptr, stream, 1, nullptr, for_dw ? st->dw_version : 0, b_kn);
+}
+
+// Whether the backward's products run as NN products (no transposed copies of W and x):
+// the default; LGH_SM90_BWD_TRANSPOSE=1 asks the transposing way, for measuring.
+extern "C++" bool lgh_sm90_bwd_nn(struct lgh_context *ctx)
+{
+    const sm90_state *st = get_state(ctx);
+    return st == nullptr || !st->bwd_transpose;
 }

@@ -155,6 +155,10 @@ struct lgh_sm90_smem_x3 {
     lgh_epi_tile_params<LGH_SM90_BN> params[2];
 };
 
+// The 3xtf32 consumers' A fragment source: the layer's x (K-major), or NN's b (MN-major).
+template <bool NN> struct lgh_sm90_a_of { using type = lgh_sm90_a_kmajor; };
+template <> struct lgh_sm90_a_of<true> { using type = lgh_sm90_a_mnmajor; };
+
 template <bool X3> struct lgh_sm90_smem_of { using type = lgh_sm90_smem; };
 template <> struct lgh_sm90_smem_of<true> { using type = lgh_sm90_smem_x3; };
 
@@ -279,11 +283,16 @@ __device__ __forceinline__ void lgh_sm90_exchange_stats(lgh_sm90_exchange *x, lg
 // 2 bf16, 3 bf16 with W rounded to nearest); 0: the build's default (LGH_SM90_X3_VERSION).
 // Instances of versions 1 and 3 serve the backward's dW product, whose short reduction
 // leaves float32's own error small (backward_sm90.cu, LGH_SM90_DW_LOOP).
-template <typename T, int GS, bool X3 = false, bool RNA = false, int X3V = 0>
+// NN (with X3, plain mode only): the plain product d = a·b of a row-major a [M, K] and a
+// row-major b [K, N] (no operand transposed first), computed as its transpose dᵀ = bᵀ·aᵀ:
+// map_x is over b (the tile's A, MN-major: lgh_sm90_a_mnmajor, its rows are d's columns),
+// map_w over a (K-major, as W), p.m = N, p.n = M, and the tile is stored transposed into d.
+template <typename T, int GS, bool X3 = false, bool RNA = false, int X3V = 0, bool NN = false>
 __global__ void __launch_bounds__(LGH_SM90_THREADS, 1)
     lgh_sm90_kernel(const __grid_constant__ CUtensorMap map_x, const __grid_constant__ CUtensorMap map_w,
                     const lgh_sm90_params p)
 {
+    static_assert(!NN || X3, "the NN plain product runs on the 3xtf32 main loop");
     using smem_t = typename lgh_sm90_smem_of<X3>::type;
     extern __shared__ __align__(1024) uint8_t lgh_sm90_dyn_smem[];
     const uint32_t raw = lgh_smem_addr(lgh_sm90_dyn_smem);
@@ -332,17 +341,17 @@ __global__ void __launch_bounds__(LGH_SM90_THREADS, 1)
                         int mt, nt, split;
                         lgh_tile_coords(lgh_sm90_unit(p, u, &split), p.m_tiles, p.n_tiles, p.band, &mt, &nt);
                         const int kb0 = split * p.split_blocks;
-                        lgh_sm90_x3_produce_tile(&sm->ring, pos3, &map_x, &map_w, mt * LGH_SM90_BM, nt * LGH_SM90_BN,
-                                                 kb0, kb0 + p.split_blocks, 1u, 0u);
+                        lgh_sm90_x3_produce_tile<NN>(&sm->ring, pos3, &map_x, &map_w, mt * LGH_SM90_BM,
+                                                     nt * LGH_SM90_BN, kb0, kb0 + p.split_blocks, 1u, 0u);
                     }
                 } else {
                     for (int u = (int)blockIdx.x; (u >> p.cluster_shift) < tiles; u += (int)gridDim.x) {
                         int mt, nt;
                         lgh_tile_coords(u >> p.cluster_shift, p.m_tiles, p.n_tiles, p.band, &mt, &nt);
                         const uint32_t rank = (uint32_t)u & ((1u << p.cluster_shift) - 1u);
-                        lgh_sm90_x3_produce_tile(&sm->ring, pos3, &map_x, &map_w, mt * LGH_SM90_BM,
-                                                 ((nt << p.cluster_shift) + (int)rank) * LGH_SM90_BN, 0, p.k_blocks,
-                                                 mc, rank);
+                        lgh_sm90_x3_produce_tile<NN>(&sm->ring, pos3, &map_x, &map_w, mt * LGH_SM90_BM,
+                                                     ((nt << p.cluster_shift) + (int)rank) * LGH_SM90_BN, 0,
+                                                     p.k_blocks, mc, rank);
                     }
                 }
             } else {
@@ -434,16 +443,18 @@ __global__ void __launch_bounds__(LGH_SM90_THREADS, 1)
                     }
                 }
                 if constexpr (X3)
-                    lgh_sm90_x3_consume_tile<X3V ? X3V : LGH_SM90_X3_VERSION>(&sm->ring, pos3, lpos, acc, cw, k_blocks,
-                                                                           p.release);
+                    lgh_sm90_x3_consume_tile<X3V ? X3V : LGH_SM90_X3_VERSION,
+                                             typename lgh_sm90_a_of<NN>::type>(&sm->ring, pos3, lpos, acc, cw,
+                                                                              k_blocks, p.release);
                 else if constexpr (RNA) lgh_sm90_consume_tile_tf32_rna(&sm->ring, pos, acc, cw, k_blocks, p.release);
                 else lgh_sm90_consume_tile<T>(&sm->ring, pos, acc, cw, k_blocks, p.release);
-                if (p.plain) { // every consumer thread takes this branch: no barrier is skipped by some only
+                if (NN || p.plain) { // every consumer thread takes this branch: no barrier is skipped by some only
                     int split;
                     tile_origin(lgh_sm90_unit(p, w, &split), j, &m0, &unit_n0, &c);
                     lgh_epi_args<float> pa = lgh_epi_args_of<float>(p);
                     pa.y += (int64_t)split * p.split_stride;
-                    lgh_epi_store<32>(acc, pa, m0 + tile_row, unit_n0 + j * LGH_SM90_BN);
+                    if constexpr (NN) lgh_epi_store_transposed<32>(acc, pa, m0 + tile_row, unit_n0 + j * LGH_SM90_BN);
+                    else lgh_epi_store<32>(acc, pa, m0 + tile_row, unit_n0 + j * LGH_SM90_BN);
                     continue;
                 }
                 if constexpr (X3) {

@@ -15,3 +15,7 @@ extern const void *const lgh_sm90_kernels_f32x3[LGH_SM90_GS_COUNT];
 // 3xtf32 with groups of the tile width, by main-loop version (1 .. 3; sm90_3xtf32.cuh):
 // run only as plain products, the backward's dW (backward_sm90.cu).
 extern const void *const lgh_sm90_kernels_f32x3_version[4];
+
+// The NN plain products d = a·b (kernel_sm90.cuh, NN), by main-loop version (1 .. 3): the
+// backward's dx = dh·W and dW = dhᵀ·x without transposing W or x first.
+extern const void *const lgh_sm90_kernels_f32x3_nn[4];
