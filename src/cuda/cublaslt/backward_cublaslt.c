@@ -2,7 +2,8 @@
  * The cublaslt engine's backward (backward_cublaslt.h; formulas: include/lgh.h).
  *
  *   1. h: the forward's saved pre-norm, or recomputed into the workspace by the forward's
- *      own cuBLASLt plan (GEMM + bias epilogue: the same h the forward normalised);
+ *      own cuBLASLt plan (GEMM + bias epilogue: the same h the forward normalised), or by
+ *      the engine's own products (lgh_bwd_products_t.recompute_h: sm90's 3xtf32);
  *   2. lgh_norm_bwd_launch: dh, dβ, dγ, db (epilogue/norm_backward.cu);
  *   3. cuBLASLt: dx = dh·W (LGH_LT_DGRAD) and dW = dhᵀ·x (LGH_LT_WGRAD), in the forward's
  *      math mode: tf32 tensor cores for tf32; exact float32 for fp32 and 3xtf32 (cuBLAS
@@ -163,6 +164,15 @@ lgh_status_t lgh_gpu_bwd_run(struct lgh_context *ctx, const lgh_bwd_problem_t *p
     /* 1. h */
     const void *h = p->h;
     int64_t ldh = p->ldh;
+    if (!h && prod && prod->recompute_h) {
+        st = prod->recompute_h(ctx, p, base + l.h, a->n, stream);
+        if (st == LGH_STATUS_SUCCESS) {
+            h = base + l.h;
+            ldh = a->n;
+        } else if (st != LGH_STATUS_NOT_SUPPORTED) {
+            return st;
+        }
+    }
     if (!h) {
         const void *bias = a->bias;
         if (((uintptr_t)bias & 15u) != 0) {

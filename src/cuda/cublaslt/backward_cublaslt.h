@@ -16,11 +16,16 @@ extern "C" {
 
 /* Products other than cuBLASLt's (the sm90 engine's float32-accurate ones): scratch
  * bytes they need in the workspace, and a run that computes p->dx = dh·W and p->dw =
- * dhᵀ·x (whichever are asked) from dh [m, n] packed, in the data's dtype. */
+ * dhᵀ·x (whichever are asked) from dh [m, n] packed, in the data's dtype. recompute_h
+ * (may be NULL): h = x·Wᵀ + b into h [m, n] (leading dimension ldh) when the forward saved
+ * none, in the forward's own arithmetic; it returns LGH_STATUS_NOT_SUPPORTED, setting no
+ * message, where it cannot (then the forward's cuBLASLt plan recomputes h). */
 typedef struct lgh_bwd_products {
     size_t (*scratch_bytes)(struct lgh_context *ctx, const lgh_bwd_problem_t *p);
     lgh_status_t (*run)(struct lgh_context *ctx, const lgh_bwd_problem_t *p, const void *dh,
                         void *scratch, void *stream);
+    lgh_status_t (*recompute_h)(struct lgh_context *ctx, const lgh_bwd_problem_t *p, void *h, int64_t ldh,
+                                void *stream);
 } lgh_bwd_products_t;
 
 /* The backward with the products of prod (NULL: cuBLASLt's). */

@@ -147,6 +147,26 @@ __device__ __forceinline__ void lgh_epi_add_bias(float (&v)[4 * NB], const lgh_e
     }
 }
 
+// As lgh_epi_add_bias, with the bias read from global memory (columns from col0, masked to
+// n): for plain products that add the bias (the sm90 backward recomputing h), where no
+// tile copy of the parameters exists. The same float32 adds as the epilogue's, so h comes
+// out bitwise as the layer's kernel computed it.
+template <int NB, typename T>
+__device__ __forceinline__ void lgh_epi_add_bias_global(float (&v)[4 * NB], const T *bias, int col0, int n)
+{
+    const int c = col0 + 2 * (threadIdx.x & 3);
+#pragma unroll
+    for (int j = 0; j < NB; ++j) {
+        const int col = c + 8 * j;
+        const float b0 = col < n ? lgh_epi_to_float(bias[col]) : 0.0f;
+        const float b1 = col + 1 < n ? lgh_epi_to_float(bias[col + 1]) : 0.0f;
+        v[4 * j] += b0;
+        v[4 * j + 1] += b1;
+        v[4 * j + 2] += b0;
+        v[4 * j + 3] += b1;
+    }
+}
+
 // Statistics of the thread's u-th group in row half h, combined over the quad lanes that
 // share the group: the statistics of the group's part inside this fragment.
 template <int NB, int GS>

@@ -32,8 +32,8 @@
 #include "util/transpose.h"
 
 lgh_status_t lgh_sm90_plain_product(struct lgh_context *ctx, const float *a, int64_t m, int64_t k, int64_t lda,
-                                    const float *b, int64_t n, int64_t ldb, bool b_kn, float *d, int64_t ldd,
-                                    bool for_dw, void *stream);
+                                    const float *b, int64_t n, int64_t ldb, bool b_kn, const float *bias, float *d,
+                                    int64_t ldd, bool for_dw, void *stream);
 bool lgh_sm90_bwd_nn(struct lgh_context *ctx);
 
 namespace {
@@ -90,12 +90,14 @@ lgh_status_t products(struct lgh_context *ctx, const lgh_bwd_problem_t *p, const
     if (p->dx) {
         float *dx = static_cast<float *>(p->dx);
         if (nn) { // dx[m, k] = dh[m, n]·W[n, k]
-            st = lgh_sm90_plain_product(ctx, dh, a->m, a->n, a->n, w, a->k, a->ldw, true, dx, p->lddx, false, stream);
+            st = lgh_sm90_plain_product(ctx, dh, a->m, a->n, a->n, w, a->k, a->ldw, true, nullptr, dx, p->lddx, false,
+                                        stream);
         } else { // dx[m, k] = dh[m, n]·(Wᵀ[k, n])ᵀ
             float *wt = reinterpret_cast<float *>(at);
             at += aligned((size_t)a->k * (size_t)a->n * 4);
             if ((st = transposed(ctx, w, a->n, a->k, a->ldw, wt, "W", stream)) != LGH_STATUS_SUCCESS) return st;
-            st = lgh_sm90_plain_product(ctx, dh, a->m, a->n, a->n, wt, a->k, a->n, false, dx, p->lddx, false, stream);
+            st = lgh_sm90_plain_product(ctx, dh, a->m, a->n, a->n, wt, a->k, a->n, false, nullptr, dx, p->lddx, false,
+                                        stream);
         }
         if (st != LGH_STATUS_SUCCESS) return st;
     }
@@ -105,18 +107,36 @@ lgh_status_t products(struct lgh_context *ctx, const lgh_bwd_problem_t *p, const
         at += aligned((size_t)a->n * (size_t)a->m * 4);
         if ((st = transposed(ctx, dh, a->m, a->n, a->n, dht, "dh", stream)) != LGH_STATUS_SUCCESS) return st;
         if (nn) { // dW[n, k] = dhᵀ[n, m]·x[m, k]
-            st = lgh_sm90_plain_product(ctx, dht, a->n, a->m, a->m, x, a->k, a->ldx, true, dw, p->lddw, true, stream);
+            st = lgh_sm90_plain_product(ctx, dht, a->n, a->m, a->m, x, a->k, a->ldx, true, nullptr, dw, p->lddw, true,
+                                        stream);
         } else { // dW[n, k] = dhᵀ[n, m]·(xᵀ[k, m])ᵀ
             float *xt = reinterpret_cast<float *>(at);
             if ((st = transposed(ctx, x, a->m, a->k, a->ldx, xt, "x", stream)) != LGH_STATUS_SUCCESS) return st;
-            st = lgh_sm90_plain_product(ctx, dht, a->n, a->m, a->m, xt, a->k, a->m, false, dw, p->lddw, true, stream);
+            st = lgh_sm90_plain_product(ctx, dht, a->n, a->m, a->m, xt, a->k, a->m, false, nullptr, dw, p->lddw, true,
+                                        stream);
         }
         if (st != LGH_STATUS_SUCCESS) return st;
     }
     return LGH_STATUS_SUCCESS;
 }
 
-const lgh_bwd_products_t kProducts = {scratch_bytes, products};
+// h = x·Wᵀ + b for a backward without a saved h, on the forward's own 3xtf32 main loop with
+// the bias added as its epilogue adds it (cuBLASLt, the fallback, has no float32-accurate
+// tensor-core mode: exact float32 there took 2.7 ms at the reference problem). Declines,
+// without a message, where TMA cannot read x and W as they are or the bias is not float
+// data the kernel can read (then cuBLASLt recomputes h).
+lgh_status_t recompute_h(struct lgh_context *ctx, const lgh_bwd_problem_t *p, void *h, int64_t ldh, void *stream)
+{
+    const lgh_args_t *a = &p->f.a;
+    if ((uintptr_t)a->w % 16 != 0 || a->ldw % 4 != 0 || (uintptr_t)a->x % 16 != 0 || a->ldx % 4 != 0 ||
+        (uintptr_t)h % 8 != 0 || ldh % 2 != 0 || a->bias == nullptr || (uintptr_t)a->bias % 4 != 0)
+        return LGH_STATUS_NOT_SUPPORTED;
+    return lgh_sm90_plain_product(ctx, static_cast<const float *>(a->x), a->m, a->k, a->ldx,
+                                  static_cast<const float *>(a->w), a->n, a->ldw, false,
+                                  static_cast<const float *>(a->bias), static_cast<float *>(h), ldh, false, stream);
+}
+
+const lgh_bwd_products_t kProducts = {scratch_bytes, products, recompute_h};
 
 } // namespace
 

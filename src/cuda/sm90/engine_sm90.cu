@@ -758,10 +758,12 @@ extern "C" const lgh_engine_ops_t lgh_engine_sm90 = {
 //   b_kn true:  d[m, n] = a[m, k]·b[k, n]    (the NN kernel: computes dᵀ = bᵀ·aᵀ, b's
 //               tile read across, stored transposed; neither operand is transposed first).
 // a and b as the forward's x and W (TMA: 16-byte aligned, row strides multiples of 16 bytes).
+// bias (b_kn false only; NULL: none): d[m, n] += bias[n], in the layer epilogue's float32
+// adds, so that x·Wᵀ + b comes out bitwise as the layer's kernel computes it.
 // for_dw: on the backward's dW main loop (sm90_state.dw_version), else the default one.
 extern "C++" lgh_status_t lgh_sm90_plain_product(struct lgh_context *ctx, const float *a, int64_t m, int64_t k,
                                                  int64_t lda, const float *b, int64_t n, int64_t ldb, bool b_kn,
-                                                 float *d, int64_t ldd, bool for_dw, void *stream)
+                                                 const float *bias, float *d, int64_t ldd, bool for_dw, void *stream)
 {
     // The kernel's problem: its x is the tile's A operand (rows of the kernel's output),
     // its W the B operand (columns); for NN these are b and a, and the output is dᵀ.
@@ -772,7 +774,8 @@ extern "C++" lgh_status_t lgh_sm90_plain_product(struct lgh_context *ctx, const 
     q.a.x = b_kn ? b : a, q.a.ldx = b_kn ? ldb : lda;
     q.a.w = b_kn ? a : b, q.a.ldw = b_kn ? lda : ldb;
     q.a.y = d, q.a.ldy = ldd;
-    q.a.bias = q.a.gamma = q.a.beta = d; // not read by a plain product
+    q.a.bias = bias != nullptr && !b_kn ? bias : d; // (d: not read by a plain product without bias)
+    q.a.gamma = q.a.beta = d;
     q.elem_bytes = 4;
     q.group_size = LGH_SM90_BN;
     char why[256];
@@ -782,7 +785,8 @@ extern "C++" lgh_status_t lgh_sm90_plain_product(struct lgh_context *ctx, const 
     }
     const sm90_state *st = get_state(ctx);
     if (st == nullptr) return lgh_set_error(ctx, LGH_STATUS_ALLOC_FAILED, "sm90: out of host memory");
-    return run_launch(ctx, &q, nullptr, stream, 1, nullptr, for_dw ? st->dw_version : 0, b_kn);
+    return run_launch(ctx, &q, nullptr, stream, bias != nullptr && !b_kn ? 2 : 1, nullptr,
+                      for_dw ? st->dw_version : 0, b_kn);
 }
 
 // Whether the backward's products run as NN products (no transposed copies of W and x):

@@ -103,9 +103,10 @@ struct lgh_sm90_params {
     int64_t ldy;
     void *h;        // optional pre-norm output (x·Wᵀ + b in T), or NULL
     int64_t ldh;
-    int plain;      // store the plain product x·Wᵀ into y as float32 (no bias, no norm): the
-                    // backward's float32-accurate products (backward_sm90.cu), and split K's
-                    // partial products (split > 1: K-split s writes y + s * split_stride)
+    int plain;      // store the plain product x·Wᵀ into y as float32 (no norm): the backward's
+                    // float32-accurate products (backward_sm90.cu), and split K's partial
+                    // products (split > 1: K-split s writes y + s * split_stride); 2: plus the
+                    // bias (the backward's recomputed h; not with NN or split K)
     int splits;     // parts K is split into: a work unit is (cluster tile, part); 1 = all of K
     int split_blocks; // K-blocks of every part: ceil(k_blocks / splits) (the last parts' blocks past K
                       // read zeros); from the parameter bank, so the loops hold no register for it
@@ -453,6 +454,11 @@ __global__ void __launch_bounds__(LGH_SM90_THREADS, 1)
                     tile_origin(lgh_sm90_unit(p, w, &split), j, &m0, &unit_n0, &c);
                     lgh_epi_args<float> pa = lgh_epi_args_of<float>(p);
                     pa.y += (int64_t)split * p.split_stride;
+                    if constexpr (X3 && !NN && GS == LGH_SM90_BN) { // (the backward asks it of these only)
+                        if (p.plain == 2)
+                            lgh_epi_add_bias_global<32>(acc, static_cast<const float *>(p.bias),
+                                                        unit_n0 + j * LGH_SM90_BN, p.n);
+                    }
                     if constexpr (NN) lgh_epi_store_transposed<32>(acc, pa, m0 + tile_row, unit_n0 + j * LGH_SM90_BN);
                     else lgh_epi_store<32>(acc, pa, m0 + tile_row, unit_n0 + j * LGH_SM90_BN);
                     continue;
