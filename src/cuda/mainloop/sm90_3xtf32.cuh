@@ -118,10 +118,10 @@ __device__ __forceinline__ void lgh_sm90_ring3_init(lgh_sm90_ring3 *r, uint32_t 
 // 3-stage ring, with x multicast over the mc CTAs of the cluster (one cluster row: the
 // 3xtf32 instances have no W multicast). Kept apart from lgh_sm90_load_kblock: this
 // producer runs in 40 registers, and the general slice logic spilled there.
-// NN (plain products d = a·b, kernel_sm90.cuh): map_x is over a row-major [K, N] matrix,
-// the tile's A is its K-block rows x 128 columns from m0, landed as four 32 x 32 boxes
-// (lgh_sm90_a_mnmajor); no multicast (the engine asks none).
-template <bool NN = false>
+// A_MN (the NN and TT plain products, kernel_sm90.cuh): map_x is over a row-major [K, M]
+// matrix, the tile's A is its K-block rows x 128 columns from m0, landed as four 32 x 32
+// boxes (lgh_sm90_a_mnmajor); no multicast (the engine asks none).
+template <bool A_MN = false>
 __device__ __forceinline__ void lgh_sm90_x3_produce_tile(lgh_sm90_ring3 *r, lgh_sm90_cyc<LGH_SM90_X3_STAGES> &pos,
                                                          const void *map_x, const void *map_w, int m0, int n0,
                                                          int kb_begin, int kb_end, uint32_t mc, uint32_t rank)
@@ -132,7 +132,7 @@ __device__ __forceinline__ void lgh_sm90_x3_produce_tile(lgh_sm90_ring3 *r, lgh_
     for (int kb = kb_begin; kb < kb_end; ++kb) {
         lgh_mbar_wait(&r->empty[pos.slot], pos.parity ^ 1u);
         lgh_mbar_arrive_expect_tx(&r->full[pos.slot], LGH_SM90_A_BYTES + LGH_SM90_B_BYTES);
-        if constexpr (NN) {
+        if constexpr (A_MN) {
 #pragma unroll
             for (int b = 0; b < LGH_SM90_BM / 32; ++b)
                 lgh_tma_load_2d(r->a[pos.slot] + b * 4096, map_x, &r->full[pos.slot], m0 + 32 * b, kb * BK);
@@ -248,8 +248,8 @@ struct lgh_sm90_a_kmajor {
     }
 };
 
-// MN-major (a plain product d = a·b with b row-major [K, N], kernel_sm90.cuh's NN mode): the
-// tile's A is b's 32 x 128 block read across, landed by four TMA boxes of 32 rows (the
+// MN-major (the plain products whose A operand is stored [K, M] row-major, kernel_sm90.cuh's
+// NN and TT): the tile's A is that matrix's 32 x 128 block read across, landed by four TMA boxes of 32 rows (the
 // K-block's k) x 32 floats (tile rows), 4 KB each, 128B-swizzled: element (r, k) at
 //     (r / 32) 4096 + 128 k + (((r % 32) / 4) ^ (k % 8)) 16 + 4 (r % 4).
 // A warp's loads of one element: 8 tile rows r (lanes / 4) fill 2 chunks of a 128-byte row,

@@ -7,9 +7,10 @@
 //   dx[m, k] = dh[m, n]·W[n, k]    reduces over n: dh is n-contiguous, W is not
 //   dW[n, k] = dh[m, n]ᵀ·x[m, k]   reduces over m: neither is
 // tf32 wgmma reads its shared-memory operands K-major only, but the 3xtf32 main loop takes
-// its A operand from registers, which can be loaded from any layout: the NN kernel
-// (kernel_sm90.cuh) multiplies a K-major a by a row-major b as is. So dx runs with no copy,
-// and dW from one transposed copy, dhᵀ (the other operand, x, is then b).
+// its A operand from registers, which can be loaded from any layout (kernel_sm90.cuh, OP):
+// the NN kernel multiplies a K-major a by a row-major b as is (computing dᵀ, stored
+// transposed), the TT kernel reads a row-major a across. So dx runs with no copy (NN), and
+// dW from one transposed copy, xᵀ (TT: dh read across, dW stored as is).
 //
 // version 1: the operands transposed (util/transpose.cu: Wᵀ for dx, dhᵀ and xᵀ for dW), then
 // the layer's kernel in plain mode.
@@ -21,6 +22,8 @@
 // keeps the forward's faster loop: there float32's own error is the larger.
 // version 3: NN products: no Wᵀ (0.17 ms and K·N·4 bytes of workspace at the reference
 // problem) and no xᵀ. LGH_SM90_BWD_TRANSPOSE=1 runs version 2's transposes, for measuring.
+// version 4: dW as a TT product from xᵀ instead of an NN product from dhᵀ: a copy of the
+// same size, but dW stored as is (NN's transposed store of the 8192 x 8192 dW cost ~40 us).
 #include <stdint.h>
 #include <stdio.h>
 
@@ -32,8 +35,8 @@
 #include "util/transpose.h"
 
 lgh_status_t lgh_sm90_plain_product(struct lgh_context *ctx, const float *a, int64_t m, int64_t k, int64_t lda,
-                                    const float *b, int64_t n, int64_t ldb, bool b_kn, const float *bias, float *d,
-                                    int64_t ldd, bool for_dw, void *stream);
+                                    bool a_t, const float *b, int64_t n, int64_t ldb, bool b_kn, const float *bias,
+                                    float *d, int64_t ldd, bool for_dw, void *stream);
 bool lgh_sm90_bwd_nn(struct lgh_context *ctx);
 
 namespace {
@@ -63,8 +66,8 @@ size_t scratch_bytes(struct lgh_context *ctx, const lgh_bwd_problem_t *p)
     const bool nn = use_nn(ctx, p);
     size_t s = 0;
     if (p->dx && !nn) s += aligned((size_t)a->k * (size_t)a->n * 4);              // Wᵀ
-    if (p->dw) s += aligned((size_t)a->n * (size_t)a->m * 4);                       // dhᵀ
-    if (p->dw && !nn) s += aligned((size_t)a->k * (size_t)a->m * 4);                // xᵀ
+    if (p->dw && !nn) s += aligned((size_t)a->n * (size_t)a->m * 4);                // dhᵀ
+    if (p->dw) s += aligned((size_t)a->k * (size_t)a->m * 4);                       // xᵀ
     return s;
 }
 
@@ -89,31 +92,34 @@ lgh_status_t products(struct lgh_context *ctx, const lgh_bwd_problem_t *p, const
     lgh_status_t st;
     if (p->dx) {
         float *dx = static_cast<float *>(p->dx);
-        if (nn) { // dx[m, k] = dh[m, n]·W[n, k]
-            st = lgh_sm90_plain_product(ctx, dh, a->m, a->n, a->n, w, a->k, a->ldw, true, nullptr, dx, p->lddx, false,
-                                        stream);
+        if (nn) { // dx[m, k] = dh[m, n]·W[n, k]  (NN)
+            st = lgh_sm90_plain_product(ctx, dh, a->m, a->n, a->n, false, w, a->k, a->ldw, true, nullptr, dx,
+                                        p->lddx, false, stream);
         } else { // dx[m, k] = dh[m, n]·(Wᵀ[k, n])ᵀ
             float *wt = reinterpret_cast<float *>(at);
             at += aligned((size_t)a->k * (size_t)a->n * 4);
             if ((st = transposed(ctx, w, a->n, a->k, a->ldw, wt, "W", stream)) != LGH_STATUS_SUCCESS) return st;
-            st = lgh_sm90_plain_product(ctx, dh, a->m, a->n, a->n, wt, a->k, a->n, false, nullptr, dx, p->lddx, false,
-                                        stream);
+            st = lgh_sm90_plain_product(ctx, dh, a->m, a->n, a->n, false, wt, a->k, a->n, false, nullptr, dx,
+                                        p->lddx, false, stream);
         }
         if (st != LGH_STATUS_SUCCESS) return st;
     }
     if (p->dw) {
         float *dw = static_cast<float *>(p->dw);
-        float *dht = reinterpret_cast<float *>(at);
-        at += aligned((size_t)a->n * (size_t)a->m * 4);
-        if ((st = transposed(ctx, dh, a->m, a->n, a->n, dht, "dh", stream)) != LGH_STATUS_SUCCESS) return st;
-        if (nn) { // dW[n, k] = dhᵀ[n, m]·x[m, k]
-            st = lgh_sm90_plain_product(ctx, dht, a->n, a->m, a->m, x, a->k, a->ldx, true, nullptr, dw, p->lddw, true,
-                                        stream);
+        float *dht = nullptr;
+        if (!nn) {
+            dht = reinterpret_cast<float *>(at);
+            at += aligned((size_t)a->n * (size_t)a->m * 4);
+            if ((st = transposed(ctx, dh, a->m, a->n, a->n, dht, "dh", stream)) != LGH_STATUS_SUCCESS) return st;
+        }
+        float *xt = reinterpret_cast<float *>(at);
+        if ((st = transposed(ctx, x, a->m, a->k, a->ldx, xt, "x", stream)) != LGH_STATUS_SUCCESS) return st;
+        if (nn) { // dW[n, k] = (dh[m, n])ᵀ·(xᵀ[k, m])ᵀ  (TT: dh read across)
+            st = lgh_sm90_plain_product(ctx, dh, a->n, a->m, a->n, true, xt, a->k, a->m, false, nullptr, dw, p->lddw,
+                                        true, stream);
         } else { // dW[n, k] = dhᵀ[n, m]·(xᵀ[k, m])ᵀ
-            float *xt = reinterpret_cast<float *>(at);
-            if ((st = transposed(ctx, x, a->m, a->k, a->ldx, xt, "x", stream)) != LGH_STATUS_SUCCESS) return st;
-            st = lgh_sm90_plain_product(ctx, dht, a->n, a->m, a->m, xt, a->k, a->m, false, nullptr, dw, p->lddw, true,
-                                        stream);
+            st = lgh_sm90_plain_product(ctx, dht, a->n, a->m, a->m, false, xt, a->k, a->m, false, nullptr, dw,
+                                        p->lddw, true, stream);
         }
         if (st != LGH_STATUS_SUCCESS) return st;
     }
@@ -131,7 +137,7 @@ lgh_status_t recompute_h(struct lgh_context *ctx, const lgh_bwd_problem_t *p, vo
     if ((uintptr_t)a->w % 16 != 0 || a->ldw % 4 != 0 || (uintptr_t)a->x % 16 != 0 || a->ldx % 4 != 0 ||
         (uintptr_t)h % 8 != 0 || ldh % 2 != 0 || a->bias == nullptr || (uintptr_t)a->bias % 4 != 0)
         return LGH_STATUS_NOT_SUPPORTED;
-    return lgh_sm90_plain_product(ctx, static_cast<const float *>(a->x), a->m, a->k, a->ldx,
+    return lgh_sm90_plain_product(ctx, static_cast<const float *>(a->x), a->m, a->k, a->ldx, false,
                                   static_cast<const float *>(a->w), a->n, a->ldw, false,
                                   static_cast<const float *>(a->bias), static_cast<float *>(h), ldh, false, stream);
 }

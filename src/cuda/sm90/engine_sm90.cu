@@ -47,10 +47,10 @@ struct sm90_state {
     void *encoder;                                    // cuTensorMapEncodeTiled
     bool smem_raised[FAMILIES][LGH_SM90_GS_COUNT];    // cudaFuncSetAttribute done
     bool smem_raised_x3v[4];                          // the same, lgh_sm90_kernels_f32x3_version
-    bool smem_raised_nn[4];                           // the same, lgh_sm90_kernels_f32x3_nn
+    bool smem_raised_op[3][4];                        // the same, the NN and TT tables [op][version]
     int dw_version;                                   // the backward's dW main loop (1 .. 3)
     bool bwd_transpose;                               // LGH_SM90_BWD_TRANSPOSE=1: the backward's products
-                                                      // on transposed copies (no NN products), for measuring
+                                                      // on transposed copies (NT only), for measuring
     int max_clusters[2][LGH_SM90_MAX_CLUSTER + 1];    // by X3, cluster size; 0 = not asked yet
     int cluster_m;                                    // CTAs along M wanted (1 or 2)
     int cluster_n;                                    // CTAs along N wanted for x multicast (1 or 2)
@@ -446,8 +446,8 @@ struct split_spec {
 struct launch_plan {
     layout l;
     int family, x3, smem, gi; // kernel family, 3xtf32, dynamic shared memory, table index
-    int x3v;                  // 1 .. 3: the kernel is lgh_sm90_kernels_f32x3_version[x3v] (or _nn[x3v])
-    bool nn;                  // an NN plain product (lgh_sm90_kernels_f32x3_nn)
+    int x3v;                  // 1 .. 3: the kernel is lgh_sm90_kernels_f32x3_version[x3v] (or _nn, _tt)
+    int op;                   // LGH_SM90_OP_NT (the layer's), or an NN or TT plain product
     const void *kernel;
     int cluster; // CTAs of a hardware cluster (1 for software clusters)
     int x_mc;    // CTAs sharing the x tile by multicast
@@ -455,12 +455,12 @@ struct launch_plan {
 };
 
 static launch_plan plan_launch(const lgh_problem_t *p, const sm90_state *st, const split_spec *split,
-                               int x3_version, bool nn)
+                               int x3_version, int op)
 {
     const lgh_args_t *a = &p->a;
     launch_plan lp;
     lp.l = layout_of(p, st);
-    if (split != nullptr || nn) { // (NN: its producer loads the A tile without multicast)
+    if (split != nullptr || op != LGH_SM90_OP_NT) { // (NN, TT: their producer loads A without multicast)
         lp.l.gs_tile = LGH_SM90_BN; // (any instance: plain mode skips the epilogue)
         lp.l.subtiles = lp.l.group_ctas = lp.l.cn = lp.l.cm = 1;
         lp.l.x_mc = lp.l.global = false;
@@ -475,10 +475,10 @@ static launch_plan plan_launch(const lgh_problem_t *p, const sm90_state *st, con
     lp.kernel = kernel_table(lp.family)[lp.gi];
     lp.x3v = lp.x3 && lp.l.gs_tile == LGH_SM90_BN && x3_version >= 1 && x3_version <= 3 ? x3_version : 0;
     if (lp.x3v != 0) lp.kernel = lgh_sm90_kernels_f32x3_version[lp.x3v];
-    lp.nn = nn;
-    if (nn) {
+    lp.op = op;
+    if (op != LGH_SM90_OP_NT) {
         if (lp.x3v == 0) lp.x3v = LGH_SM90_X3_VERSION;
-        lp.kernel = lgh_sm90_kernels_f32x3_nn[lp.x3v];
+        lp.kernel = (op == LGH_SM90_OP_NN ? lgh_sm90_kernels_f32x3_nn : lgh_sm90_kernels_f32x3_tt)[lp.x3v];
     }
     return lp;
 }
@@ -532,10 +532,10 @@ static lgh_sm90_params fill_params(const lgh_problem_t *p, const launch_plan &lp
 
 // The launch, for the layer (plain = 0), or for a plain product y = x·Wᵀ in 3xtf32
 // (plain = 1: lgh_sm90_plain_product; x3_version 1 .. 3: on that main-loop version, 0:
-// the default; nn: y = (x·W)ᵀ with x [K, M] and W [N, K] row-major, the NN kernel), or
+// the default; op NN: y = (x·W)ᵀ, TT: y = xᵀ·Wᵀ, with x [K, M] and W [N, K] row-major), or
 // for split K's partial products (split != NULL).
 static lgh_status_t run_launch(struct lgh_context *ctx, const lgh_problem_t *p, void *ws, void *stream, int plain,
-                               const split_spec *split = nullptr, int x3_version = 0, bool nn = false)
+                               const split_spec *split = nullptr, int x3_version = 0, int op = LGH_SM90_OP_NT)
 {
     const lgh_args_t *a = &p->a;
     sm90_state *st = get_state(ctx);
@@ -546,13 +546,13 @@ static lgh_status_t run_launch(struct lgh_context *ctx, const lgh_problem_t *p, 
         if (st->encoder == nullptr) return lgh_set_error(ctx, LGH_STATUS_CUDA_ERROR, "sm90: %s", why);
     }
     if (split != nullptr) plain = 1;
-    const launch_plan lp = plan_launch(p, st, split, x3_version, nn);
+    const launch_plan lp = plan_launch(p, st, split, x3_version, op);
     const layout &l = lp.l;
     const int cluster = lp.cluster;
     CUtensorMap map_x, map_w;
     // The boxes are each CTA's slices of the x and W tiles (multicast over the cluster's
-    // row and column); NN's x is [K, M], read in boxes of one K-block by 32 columns.
-    if ((nn ? lgh_sm90_tensor_map_encode(st->encoder, &map_x, a->dtype, a->x, a->k, a->m, a->ldx, lp.bk, 32, why,
+    // row and column); NN's and TT's x is [K, M], read in boxes of one K-block by 32 columns.
+    if ((op != LGH_SM90_OP_NT ? lgh_sm90_tensor_map_encode(st->encoder, &map_x, a->dtype, a->x, a->k, a->m, a->ldx, lp.bk, 32, why,
                                          sizeof why)
             : lgh_sm90_tensor_map_encode(st->encoder, &map_x, a->dtype, a->x, a->m, a->k, a->ldx,
                                          LGH_SM90_BM / lp.x_mc, lp.bk, why, sizeof why)) != 0 ||
@@ -564,7 +564,7 @@ static lgh_status_t run_launch(struct lgh_context *ctx, const lgh_problem_t *p, 
     const void *kernel = lp.kernel;
     const int smem = lp.smem;
     cudaError_t e;
-    bool *raised = lp.nn         ? &st->smem_raised_nn[lp.x3v]
+    bool *raised = lp.op != 0    ? &st->smem_raised_op[lp.op][lp.x3v]
                    : lp.x3v != 0 ? &st->smem_raised_x3v[lp.x3v]
                                  : &st->smem_raised[lp.family][lp.gi];
     if (!*raised) {
@@ -612,7 +612,7 @@ static lgh_status_t run_launch(struct lgh_context *ctx, const lgh_problem_t *p, 
             if ((e != cudaSuccess || n < 1) && !st->cluster_refused) { // no cluster fits: without one
                 cudaGetLastError();
                 st->cluster_refused = true;
-                return run_launch(ctx, p, ws, stream, plain, split, x3_version, nn);
+                return run_launch(ctx, p, ws, stream, plain, split, x3_version, op);
             }
             if (e != cudaSuccess) return lgh_cuda_fail(ctx, kEngine, "cudaOccupancyMaxActiveClusters", e);
             if (n < 1) {
@@ -641,7 +641,7 @@ static lgh_status_t run_launch(struct lgh_context *ctx, const lgh_problem_t *p, 
         cudaGetLastError();
         if (l.global) st->coop_refused = true;
         else st->cluster_refused = true;
-        return run_launch(ctx, p, ws, stream, plain, split, x3_version, nn);
+        return run_launch(ctx, p, ws, stream, plain, split, x3_version, op);
     }
     if (e != cudaSuccess) return lgh_cuda_fail(ctx, kEngine, "launch", e);
     return LGH_STATUS_SUCCESS;
@@ -702,7 +702,7 @@ void info_entry(lgh_kernel_info_t *o, const void *k, int smem, bool *raised)
 int kernel_info(struct lgh_context *ctx, lgh_kernel_info_t *out, int capacity)
 {
     sm90_state *st = get_state(ctx);
-    const int total = FAMILIES * LGH_SM90_GS_COUNT + 6; // (+ the backward's product kernels)
+    const int total = FAMILIES * LGH_SM90_GS_COUNT + 9; // (+ the backward's product kernels)
     int i = 0;
     for (int d = 0; d < FAMILIES; ++d) {
         for (int g = 0; g < LGH_SM90_GS_COUNT; ++g, ++i) {
@@ -721,13 +721,15 @@ int kernel_info(struct lgh_context *ctx, lgh_kernel_info_t *out, int capacity)
         info_entry(&out[i], lgh_sm90_kernels_f32x3_version[v], smem_bytes(LGH_FAMILY_F32X3),
                    st ? &st->smem_raised_x3v[v] : nullptr);
     }
-    for (int v = 1; v <= 3; ++v, ++i) { // the backward's dx and dW without transposes (NN)
-        if (i >= capacity) continue;
-        out[i] = lgh_kernel_info_t{};
-        snprintf(out[i].name, sizeof out[i].name, "sm90 f32 3xtf32 main loop v%d, %dx%d tile, NN plain product",
-                 v, LGH_SM90_BM, LGH_SM90_BN);
-        info_entry(&out[i], lgh_sm90_kernels_f32x3_nn[v], smem_bytes(LGH_FAMILY_F32X3),
-                   st ? &st->smem_raised_nn[v] : nullptr);
+    for (int op = LGH_SM90_OP_NN; op <= LGH_SM90_OP_TT; ++op) { // the backward's NN and TT products
+        for (int v = 1; v <= 3; ++v, ++i) {
+            if (i >= capacity) continue;
+            out[i] = lgh_kernel_info_t{};
+            snprintf(out[i].name, sizeof out[i].name, "sm90 f32 3xtf32 main loop v%d, %dx%d tile, %s plain product",
+                     v, LGH_SM90_BM, LGH_SM90_BN, op == LGH_SM90_OP_NN ? "NN" : "TT");
+            info_entry(&out[i], (op == LGH_SM90_OP_NN ? lgh_sm90_kernels_f32x3_nn : lgh_sm90_kernels_f32x3_tt)[v],
+                       smem_bytes(LGH_FAMILY_F32X3), st ? &st->smem_raised_op[op][v] : nullptr);
+        }
     }
     return total;
 }
@@ -752,19 +754,26 @@ extern "C" const lgh_engine_ops_t lgh_engine_sm90 = {
 };
 
 // A plain float32-accurate product on the 3xtf32 kernel (for the backward,
-// backward_sm90.cu), row-major float32 operands:
-//   b_kn false: d[m, n] = a[m, k]·b[n, k]ᵀ   (the layer's launch, groups of one tile width
-//               and no statistics exchange, the epilogue replaced by a plain store);
-//   b_kn true:  d[m, n] = a[m, k]·b[k, n]    (the NN kernel: computes dᵀ = bᵀ·aᵀ, b's
-//               tile read across, stored transposed; neither operand is transposed first).
-// a and b as the forward's x and W (TMA: 16-byte aligned, row strides multiples of 16 bytes).
-// bias (b_kn false only; NULL: none): d[m, n] += bias[n], in the layer epilogue's float32
+// backward_sm90.cu), row-major float32 operands, d[m, n] = op(a)·op(b) where
+//   a: [m, k], or (a_t) [k, m] stored, read across;   b: [n, k], or (b_kn) [k, n] stored.
+//   neither: the layer's launch (NT), groups of one tile width and no statistics exchange,
+//            the epilogue replaced by a plain store;
+//   b_kn:    the NN kernel, computing dᵀ = bᵀ·aᵀ (b is its MN-major A operand), the tile
+//            stored transposed;
+//   a_t:     the TT kernel (a is its MN-major A operand), stored as is;
+//   both:    not offered (NOT_SUPPORTED).
+// Operands as the forward's x and W (TMA: 16-byte aligned, row strides multiples of 16
+// bytes). bias (NT only; NULL: none): d[m, n] += bias[n], in the layer epilogue's float32
 // adds, so that x·Wᵀ + b comes out bitwise as the layer's kernel computes it.
 // for_dw: on the backward's dW main loop (sm90_state.dw_version), else the default one.
 extern "C++" lgh_status_t lgh_sm90_plain_product(struct lgh_context *ctx, const float *a, int64_t m, int64_t k,
-                                                 int64_t lda, const float *b, int64_t n, int64_t ldb, bool b_kn,
-                                                 const float *bias, float *d, int64_t ldd, bool for_dw, void *stream)
+                                                 int64_t lda, bool a_t, const float *b, int64_t n, int64_t ldb,
+                                                 bool b_kn, const float *bias, float *d, int64_t ldd, bool for_dw,
+                                                 void *stream)
 {
+    if (a_t && b_kn)
+        return lgh_set_error(ctx, LGH_STATUS_NOT_SUPPORTED, "sm90 plain product: a and b both MN-major");
+    const int op = b_kn ? LGH_SM90_OP_NN : a_t ? LGH_SM90_OP_TT : LGH_SM90_OP_NT;
     // The kernel's problem: its x is the tile's A operand (rows of the kernel's output),
     // its W the B operand (columns); for NN these are b and a, and the output is dᵀ.
     const int64_t km = b_kn ? n : m, kn = b_kn ? m : n;
@@ -774,7 +783,8 @@ extern "C++" lgh_status_t lgh_sm90_plain_product(struct lgh_context *ctx, const 
     q.a.x = b_kn ? b : a, q.a.ldx = b_kn ? ldb : lda;
     q.a.w = b_kn ? a : b, q.a.ldw = b_kn ? lda : ldb;
     q.a.y = d, q.a.ldy = ldd;
-    q.a.bias = bias != nullptr && !b_kn ? bias : d; // (d: not read by a plain product without bias)
+    const bool with_bias = bias != nullptr && op == LGH_SM90_OP_NT;
+    q.a.bias = with_bias ? bias : d; // (d: not read by a plain product without bias)
     q.a.gamma = q.a.beta = d;
     q.elem_bytes = 4;
     q.group_size = LGH_SM90_BN;
@@ -785,8 +795,7 @@ extern "C++" lgh_status_t lgh_sm90_plain_product(struct lgh_context *ctx, const 
     }
     const sm90_state *st = get_state(ctx);
     if (st == nullptr) return lgh_set_error(ctx, LGH_STATUS_ALLOC_FAILED, "sm90: out of host memory");
-    return run_launch(ctx, &q, nullptr, stream, bias != nullptr && !b_kn ? 2 : 1, nullptr,
-                      for_dw ? st->dw_version : 0, b_kn);
+    return run_launch(ctx, &q, nullptr, stream, with_bias ? 2 : 1, nullptr, for_dw ? st->dw_version : 0, op);
 }
 
 // Whether the backward's products run as NN products (no transposed copies of W and x):

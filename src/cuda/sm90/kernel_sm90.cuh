@@ -106,7 +106,7 @@ struct lgh_sm90_params {
     int plain;      // store the plain product x·Wᵀ into y as float32 (no norm): the backward's
                     // float32-accurate products (backward_sm90.cu), and split K's partial
                     // products (split > 1: K-split s writes y + s * split_stride); 2: plus the
-                    // bias (the backward's recomputed h; not with NN or split K)
+                    // bias (the backward's recomputed h; NT only, not with split K)
     int splits;     // parts K is split into: a work unit is (cluster tile, part); 1 = all of K
     int split_blocks; // K-blocks of every part: ceil(k_blocks / splits) (the last parts' blocks past K
                       // read zeros); from the parameter bank, so the loops hold no register for it
@@ -156,8 +156,11 @@ struct lgh_sm90_smem_x3 {
     lgh_epi_tile_params<LGH_SM90_BN> params[2];
 };
 
-// The 3xtf32 consumers' A fragment source: the layer's x (K-major), or NN's b (MN-major).
-template <bool NN> struct lgh_sm90_a_of { using type = lgh_sm90_a_kmajor; };
+// The plain products an instance computes (the kernel's OP, below).
+enum { LGH_SM90_OP_NT = 0, LGH_SM90_OP_NN = 1, LGH_SM90_OP_TT = 2 };
+
+// The 3xtf32 consumers' A fragment source: K-major (the layer's x), or MN-major (NN, TT).
+template <bool MN> struct lgh_sm90_a_of { using type = lgh_sm90_a_kmajor; };
 template <> struct lgh_sm90_a_of<true> { using type = lgh_sm90_a_mnmajor; };
 
 template <bool X3> struct lgh_sm90_smem_of { using type = lgh_sm90_smem; };
@@ -284,16 +287,20 @@ __device__ __forceinline__ void lgh_sm90_exchange_stats(lgh_sm90_exchange *x, lg
 // 2 bf16, 3 bf16 with W rounded to nearest); 0: the build's default (LGH_SM90_X3_VERSION).
 // Instances of versions 1 and 3 serve the backward's dW product, whose short reduction
 // leaves float32's own error small (backward_sm90.cu, LGH_SM90_DW_LOOP).
-// NN (with X3, plain mode only): the plain product d = a·b of a row-major a [M, K] and a
-// row-major b [K, N] (no operand transposed first), computed as its transpose dᵀ = bᵀ·aᵀ:
-// map_x is over b (the tile's A, MN-major: lgh_sm90_a_mnmajor, its rows are d's columns),
-// map_w over a (K-major, as W), p.m = N, p.n = M, and the tile is stored transposed into d.
-template <typename T, int GS, bool X3 = false, bool RNA = false, int X3V = 0, bool NN = false>
+// OP (with X3, plain mode only; LGH_SM90_OP_*): which plain product. The layer's is NT,
+// y = x·Wᵀ with both operands K-major. NN: d = a·b of a row-major a [M, K] and a row-major
+// b [K, N] (no operand transposed first), computed as its transpose dᵀ = bᵀ·aᵀ: map_x is
+// over b (the tile's A, MN-major: lgh_sm90_a_mnmajor, its rows are d's columns), map_w over
+// a (K-major, as W), p.m = N, p.n = M, and the tile is stored transposed into d. TT: d =
+// aᵀ·bᵀ of a row-major a [K, M] (MN-major, as NN's b) and b [N, K] (K-major), stored as is.
+template <typename T, int GS, bool X3 = false, bool RNA = false, int X3V = 0, int OP = LGH_SM90_OP_NT>
 __global__ void __launch_bounds__(LGH_SM90_THREADS, 1)
     lgh_sm90_kernel(const __grid_constant__ CUtensorMap map_x, const __grid_constant__ CUtensorMap map_w,
                     const lgh_sm90_params p)
 {
-    static_assert(!NN || X3, "the NN plain product runs on the 3xtf32 main loop");
+    static_assert(OP == LGH_SM90_OP_NT || X3, "NN and TT plain products run on the 3xtf32 main loop");
+    constexpr bool A_MN = OP != LGH_SM90_OP_NT;     // the tile's A from an MN-major matrix
+    constexpr bool STORE_T = OP == LGH_SM90_OP_NN;  // the tile stored transposed
     using smem_t = typename lgh_sm90_smem_of<X3>::type;
     extern __shared__ __align__(1024) uint8_t lgh_sm90_dyn_smem[];
     const uint32_t raw = lgh_smem_addr(lgh_sm90_dyn_smem);
@@ -342,7 +349,7 @@ __global__ void __launch_bounds__(LGH_SM90_THREADS, 1)
                         int mt, nt, split;
                         lgh_tile_coords(lgh_sm90_unit(p, u, &split), p.m_tiles, p.n_tiles, p.band, &mt, &nt);
                         const int kb0 = split * p.split_blocks;
-                        lgh_sm90_x3_produce_tile<NN>(&sm->ring, pos3, &map_x, &map_w, mt * LGH_SM90_BM,
+                        lgh_sm90_x3_produce_tile<A_MN>(&sm->ring, pos3, &map_x, &map_w, mt * LGH_SM90_BM,
                                                      nt * LGH_SM90_BN, kb0, kb0 + p.split_blocks, 1u, 0u);
                     }
                 } else {
@@ -350,7 +357,7 @@ __global__ void __launch_bounds__(LGH_SM90_THREADS, 1)
                         int mt, nt;
                         lgh_tile_coords(u >> p.cluster_shift, p.m_tiles, p.n_tiles, p.band, &mt, &nt);
                         const uint32_t rank = (uint32_t)u & ((1u << p.cluster_shift) - 1u);
-                        lgh_sm90_x3_produce_tile<NN>(&sm->ring, pos3, &map_x, &map_w, mt * LGH_SM90_BM,
+                        lgh_sm90_x3_produce_tile<A_MN>(&sm->ring, pos3, &map_x, &map_w, mt * LGH_SM90_BM,
                                                      ((nt << p.cluster_shift) + (int)rank) * LGH_SM90_BN, 0,
                                                      p.k_blocks, mc, rank);
                     }
@@ -445,21 +452,21 @@ __global__ void __launch_bounds__(LGH_SM90_THREADS, 1)
                 }
                 if constexpr (X3)
                     lgh_sm90_x3_consume_tile<X3V ? X3V : LGH_SM90_X3_VERSION,
-                                             typename lgh_sm90_a_of<NN>::type>(&sm->ring, pos3, lpos, acc, cw,
+                                             typename lgh_sm90_a_of<A_MN>::type>(&sm->ring, pos3, lpos, acc, cw,
                                                                               k_blocks, p.release);
                 else if constexpr (RNA) lgh_sm90_consume_tile_tf32_rna(&sm->ring, pos, acc, cw, k_blocks, p.release);
                 else lgh_sm90_consume_tile<T>(&sm->ring, pos, acc, cw, k_blocks, p.release);
-                if (NN || p.plain) { // every consumer thread takes this branch: no barrier is skipped by some only
+                if (A_MN || p.plain) { // every consumer thread takes this branch: no barrier is skipped by some only
                     int split;
                     tile_origin(lgh_sm90_unit(p, w, &split), j, &m0, &unit_n0, &c);
                     lgh_epi_args<float> pa = lgh_epi_args_of<float>(p);
                     pa.y += (int64_t)split * p.split_stride;
-                    if constexpr (X3 && !NN && GS == LGH_SM90_BN) { // (the backward asks it of these only)
+                    if constexpr (X3 && !A_MN && GS == LGH_SM90_BN) { // (the backward asks it of these only)
                         if (p.plain == 2)
                             lgh_epi_add_bias_global<32>(acc, static_cast<const float *>(p.bias),
                                                         unit_n0 + j * LGH_SM90_BN, p.n);
                     }
-                    if constexpr (NN) lgh_epi_store_transposed<32>(acc, pa, m0 + tile_row, unit_n0 + j * LGH_SM90_BN);
+                    if constexpr (STORE_T) lgh_epi_store_transposed<32>(acc, pa, m0 + tile_row, unit_n0 + j * LGH_SM90_BN);
                     else lgh_epi_store<32>(acc, pa, m0 + tile_row, unit_n0 + j * LGH_SM90_BN);
                     continue;
                 }

@@ -16,6 +16,8 @@ extern const void *const lgh_sm90_kernels_f32x3[LGH_SM90_GS_COUNT];
 // run only as plain products, the backward's dW (backward_sm90.cu).
 extern const void *const lgh_sm90_kernels_f32x3_version[4];
 
-// The NN plain products d = a·b (kernel_sm90.cuh, NN), by main-loop version (1 .. 3): the
-// backward's dx = dh·W and dW = dhᵀ·x without transposing W or x first.
+// The NN and TT plain products (kernel_sm90.cuh, OP), by main-loop version (1 .. 3): the
+// backward's dx = dh·W without transposing W (NN), dW = dhᵀ·x from one transposed copy, xᵀ
+// (TT: dh read across, dW stored as is).
 extern const void *const lgh_sm90_kernels_f32x3_nn[4];
+extern const void *const lgh_sm90_kernels_f32x3_tt[4];
