@@ -1,10 +1,10 @@
 // The sm90 GEMM main loop in 3xtf32: float32 accuracy on tf32 tensor cores, for the
 // persistent warp-specialised kernel in src/cuda/sm90/kernel_sm90.cuh (its X3 instances).
 //
-// version 1: three tf32 products per K-block (below). version 2 (LGH_SM90_X3_BF16, the
-// default): the two correction products in bf16, 27% faster at 1.0e-6 error instead of
-// 3e-7 (docs/PERF.md, "3xtf32 v2"); see "bf16 corrections" at lgh_sm90_x3_load_a_bf16.
-// version 3 (LGH_SM90_X3_W_RN=1, a build option): the splitters also round W to nearest
+// version 1: three tf32 products per K-block (below). version 2 (the default,
+// LGH_SM90_X3_VERSION): the two correction products in bf16, 27% faster at 1.0e-6 error
+// instead of 3e-7 (docs/PERF.md, "3xtf32 v2"); see "bf16 corrections" at
+// lgh_sm90_x3_load_a_bf16. version 3: the splitters also round W to nearest
 // tf32 in place: error 1.04e-6 -> 6.7e-7, 8% slower (docs/PERF.md, "3xtf32 v3"). The
 // backward's dW runs version 1 (kernel_sm90.cuh, X3V; backward_sm90.cu).
 // The text below describes version 1; versions 2 and 3 keep its ring, splitters and flush.
@@ -53,41 +53,20 @@
 #include "ptx/tma.cuh"
 #include "ptx/wgmma.cuh"
 
-// Variants (build-time; the defaults are the measured best, see docs/PERF.md):
-// FLUSH 1: per-K-block partial products in a register tile added with float32 adds (0: the
-// tensor core accumulates straight into acc: faster, but 130x less accurate on H100);
-// PART_N: columns of that tile (128 or 64); A_REGS 1: x_hi from registers for all three
-// products (0: from shared memory by descriptor for the two x_hi products).
-#ifndef LGH_SM90_X3_FLUSH
-#define LGH_SM90_X3_FLUSH 1
+// The version the kernel's instances run by default (1, 2 or 3 as described above; build
+// option LGH_SM90_X3_VERSION); the backward's dW product picks its own (kernel_sm90.cuh,
+// X3V). Measured and removed (docs/PERF.md, 3xtf32): accumulating straight into acc (no
+// flush: 10% faster, 130x less accurate), x_hi from shared memory by descriptor (~1%
+// slower than from registers), 64-column flush parts (equal to 128 within noise; the bf16
+// corrections take 128), unrolled splitters (spilled in the producer's registers).
+#ifndef LGH_SM90_X3_VERSION
+#define LGH_SM90_X3_VERSION 2
 #endif
-#ifndef LGH_SM90_X3_PART_N
-#define LGH_SM90_X3_PART_N 128
-#endif
-#ifndef LGH_SM90_X3_A_REGS
-#define LGH_SM90_X3_A_REGS 1
-#endif
-// BF16 1: the two correction products in bf16 (see "bf16 corrections" below); 0: in tf32.
-#ifndef LGH_SM90_X3_BF16
-#define LGH_SM90_X3_BF16 1
-#endif
-// W_RN 1 (with BF16): the splitters round W to nearest tf32 in place, so W_lo is at most
-// half a tf32 ulp instead of a whole one (version 3: 0.65x the error, 8% slower: the
-// extra 32 KB of shared-memory stores per K-block); 0: W_hi is the raw slot, W truncated
-// (version 2, the default).
-#ifndef LGH_SM90_X3_W_RN
-#define LGH_SM90_X3_W_RN 0
-#endif
-// The version the kernel's instances run by default (1, 2 or 3 as above); the backward's
-// dW product picks its own (kernel_sm90.cuh, X3V).
-#define LGH_SM90_X3_VERSION (LGH_SM90_X3_BF16 ? (LGH_SM90_X3_W_RN ? 3 : 2) : 1)
+#define LGH_SM90_X3_PART_N 128 // columns of a flushed part: the tile's 256 in two
 
 #define LGH_SM90_X3_STAGES 3
 #define LGH_SM90_X3_LO_BUFS 2
 #define LGH_SM90_X3_SPLITTERS 96 // warps 1-3 of the producer warpgroup
-#ifndef LGH_SM90_X3_SPLIT_UNROLL
-#define LGH_SM90_X3_SPLIT_UNROLL 1 // more spills in the producer's 24 registers
-#endif
 
 // Ring of x and W slots plus the W_lo buffers; at the 1024-byte-aligned start of dynamic
 // shared memory (every buffer is a multiple of 1024 bytes, as 128B swizzle needs).
@@ -158,7 +137,6 @@ __device__ __forceinline__ void lgh_sm90_x3_split_tile(lgh_sm90_ring3 *r, lgh_sm
 {
     constexpr int CHUNKS = LGH_SM90_B_BYTES / 16; // (the tf32-corrections split)
     (void)CHUNKS;
-    constexpr int UNROLL = LGH_SM90_X3_SPLIT_UNROLL;
     constexpr bool BF16 = V >= 2, W_RN = V == 3;
     for (int kb = 0; kb < k_blocks; ++kb) {
         lgh_mbar_wait(&r->full[pos.slot], pos.parity);
@@ -168,7 +146,7 @@ __device__ __forceinline__ void lgh_sm90_x3_split_tile(lgh_sm90_ring3 *r, lgh_sm
         if constexpr (BF16) {
         // Item i: W row n = i % 256, 8-column group g = i / 256 (so a warp's items are 32
         // rows of one group: conflict-free chunk reads and writes under the swizzle).
-#pragma unroll UNROLL
+#pragma unroll 1
         for (int i = t; i < 4 * LGH_SM90_BN; i += LGH_SM90_X3_SPLITTERS) {
             const uint32_t n = (uint32_t)i % LGH_SM90_BN, g = (uint32_t)i / LGH_SM90_BN, sw = n & 7u;
             float v[8];
@@ -200,7 +178,7 @@ __device__ __forceinline__ void lgh_sm90_x3_split_tile(lgh_sm90_ring3 *r, lgh_sm
             lgh_sts_b32x4(dst + n * 128 + (((4 + g) ^ sw) << 4), lo[0], lo[1], lo[2], lo[3]);
         }
         } else {
-#pragma unroll UNROLL
+#pragma unroll 1
         for (int i = t; i < CHUNKS; i += LGH_SM90_X3_SPLITTERS) {
             float v[4];
             lgh_lds_f32x4(src + 16 * i, v);
@@ -287,7 +265,7 @@ struct lgh_sm90_a_mnmajor {
 
 // The thread's A fragments of one K-block (4 k-steps of 8): for k-step s, registers
 // 4s .. 4s+3 hold the 4 elements of src.step(s), as tf32 hi and lo bits.
-template <bool WANT_HI, typename ASrc>
+template <typename ASrc>
 __device__ __forceinline__ void lgh_sm90_x3_load_a(const ASrc &src, uint32_t (&hi)[16], uint32_t (&lo)[16])
 {
 #pragma unroll
@@ -296,7 +274,7 @@ __device__ __forceinline__ void lgh_sm90_x3_load_a(const ASrc &src, uint32_t (&h
         src.step(s, v);
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
-            if (WANT_HI) hi[4 * s + e] = lgh_tf32_hi_bits(__float_as_uint(v[e]));
+            hi[4 * s + e] = lgh_tf32_hi_bits(__float_as_uint(v[e]));
             lo[4 * s + e] = lgh_tf32_lo_bits(v[e]);
         }
     }
@@ -332,110 +310,65 @@ __device__ __forceinline__ void lgh_sm90_x3_load_a_bf16(const ASrc &src, uint32_
     }
 }
 
-// The wgmma forms of one flushed part of PN columns (register tile of PN / 2 floats).
-template <int PN> struct lgh_sm90_x3_part;
-template <> struct lgh_sm90_x3_part<128> {
-    __device__ static void rs(float (&d)[64], const uint32_t (&a)[16], int s, uint64_t b, int acc)
-    {
-        lgh_wgmma_m64n128k8_tf32_rs(d, a[4 * s], a[4 * s + 1], a[4 * s + 2], a[4 * s + 3], b, acc);
-    }
-    __device__ static void ss(float (&d)[64], uint64_t a, uint64_t b, int acc) { lgh_wgmma_m64n128k8_tf32(d, a, b, acc); }
-};
-template <> struct lgh_sm90_x3_part<64> {
-    __device__ static void rs(float (&d)[32], const uint32_t (&a)[16], int s, uint64_t b, int acc)
-    {
-        lgh_wgmma_m64n64k8_tf32_rs(d, a[4 * s], a[4 * s + 1], a[4 * s + 2], a[4 * s + 3], b, acc);
-    }
-    __device__ static void ss(float (&d)[32], uint64_t a, uint64_t b, int acc) { lgh_wgmma_m64n64k8_tf32(d, a, b, acc); }
-};
-
 // Consumer warpgroup `wg` (0 or 1): acc = its 64 rows of the tile times W's 256 rows, in
-// 3xtf32, main-loop version V (2, 3: the corrections in bf16; 1: three tf32 products). On return every wgmma has completed and every slot and W_lo buffer it read has
-// been released.
+// 3xtf32, main-loop version V (2, 3: the corrections in bf16; 1: three tf32 products), A
+// from ASrc (lgh_sm90_a_kmajor or lgh_sm90_a_mnmajor). On return every wgmma has completed
+// and every slot and W_lo buffer it read has been released.
 template <int V = LGH_SM90_X3_VERSION, typename ASrc = lgh_sm90_a_kmajor>
 __device__ __forceinline__ void lgh_sm90_x3_consume_tile(lgh_sm90_ring3 *r, lgh_sm90_cyc<LGH_SM90_X3_STAGES> &pos,
                                                          lgh_sm90_cyc<LGH_SM90_X3_LO_BUFS> &lpos, float (&acc)[128],
                                                          int wg, int k_blocks, uint32_t release)
 {
     constexpr int STEP_BYTES = 8 * 4; // one k-step of 8 floats inside the 128-byte row
+    constexpr int PN = LGH_SM90_X3_PART_N, PREGS = PN / 2;
     const ASrc a_src = ASrc::at(0u, wg); // (offsets within a slot)
     constexpr bool BF16 = V >= 2; // (version 3 differs from 2 in the splitters only)
-    static_assert(!BF16 || (LGH_SM90_X3_FLUSH && LGH_SM90_X3_A_REGS && LGH_SM90_X3_PART_N == 128),
-                  "bf16 corrections: flushed 128-column parts, A from registers");
-    static_assert(ASrc::k_major || (LGH_SM90_X3_FLUSH && LGH_SM90_X3_A_REGS),
-                  "an MN-major A reaches the tensor cores from registers only");
-#if LGH_SM90_X3_FLUSH
-    constexpr int PN = LGH_SM90_X3_PART_N;
-    constexpr int PREGS = PN / 2;
-    using part = lgh_sm90_x3_part<PN>;
 #pragma unroll
     for (int i = 0; i < 128; ++i) acc[i] = 0.0f;
     float t[PREGS];
-#endif
     for (int kb = 0; kb < k_blocks; ++kb) {
         lgh_mbar_wait(&r->full[pos.slot], pos.parity);
         uint32_t hi[16], lo[16], xl[8], xh[8]; // (lo for tf32 corrections, xl and xh for bf16)
         const ASrc a_slot = a_src.moved(lgh_smem_addr(r->a[pos.slot]));
-        if constexpr (BF16) {
-            lgh_sm90_x3_load_a_bf16(a_slot, hi, xl, xh);
-        } else {
-            lgh_sm90_x3_load_a<!LGH_SM90_X3_FLUSH || LGH_SM90_X3_A_REGS>(a_slot, hi, lo);
-        }
+        if constexpr (BF16) lgh_sm90_x3_load_a_bf16(a_slot, hi, xl, xh);
+        else lgh_sm90_x3_load_a(a_slot, hi, lo);
         const uint32_t b_addr = lgh_smem_addr(r->b[pos.slot]);
         const uint32_t l_addr = lgh_smem_addr(r->lo[lpos.slot]);
         lgh_mbar_wait(&r->lo_full[lpos.slot], lpos.parity);
-#if !LGH_SM90_X3_FLUSH
-        lgh_wgmma_fence();
-#pragma unroll
-        for (int s = 0; s < 4; ++s) {
-            lgh_wgmma_m64n256k8_tf32_rs(acc, lo[4 * s], lo[4 * s + 1], lo[4 * s + 2], lo[4 * s + 3],
-                                        lgh_wgmma_desc_k128b(b_addr + s * STEP_BYTES), (kb | s) != 0);
-        }
-#pragma unroll
-        for (int s = 0; s < 4; ++s) {
-            lgh_wgmma_m64n256k8_tf32_rs(acc, hi[4 * s], hi[4 * s + 1], hi[4 * s + 2], hi[4 * s + 3],
-                                        lgh_wgmma_desc_k128b(l_addr + s * STEP_BYTES), 1);
-        }
-#pragma unroll
-        for (int s = 0; s < 4; ++s) {
-            lgh_wgmma_m64n256k8_tf32_rs(acc, hi[4 * s], hi[4 * s + 1], hi[4 * s + 2], hi[4 * s + 3],
-                                        lgh_wgmma_desc_k128b(b_addr + s * STEP_BYTES), 1);
-        }
-        lgh_wgmma_commit();
-        lgh_wgmma_wait<0>();
-#else
-        const uint32_t a_addr = lgh_smem_addr(r->a[pos.slot]) + wg * (64 * 128);
 #pragma unroll
         for (int q = 0; q < 256 / PN; ++q) {
             const uint32_t bq = b_addr + q * PN * 128; // PN rows of W, 128 bytes each
             const uint32_t lq = l_addr + q * PN * 128;
             lgh_wgmma_fence();
             if constexpr (BF16) {
-            // The corrections (x - hi) . W and hi . W_lo: one K = 64 bf16 product, 32-byte k16 steps.
+                // The corrections (x - hi) . W and hi . W_lo: one K = 64 bf16 product, 32-byte k16 steps.
 #pragma unroll
-            for (int s = 0; s < 2; ++s) {
-                lgh_wgmma_m64n128k16_bf16_rs(t, xl[4 * s], xl[4 * s + 1], xl[4 * s + 2], xl[4 * s + 3],
-                                             lgh_wgmma_desc_k128b(lq + 32 * s), s != 0);
+                for (int s = 0; s < 2; ++s) {
+                    lgh_wgmma_m64n128k16_bf16_rs(t, xl[4 * s], xl[4 * s + 1], xl[4 * s + 2], xl[4 * s + 3],
+                                                 lgh_wgmma_desc_k128b(lq + 32 * s), s != 0);
+                }
+#pragma unroll
+                for (int s = 0; s < 2; ++s) {
+                    lgh_wgmma_m64n128k16_bf16_rs(t, xh[4 * s], xh[4 * s + 1], xh[4 * s + 2], xh[4 * s + 3],
+                                                 lgh_wgmma_desc_k128b(lq + 64 + 32 * s), 1);
+                }
+            } else { // x_lo . W_hi and x_hi . W_lo in tf32
+#pragma unroll
+                for (int s = 0; s < 4; ++s) {
+                    lgh_wgmma_m64n128k8_tf32_rs(t, lo[4 * s], lo[4 * s + 1], lo[4 * s + 2], lo[4 * s + 3],
+                                                lgh_wgmma_desc_k128b(bq + s * STEP_BYTES), s != 0);
+                }
+#pragma unroll
+                for (int s = 0; s < 4; ++s) {
+                    lgh_wgmma_m64n128k8_tf32_rs(t, hi[4 * s], hi[4 * s + 1], hi[4 * s + 2], hi[4 * s + 3],
+                                                lgh_wgmma_desc_k128b(lq + s * STEP_BYTES), 1);
+                }
             }
-#pragma unroll
-            for (int s = 0; s < 2; ++s) {
-                lgh_wgmma_m64n128k16_bf16_rs(t, xh[4 * s], xh[4 * s + 1], xh[4 * s + 2], xh[4 * s + 3],
-                                             lgh_wgmma_desc_k128b(lq + 64 + 32 * s), 1);
-            }
-            (void)a_addr;
-            } else {
-#pragma unroll
-            for (int s = 0; s < 4; ++s) part::rs(t, lo, s, lgh_wgmma_desc_k128b(bq + s * STEP_BYTES), s != 0);
+            // x_hi . W_hi
 #pragma unroll
             for (int s = 0; s < 4; ++s) {
-                if (LGH_SM90_X3_A_REGS) part::rs(t, hi, s, lgh_wgmma_desc_k128b(lq + s * STEP_BYTES), 1);
-                else part::ss(t, lgh_wgmma_desc_k128b(a_addr + s * STEP_BYTES), lgh_wgmma_desc_k128b(lq + s * STEP_BYTES), 1);
-            }
-            }
-#pragma unroll
-            for (int s = 0; s < 4; ++s) {
-                if (LGH_SM90_X3_A_REGS) part::rs(t, hi, s, lgh_wgmma_desc_k128b(bq + s * STEP_BYTES), 1);
-                else part::ss(t, lgh_wgmma_desc_k128b(a_addr + s * STEP_BYTES), lgh_wgmma_desc_k128b(bq + s * STEP_BYTES), 1);
+                lgh_wgmma_m64n128k8_tf32_rs(t, hi[4 * s], hi[4 * s + 1], hi[4 * s + 2], hi[4 * s + 3],
+                                            lgh_wgmma_desc_k128b(bq + s * STEP_BYTES), 1);
             }
             lgh_wgmma_commit();
             lgh_wgmma_wait<0>();
@@ -443,7 +376,6 @@ __device__ __forceinline__ void lgh_sm90_x3_consume_tile(lgh_sm90_ring3 *r, lgh_
 #pragma unroll
             for (int i = 0; i < PREGS; ++i) acc[PREGS * q + i] += t[i];
         }
-#endif
         lgh_sm90_x3_release(r, pos.slot, lpos.slot, release);
         pos.advance();
         lpos.advance();
