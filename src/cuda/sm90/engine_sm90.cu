@@ -17,19 +17,18 @@
 #include "sm90/kernels.h"
 #include "sm90/tensor_map.h"
 
-// Whether CTAs of a cluster along N share the x tile by TMA multicast (and a cluster of 2
-// is formed for that alone when the group fits one tile). 0 builds the variant without.
+// Whether CTAs of a cluster along N (a hardware cluster for a group's statistics) share the
+// x tile by TMA multicast. 0 builds the variant without.
 #ifndef LGH_SM90_MULTICAST
 #define LGH_SM90_MULTICAST 1
 #endif
-// Clusters formed for multicast alone (not for a group's statistics): CTAs along N sharing
-// x, along M sharing W. Measured on the H100 (docs/PERF.md, v3): plain CTAs ran faster than
-// either, so both default to 1. LGH_SM90_CLUSTER_N / LGH_SM90_CLUSTER_M = 1|2 override them,
-// and LGH_SM90_WIDE = unit|cluster|global the way groups wider than a tile are done, for
-// measuring (read once, at the context's first sm90 call).
-#ifndef LGH_SM90_CLUSTER_N_DEFAULT
-#define LGH_SM90_CLUSTER_N_DEFAULT 1
-#endif
+// Clusters formed for multicast alone (not for a group's statistics): CTAs along M sharing
+// W. Measured on the H100 (docs/PERF.md, v3 and "Clusters for multicast alone, across M"):
+// level with plain CTAs (within noise; -3% once at M = 16384), so off by default;
+// LGH_SM90_CLUSTER_M = 1|2 overrides it, and LGH_SM90_WIDE = unit|cluster|global the way
+// groups wider than a tile are done, for measuring (read once, at the context's first sm90
+// call). A cluster of 2 along N sharing x, formed for that alone, lost 4-9% at every size
+// measured and was removed.
 #ifndef LGH_SM90_CLUSTER_M_DEFAULT
 #define LGH_SM90_CLUSTER_M_DEFAULT 1
 #endif
@@ -53,7 +52,6 @@ struct sm90_state {
                                                       // on transposed copies (NT only), for measuring
     int max_clusters[2][LGH_SM90_MAX_CLUSTER + 1];    // by X3, cluster size; 0 = not asked yet
     int cluster_m;                                    // CTAs along M wanted (1 or 2)
-    int cluster_n;                                    // CTAs along N wanted for x multicast (1 or 2)
     int wide;                                         // WIDE_AUTO, _UNIT, _CLUSTER or _GLOBAL
     bool x_multicast;                                 // share x over a cluster row when there is one
     bool tf32_rna;                                    // tf32: x rounded to nearest (LGH_FAMILY_F32_RNA)
@@ -140,8 +138,7 @@ layout layout_of(const lgh_problem_t *p, const sm90_state *st)
     // Clusters formed only for multicast are dropped once a cluster launch was refused.
     const bool mc = LGH_SM90_MULTICAST && !st->cluster_refused;
     l.x_mc = mc && st->x_multicast && !l.global;
-    l.cn = l.group_ctas > 1 ? l.group_ctas
-                            : (mc && st->cluster_n > 1 && p->a.n > (int64_t)LGH_SM90_BN * span ? 2 : 1);
+    l.cn = l.group_ctas; // (no cluster along N for x multicast alone: it lost, see the top)
     // (The 3xtf32 producer has W multicast compiled out.)
     l.cm = mc && st->cluster_m > 1 && !l.global && lgh_family_of(&p->a) != LGH_FAMILY_F32X3 && p->a.m > LGH_SM90_BM &&
                    l.cn * 2 <= LGH_SM90_MAX_CLUSTER
@@ -253,8 +250,6 @@ sm90_state *get_state(struct lgh_context *ctx)
         if (st == nullptr) return nullptr;
         const char *env = getenv("LGH_SM90_CLUSTER_M");
         st->cluster_m = env != nullptr && (env[0] == '1' || env[0] == '2') ? env[0] - '0' : LGH_SM90_CLUSTER_M_DEFAULT;
-        env = getenv("LGH_SM90_CLUSTER_N");
-        st->cluster_n = env != nullptr && (env[0] == '1' || env[0] == '2') ? env[0] - '0' : LGH_SM90_CLUSTER_N_DEFAULT;
         env = getenv("LGH_SM90_TF32_RNA");
         st->tf32_rna = env == nullptr || env[0] != '0';
         env = getenv("LGH_SM90_XMC");
