@@ -32,12 +32,9 @@
 #include "core/engine.h"
 #include "cublaslt/backward_cublaslt.h"
 #include "sm90/kernel_sm90.cuh"
+#include "sm90/plain_product.h"
 #include "util/transpose.h"
 
-lgh_status_t lgh_sm90_plain_product(struct lgh_context *ctx, const float *a, int64_t m, int64_t k, int64_t lda,
-                                    bool a_t, const float *b, int64_t n, int64_t ldb, bool b_kn, const float *bias,
-                                    float *d, int64_t ldd, bool for_dw, void *stream);
-bool lgh_sm90_bwd_nn(struct lgh_context *ctx);
 
 namespace {
 
@@ -50,23 +47,23 @@ bool accurate(const lgh_bwd_problem_t *p)
     return p->f.a.dtype == LGH_DTYPE_FLOAT32 && p->f.a.math == LGH_MATH_3XTF32;
 }
 
-// Whether the products run as NN products: unless asked otherwise, where TMA can read W and
-// x as they are (16-byte aligned, row strides multiples of 16 bytes); else on transposed
-// copies, which the transpose kernel makes TMA-ready.
-bool use_nn(struct lgh_context *ctx, const lgh_bwd_problem_t *p)
+// Whether the products run in the direct forms (dx NN, dW TT): unless asked otherwise, where
+// TMA can read W and x as they are (16-byte aligned, row strides multiples of 16 bytes);
+// else on transposed copies, which the transpose kernel makes TMA-ready.
+bool use_direct(struct lgh_context *ctx, const lgh_bwd_problem_t *p)
 {
     const lgh_args_t *a = &p->f.a;
-    return lgh_sm90_bwd_nn(ctx) && (uintptr_t)a->w % 16 == 0 && a->ldw % 4 == 0 && (uintptr_t)a->x % 16 == 0 &&
+    return lgh_sm90_bwd_direct(ctx) && (uintptr_t)a->w % 16 == 0 && a->ldw % 4 == 0 && (uintptr_t)a->x % 16 == 0 &&
            a->ldx % 4 == 0;
 }
 
 size_t scratch_bytes(struct lgh_context *ctx, const lgh_bwd_problem_t *p)
 {
     const lgh_args_t *a = &p->f.a;
-    const bool nn = use_nn(ctx, p);
+    const bool direct = use_direct(ctx, p);
     size_t s = 0;
-    if (p->dx && !nn) s += aligned((size_t)a->k * (size_t)a->n * 4);              // Wᵀ
-    if (p->dw && !nn) s += aligned((size_t)a->n * (size_t)a->m * 4);                // dhᵀ
+    if (p->dx && !direct) s += aligned((size_t)a->k * (size_t)a->n * 4);          // Wᵀ
+    if (p->dw && !direct) s += aligned((size_t)a->n * (size_t)a->m * 4);            // dhᵀ
     if (p->dw) s += aligned((size_t)a->k * (size_t)a->m * 4);                       // xᵀ
     return s;
 }
@@ -87,41 +84,41 @@ lgh_status_t products(struct lgh_context *ctx, const lgh_bwd_problem_t *p, const
     const lgh_args_t *a = &p->f.a;
     const float *dh = static_cast<const float *>(dh_);
     const float *w = static_cast<const float *>(a->w), *x = static_cast<const float *>(a->x);
-    const bool nn = use_nn(ctx, p);
+    const bool direct = use_direct(ctx, p);
     char *at = static_cast<char *>(scratch);
     lgh_status_t st;
-    if (p->dx) {
-        float *dx = static_cast<float *>(p->dx);
-        if (nn) { // dx[m, k] = dh[m, n]·W[n, k]  (NN)
-            st = lgh_sm90_plain_product(ctx, dh, a->m, a->n, a->n, false, w, a->k, a->ldw, true, nullptr, dx,
-                                        p->lddx, false, stream);
-        } else { // dx[m, k] = dh[m, n]·(Wᵀ[k, n])ᵀ
+    if (p->dx) { // dx[m, k] = dh[m, n]·W[n, k]
+        lgh_sm90_product q = {};
+        q.m = a->m, q.n = a->k, q.k = a->n;
+        q.a = dh, q.lda = a->n;
+        q.d = static_cast<float *>(p->dx), q.ldd = p->lddx;
+        if (direct) { // NN: W as it is
+            q.b = w, q.ldb = a->ldw, q.b_kn = true;
+        } else { // W transposed first
             float *wt = reinterpret_cast<float *>(at);
             at += aligned((size_t)a->k * (size_t)a->n * 4);
             if ((st = transposed(ctx, w, a->n, a->k, a->ldw, wt, "W", stream)) != LGH_STATUS_SUCCESS) return st;
-            st = lgh_sm90_plain_product(ctx, dh, a->m, a->n, a->n, false, wt, a->k, a->n, false, nullptr, dx,
-                                        p->lddx, false, stream);
+            q.b = wt, q.ldb = a->n;
         }
-        if (st != LGH_STATUS_SUCCESS) return st;
+        if ((st = lgh_sm90_plain_product(ctx, q, stream)) != LGH_STATUS_SUCCESS) return st;
     }
-    if (p->dw) {
-        float *dw = static_cast<float *>(p->dw);
-        float *dht = nullptr;
-        if (!nn) {
-            dht = reinterpret_cast<float *>(at);
+    if (p->dw) { // dW[n, k] = dh[m, n]ᵀ·x[m, k]; b is xᵀ[k, m] either way
+        lgh_sm90_product q = {};
+        q.m = a->n, q.n = a->k, q.k = a->m;
+        q.d = static_cast<float *>(p->dw), q.ldd = p->lddw;
+        q.for_dw = true;
+        if (direct) { // TT: dh read across
+            q.a = dh, q.lda = a->n, q.a_t = true;
+        } else { // dh transposed first
+            float *dht = reinterpret_cast<float *>(at);
             at += aligned((size_t)a->n * (size_t)a->m * 4);
             if ((st = transposed(ctx, dh, a->m, a->n, a->n, dht, "dh", stream)) != LGH_STATUS_SUCCESS) return st;
+            q.a = dht, q.lda = a->m;
         }
         float *xt = reinterpret_cast<float *>(at);
         if ((st = transposed(ctx, x, a->m, a->k, a->ldx, xt, "x", stream)) != LGH_STATUS_SUCCESS) return st;
-        if (nn) { // dW[n, k] = (dh[m, n])ᵀ·(xᵀ[k, m])ᵀ  (TT: dh read across)
-            st = lgh_sm90_plain_product(ctx, dh, a->n, a->m, a->n, true, xt, a->k, a->m, false, nullptr, dw, p->lddw,
-                                        true, stream);
-        } else { // dW[n, k] = dhᵀ[n, m]·(xᵀ[k, m])ᵀ
-            st = lgh_sm90_plain_product(ctx, dht, a->n, a->m, a->m, false, xt, a->k, a->m, false, nullptr, dw,
-                                        p->lddw, true, stream);
-        }
-        if (st != LGH_STATUS_SUCCESS) return st;
+        q.b = xt, q.ldb = a->m;
+        if ((st = lgh_sm90_plain_product(ctx, q, stream)) != LGH_STATUS_SUCCESS) return st;
     }
     return LGH_STATUS_SUCCESS;
 }
@@ -137,9 +134,13 @@ lgh_status_t recompute_h(struct lgh_context *ctx, const lgh_bwd_problem_t *p, vo
     if ((uintptr_t)a->w % 16 != 0 || a->ldw % 4 != 0 || (uintptr_t)a->x % 16 != 0 || a->ldx % 4 != 0 ||
         (uintptr_t)h % 8 != 0 || ldh % 2 != 0 || a->bias == nullptr || (uintptr_t)a->bias % 4 != 0)
         return LGH_STATUS_NOT_SUPPORTED;
-    return lgh_sm90_plain_product(ctx, static_cast<const float *>(a->x), a->m, a->k, a->ldx, false,
-                                  static_cast<const float *>(a->w), a->n, a->ldw, false,
-                                  static_cast<const float *>(a->bias), static_cast<float *>(h), ldh, false, stream);
+    lgh_sm90_product q = {};
+    q.m = a->m, q.n = a->n, q.k = a->k;
+    q.a = static_cast<const float *>(a->x), q.lda = a->ldx;
+    q.b = static_cast<const float *>(a->w), q.ldb = a->ldw;
+    q.bias = static_cast<const float *>(a->bias);
+    q.d = static_cast<float *>(h), q.ldd = ldh;
+    return lgh_sm90_plain_product(ctx, q, stream);
 }
 
 const lgh_bwd_products_t kProducts = {scratch_bytes, products, recompute_h};
@@ -156,7 +157,7 @@ extern "C" lgh_status_t lgh_sm90_bwd_can_implement(struct lgh_context *ctx, cons
         snprintf(why, len, "the sm90 kernel needs compute capability 9.0");
         return LGH_STATUS_NOT_SUPPORTED;
     }
-    if ((p->dx || p->dw) && !use_nn(ctx, p) && a->k % LGH_SM90_BN != 0) {
+    if ((p->dx || p->dw) && !use_direct(ctx, p) && a->k % LGH_SM90_BN != 0) {
         snprintf(why, len, "3xtf32 products on transposed copies (x or W not 16-byte aligned with row strides of "
                            "16-byte multiples, or LGH_SM90_BWD_TRANSPOSE=1): K=%lld is not a multiple of %d",
                  (long long)a->k, LGH_SM90_BN);

@@ -15,6 +15,7 @@
 #include "kernel_facts.h"
 #include "sm90/kernel_sm90.cuh"
 #include "sm90/kernels.h"
+#include "sm90/plain_product.h"
 #include "sm90/tensor_map.h"
 
 // Whether CTAs of a cluster along N (a hardware cluster for a group's statistics) share the
@@ -748,24 +749,11 @@ extern "C" const lgh_engine_ops_t lgh_engine_sm90 = {
     false,
 };
 
-// A plain float32-accurate product on the 3xtf32 kernel (for the backward,
-// backward_sm90.cu), row-major float32 operands, d[m, n] = op(a)·op(b) where
-//   a: [m, k], or (a_t) [k, m] stored, read across;   b: [n, k], or (b_kn) [k, n] stored.
-//   neither: the layer's launch (NT), groups of one tile width and no statistics exchange,
-//            the epilogue replaced by a plain store;
-//   b_kn:    the NN kernel, computing dᵀ = bᵀ·aᵀ (b is its MN-major A operand), the tile
-//            stored transposed;
-//   a_t:     the TT kernel (a is its MN-major A operand), stored as is;
-//   both:    not offered (NOT_SUPPORTED).
-// Operands as the forward's x and W (TMA: 16-byte aligned, row strides multiples of 16
-// bytes). bias (NT only; NULL: none): d[m, n] += bias[n], in the layer epilogue's float32
-// adds, so that x·Wᵀ + b comes out bitwise as the layer's kernel computes it.
-// for_dw: on the backward's dW main loop (sm90_state.dw_version), else the default one.
-extern "C++" lgh_status_t lgh_sm90_plain_product(struct lgh_context *ctx, const float *a, int64_t m, int64_t k,
-                                                 int64_t lda, bool a_t, const float *b, int64_t n, int64_t ldb,
-                                                 bool b_kn, const float *bias, float *d, int64_t ldd, bool for_dw,
-                                                 void *stream)
+// The plain products (plain_product.h).
+lgh_status_t lgh_sm90_plain_product(struct lgh_context *ctx, const lgh_sm90_product &pp, void *stream)
 {
+    const bool a_t = pp.a_t, b_kn = pp.b_kn;
+    const int64_t m = pp.m, n = pp.n, k = pp.k;
     if (a_t && b_kn)
         return lgh_set_error(ctx, LGH_STATUS_NOT_SUPPORTED, "sm90 plain product: a and b both MN-major");
     const int op = b_kn ? LGH_SM90_OP_NN : a_t ? LGH_SM90_OP_TT : LGH_SM90_OP_NT;
@@ -775,12 +763,12 @@ extern "C++" lgh_status_t lgh_sm90_plain_product(struct lgh_context *ctx, const 
     lgh_problem_t q = {};
     lgh_args_init(&q.a, km, k, kn, (kn + LGH_SM90_BN - 1) / LGH_SM90_BN); // (groups: unused by plain mode)
     q.a.math = LGH_MATH_3XTF32;
-    q.a.x = b_kn ? b : a, q.a.ldx = b_kn ? ldb : lda;
-    q.a.w = b_kn ? a : b, q.a.ldw = b_kn ? lda : ldb;
-    q.a.y = d, q.a.ldy = ldd;
-    const bool with_bias = bias != nullptr && op == LGH_SM90_OP_NT;
-    q.a.bias = with_bias ? bias : d; // (d: not read by a plain product without bias)
-    q.a.gamma = q.a.beta = d;
+    q.a.x = b_kn ? pp.b : pp.a, q.a.ldx = b_kn ? pp.ldb : pp.lda;
+    q.a.w = b_kn ? pp.a : pp.b, q.a.ldw = b_kn ? pp.lda : pp.ldb;
+    q.a.y = pp.d, q.a.ldy = pp.ldd;
+    const bool with_bias = pp.bias != nullptr && op == LGH_SM90_OP_NT;
+    q.a.bias = with_bias ? static_cast<const void *>(pp.bias) : pp.d; // (d: not read without a bias)
+    q.a.gamma = q.a.beta = pp.d;
     q.elem_bytes = 4;
     q.group_size = LGH_SM90_BN;
     char why[256];
@@ -790,12 +778,10 @@ extern "C++" lgh_status_t lgh_sm90_plain_product(struct lgh_context *ctx, const 
     }
     const sm90_state *st = get_state(ctx);
     if (st == nullptr) return lgh_set_error(ctx, LGH_STATUS_ALLOC_FAILED, "sm90: out of host memory");
-    return run_launch(ctx, &q, nullptr, stream, with_bias ? 2 : 1, nullptr, for_dw ? st->dw_version : 0, op);
+    return run_launch(ctx, &q, nullptr, stream, with_bias ? 2 : 1, nullptr, pp.for_dw ? st->dw_version : 0, op);
 }
 
-// Whether the backward's products run as NN products (no transposed copies of W and x):
-// the default; LGH_SM90_BWD_TRANSPOSE=1 asks the transposing way, for measuring.
-extern "C++" bool lgh_sm90_bwd_nn(struct lgh_context *ctx)
+bool lgh_sm90_bwd_direct(struct lgh_context *ctx)
 {
     const sm90_state *st = get_state(ctx);
     return st == nullptr || !st->bwd_transpose;
