@@ -61,7 +61,7 @@ step_forced() { # the whole matrix with the engine forced through LGH_ENGINE, an
     note "forced sm90 (exit $?): $(tail -n 1 "$checks")"
     # (a variant may set several variables, joined by commas)
     for v in LGH_SM90_WIDE=unit LGH_SM90_WIDE=cluster LGH_SM90_WIDE=cluster,LGH_SM90_XMC=0 \
-        LGH_SM90_CLUSTER_M=2 LGH_SM90_TF32_RNA=0 LGH_SM90_REFUSE_COOPERATIVE=1 LGH_SM90_SPLITS=1 LGH_SM90_SPLITS=3; do
+        LGH_SM90_CLUSTER_M=2 LGH_SM90_REFUSE_COOPERATIVE=1 LGH_SM90_SPLITS=1 LGH_SM90_SPLITS=3; do
         echo "== $v test_matrix --engine sm90" >> "$checks"
         env ${v//,/ } timeout 40 build/tests/test_matrix --engine sm90 >> "$checks" 2>&1
         note "sm90 $v (exit $?): $(tail -n 1 "$checks")"

@@ -14,19 +14,15 @@
 
 // Kernel families: the element type and math one kernel table of an engine serves, the
 // same index and order in both engines. float32 data in tf32, bfloat16 and float16 come
-// first, in lgh_dtype_t's order; then float32 data in 3xtf32; then (sm90 only) float32
-// data in tf32 with x rounded to nearest in registers instead of truncated by the tensor
-// core. The sm80 engine has the first four.
+// first, in lgh_dtype_t's order; then float32 data in 3xtf32.
 enum {
     LGH_FAMILY_F32 = LGH_DTYPE_FLOAT32,
     LGH_FAMILY_BF16 = LGH_DTYPE_BFLOAT16,
     LGH_FAMILY_F16 = LGH_DTYPE_FLOAT16,
     LGH_FAMILY_F32X3,
-    LGH_FAMILY_F32_RNA,
 };
 
-// The family of a problem's data and math (float32 data in tf32: LGH_FAMILY_F32, which the
-// sm90 engine turns into LGH_FAMILY_F32_RNA unless told otherwise).
+// The family of a problem's data and math.
 static inline int lgh_family_of(const lgh_args_t *a)
 {
     return a->dtype == LGH_DTYPE_FLOAT32 && a->math == LGH_MATH_3XTF32 ? LGH_FAMILY_F32X3 : (int)a->dtype;

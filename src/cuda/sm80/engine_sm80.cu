@@ -39,7 +39,7 @@ namespace {
 
 const char *const kEngine = "sm80";
 
-// Kernel tables by family (engine_util.h: element type and math); sm80 has no RNA family.
+// Kernel tables by family (engine_util.h: element type and math).
 const int FAMILIES = LGH_FAMILY_F32X3 + 1;
 
 const void *const (*const kTables[FAMILIES])[LGH_SM80_GS_COUNT] = {

@@ -38,10 +38,9 @@ namespace {
 
 const char *const kEngine = "sm90";
 
-// Kernel tables by family (engine_util.h), all five: float32 data in tf32 runs as
-// LGH_FAMILY_F32_RNA, x rounded to nearest (LGH_SM90_TF32_RNA=0 in the environment selects
-// LGH_FAMILY_F32, x truncated by the tensor core, for measuring).
-const int FAMILIES = LGH_FAMILY_F32_RNA + 1;
+// Kernel tables by family (engine_util.h); float32 data in tf32 runs with x rounded to
+// nearest tf32 in registers (kernels_f32.cu).
+const int FAMILIES = LGH_FAMILY_F32X3 + 1;
 
 struct sm90_state {
     void *encoder;                                    // cuTensorMapEncodeTiled
@@ -55,7 +54,6 @@ struct sm90_state {
     int cluster_m;                                    // CTAs along M wanted (1 or 2)
     int wide;                                         // WIDE_AUTO, _UNIT, _CLUSTER or _GLOBAL
     bool x_multicast;                                 // share x over a cluster row when there is one
-    bool tf32_rna;                                    // tf32: x rounded to nearest (LGH_FAMILY_F32_RNA)
     // Launch fallbacks (run_launch): a cooperative launch (software clusters) or a cluster
     // launch the device refused once — MPS with an SM limit, a green context — is not
     // tried again on this context; wide groups then take the next way down.
@@ -74,22 +72,20 @@ enum { WIDE_AUTO, WIDE_UNIT, WIDE_CLUSTER, WIDE_GLOBAL };
 
 const void *const *kernel_table(int f)
 {
-    return f == LGH_FAMILY_F32     ? lgh_sm90_kernels_f32
-           : f == LGH_FAMILY_BF16  ? lgh_sm90_kernels_bf16
-           : f == LGH_FAMILY_F16   ? lgh_sm90_kernels_f16
-           : f == LGH_FAMILY_F32X3 ? lgh_sm90_kernels_f32x3
-                                   : lgh_sm90_kernels_f32_rna;
+    return f == LGH_FAMILY_F32    ? lgh_sm90_kernels_f32
+           : f == LGH_FAMILY_BF16 ? lgh_sm90_kernels_bf16
+           : f == LGH_FAMILY_F16  ? lgh_sm90_kernels_f16
+                                  : lgh_sm90_kernels_f32x3;
 }
 
 int smem_bytes(int f) { return f == LGH_FAMILY_F32X3 ? LGH_SM90_SMEM_BYTES_X3 : LGH_SM90_SMEM_BYTES; }
 
 const char *family_tag(int f)
 {
-    return f == LGH_FAMILY_F32     ? "f32 tf32 (x truncated)"
-           : f == LGH_FAMILY_BF16  ? "bf16"
-           : f == LGH_FAMILY_F16   ? "f16"
-           : f == LGH_FAMILY_F32X3 ? "f32 3xtf32"
-                                   : "f32 tf32";
+    return f == LGH_FAMILY_F32    ? "f32 tf32"
+           : f == LGH_FAMILY_BF16 ? "bf16"
+           : f == LGH_FAMILY_F16  ? "f16"
+                                  : "f32 3xtf32";
 }
 
 // How a problem maps onto the kernel: the group's channels inside one CTA tile, how a
@@ -251,8 +247,6 @@ sm90_state *get_state(struct lgh_context *ctx)
         if (st == nullptr) return nullptr;
         const char *env = getenv("LGH_SM90_CLUSTER_M");
         st->cluster_m = env != nullptr && (env[0] == '1' || env[0] == '2') ? env[0] - '0' : LGH_SM90_CLUSTER_M_DEFAULT;
-        env = getenv("LGH_SM90_TF32_RNA");
-        st->tf32_rna = env == nullptr || env[0] != '0';
         env = getenv("LGH_SM90_XMC");
         st->x_multicast = env == nullptr || env[0] != '0';
         env = getenv("LGH_SM90_REFUSE_COOPERATIVE");
@@ -464,7 +458,7 @@ static launch_plan plan_launch(const lgh_problem_t *p, const sm90_state *st, con
     lp.cluster = lp.l.global ? 1 : lp.l.cn * lp.l.cm;
     lp.x_mc = lp.l.x_mc ? lp.l.cn : 1;
     lp.bk = a->dtype == LGH_DTYPE_FLOAT32 ? lgh_sm90_mma<float>::BK : lgh_sm90_mma<__half>::BK;
-    lp.family = lgh_family_of(a) == LGH_FAMILY_F32 && st->tf32_rna ? LGH_FAMILY_F32_RNA : lgh_family_of(a);
+    lp.family = lgh_family_of(a);
     lp.x3 = lp.family == LGH_FAMILY_F32X3;
     lp.smem = smem_bytes(lp.family);
     lp.gi = lgh_log2_int(lp.l.gs_tile);

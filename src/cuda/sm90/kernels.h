@@ -6,8 +6,7 @@
 
 #define LGH_SM90_GS_COUNT 9 // 1 .. 256
 
-extern const void *const lgh_sm90_kernels_f32[LGH_SM90_GS_COUNT];
-extern const void *const lgh_sm90_kernels_f32_rna[LGH_SM90_GS_COUNT]; // tf32, x rounded to nearest
+extern const void *const lgh_sm90_kernels_f32[LGH_SM90_GS_COUNT]; // tf32, x rounded to nearest
 extern const void *const lgh_sm90_kernels_bf16[LGH_SM90_GS_COUNT];
 extern const void *const lgh_sm90_kernels_f16[LGH_SM90_GS_COUNT];
 extern const void *const lgh_sm90_kernels_f32x3[LGH_SM90_GS_COUNT];
