@@ -210,7 +210,6 @@ __device__ __forceinline__ void lgh_sm90_x3_release(lgh_sm90_ring3 *r, int slot,
 // K-major (the layer, x·Wᵀ): the slot holds the tile's 128 rows of 32 floats, as TMA
 // writes a row-major x (lgh_sm90_a_frag_addr).
 struct lgh_sm90_a_kmajor {
-    static constexpr bool k_major = true;
     uint32_t row_addr, sw;
     __device__ __forceinline__ static lgh_sm90_a_kmajor at(uint32_t slot, int wg)
     {
@@ -237,7 +236,6 @@ struct lgh_sm90_a_kmajor {
 // in registers after. k-step s is 8 rows (1024 bytes) on from k-step 0, with the same
 // swizzle: the thread's 4 addresses are 2 bases, + 1024 s, and each ^ 32 for row r + 8.
 struct lgh_sm90_a_mnmajor {
-    static constexpr bool k_major = false;
     uint32_t base0, base1; // the thread's first / second load of a k-step (row r), slot included
     bool odd;              // q odd: those loads hold columns q + 4 and q
     __device__ __forceinline__ static lgh_sm90_a_mnmajor at(uint32_t slot, int wg)
