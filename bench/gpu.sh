@@ -203,10 +203,16 @@ step_mps() { # the sm90 engine under MPS with half the SMs: its cooperative laun
     echo quit | nvidia-cuda-mps-control >> "$checks" 2>&1
     unset CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY
 }
-step_profile() {
-    echo "== lgh profile (reference problem)" >> "$checks"
-    timeout 60 build/lgh profile >> "$checks" 2>&1
-    note "profile: exit $?"
+step_profile() { # the reference problem under Nsight Compute: sm90 and cublaslt, tf32 and bf16,
+    # with the tensor pipe, L2 and stall metrics of PROFILE_METRICS (a run whose metric names
+    # this ncu does not know fails in one line; the plain metrics follow it then)
+    local extra=${PROFILE_METRICS:-sm__pipe_tensor_cycles_active.avg.pct_of_peak_sustained_active,lts__throughput.avg.pct_of_peak_sustained_elapsed,l1tex__data_bank_conflicts_pipe_lsu_mem_shared.sum,smsp__warp_issue_stalled_long_scoreboard_per_warp_active.pct,smsp__warp_issue_stalled_barrier_per_warp_active.pct,smsp__warp_issue_stalled_wait_per_warp_active.pct}
+    for e in sm90 cublaslt; do for d in "float32 --math tf32" "bfloat16"; do
+        echo "== lgh profile --engine $e --dtype $d (reference problem)" >> "$checks"
+        timeout 90 build/lgh profile --engine $e --dtype $d --metrics "$extra" >> "$checks" 2>&1 ||
+            timeout 60 build/lgh profile --engine $e --dtype $d >> "$checks" 2>&1
+        note "profile $e $d: exit $?"
+    done; done
 }
 
 step_sm80() { # the sm80 engine's other paths, which the default choice rarely takes

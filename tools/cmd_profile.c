@@ -34,8 +34,16 @@ static const char *const kMetrics[] = {
     "launch__registers_per_thread",
     "launch__occupancy_limit_registers",
 };
-#define N_METRICS ((int)(sizeof kMetrics / sizeof kMetrics[0]))
-enum { M_REGS = 6 };
+#define N_BASE_METRICS ((int)(sizeof kMetrics / sizeof kMetrics[0]))
+enum { M_REGS = 6, MAX_METRICS = N_BASE_METRICS + 16 };
+
+/* The metrics one profile asks: kMetrics, then those of --metrics (the names ncu knows
+ * differ between GPUs and ncu versions, so the extra ones are the caller's choice, e.g.
+ * sm__pipe_tensor_cycles_active.avg.pct_of_peak_sustained_active for the tensor pipe). */
+typedef struct metric_list {
+    const char *name[MAX_METRICS];
+    int count;
+} metric_list_t;
 
 static void print_help(void)
 {
@@ -43,7 +51,7 @@ static void print_help(void)
            "\n"
            "Runs one call of `lgh run` with the same options under Nsight Compute (ncu) and\n"
            "prints, per kernel, these metrics:\n");
-    for (int i = 0; i < N_METRICS; ++i) printf("  %s\n", kMetrics[i]);
+    for (int i = 0; i < N_BASE_METRICS; ++i) printf("  %s\n", kMetrics[i]);
     printf("next to the binary's registers, spill bytes, shared memory, threads and blocks\n"
            "per SM for the same kernel (lgh_kernel_info). Needs a CUDA device and ncu; where\n"
            "ncu is missing or cannot read the GPU's counters it says so in one line.\n"
@@ -52,6 +60,7 @@ static void print_help(void)
     cli_print_run_options(stdout);
     printf("  --ncu PATH         the ncu program (default: ncu on PATH, else\n"
            "                     /usr/local/cuda/bin/ncu)\n"
+           "  --metrics LIST     more ncu metrics to print, comma-separated (at most 16)\n"
            "  --keep             keep ncu's report and log (their folder is printed)\n"
            "  --help             this text\n");
 }
@@ -201,8 +210,8 @@ typedef struct kernel {
     char id[16];
     char name[512];
     char block[48], grid[48];
-    char value[N_METRICS][48];
-    char unit[N_METRICS][24];
+    char value[MAX_METRICS][48];
+    char unit[MAX_METRICS][24];
 } kernel_t;
 
 static kernel_t *find_or_add(kernel_t *k, int *count, const char *id)
@@ -216,23 +225,23 @@ static kernel_t *find_or_add(kernel_t *k, int *count, const char *id)
     return n;
 }
 
-static int metric_index(const char *name)
+static int metric_index(const metric_list_t *ml, const char *name)
 {
-    for (int i = 0; i < N_METRICS; ++i)
-        if (!strcmp(kMetrics[i], name)) return i;
+    for (int i = 0; i < ml->count; ++i)
+        if (!strcmp(ml->name[i], name)) return i;
     return -1;
 }
 
 /* Parses ncu's CSV (details page: one row per metric; raw page: one column per metric).
  * Returns the number of metric values found. */
-static int parse_csv(char *text, kernel_t *k, int *count)
+static int parse_csv(char *text, const metric_list_t *ml, kernel_t *k, int *count)
 {
     char *fields[MAX_FIELDS], *hdr[MAX_FIELDS];
     char *hdr_copy = NULL;
     int nh = 0, found = 0;
     int c_id = -1, c_name = -1, c_block = -1, c_grid = -1, c_metric = -1, c_unit = -1, c_value = -1;
-    int raw_col[N_METRICS];
-    char raw_units[N_METRICS][24];
+    int raw_col[MAX_METRICS];
+    char raw_units[MAX_METRICS][24];
     memset(raw_units, 0, sizeof raw_units);
     int units_row_pending = 0;
     char *save = NULL;
@@ -250,7 +259,7 @@ static int parse_csv(char *text, kernel_t *k, int *count)
             c_metric = column(hdr, nh, "Metric Name");
             c_unit = column(hdr, nh, "Metric Unit");
             c_value = column(hdr, nh, "Metric Value");
-            for (int m = 0; m < N_METRICS; ++m) raw_col[m] = column(hdr, nh, kMetrics[m]);
+            for (int m = 0; m < ml->count; ++m) raw_col[m] = column(hdr, nh, ml->name[m]);
             units_row_pending = c_metric < 0; /* the raw page's second row holds units */
             if (c_id < 0) c_id = c_name; /* no ID column: one kernel per name */
             if (c_id < 0) break;
@@ -259,7 +268,7 @@ static int parse_csv(char *text, kernel_t *k, int *count)
         int nf = csv_split(line, fields);
         if (nf <= c_id) continue;
         if (units_row_pending && (!fields[c_id][0] || (c_id != c_name && !isdigit((unsigned char)fields[c_id][0])))) {
-            for (int m = 0; m < N_METRICS; ++m)
+            for (int m = 0; m < ml->count; ++m)
                 if (raw_col[m] >= 0 && raw_col[m] < nf)
                     copy_str(raw_units[m], sizeof raw_units[m], fields[raw_col[m]]);
             units_row_pending = 0; /* the units belong to every kernel: copied below */
@@ -272,14 +281,14 @@ static int parse_csv(char *text, kernel_t *k, int *count)
         if (c_grid >= 0 && c_grid < nf) copy_str(kk->grid, sizeof kk->grid, fields[c_grid]);
         if (c_metric >= 0) {
             if (c_metric >= nf || c_value >= nf) continue;
-            int m = metric_index(fields[c_metric]);
+            int m = metric_index(ml, fields[c_metric]);
             if (m < 0) continue;
             copy_str(kk->value[m], sizeof kk->value[m], fields[c_value]);
             if (c_unit >= 0 && c_unit < nf)
                 copy_str(kk->unit[m], sizeof kk->unit[m], fields[c_unit]);
             ++found;
         } else {
-            for (int m = 0; m < N_METRICS; ++m) {
+            for (int m = 0; m < ml->count; ++m) {
                 if (raw_col[m] < 0 || raw_col[m] >= nf) continue;
                 copy_str(kk->value[m], sizeof kk->value[m], fields[raw_col[m]]);
                 copy_str(kk->unit[m], sizeof kk->unit[m], raw_units[m]);
@@ -374,6 +383,9 @@ int cli_cmd_profile(int argc, char **argv)
     /* Take out profile's own options; the rest are run's. */
     char ncu[4096] = "";
     int keep = 0;
+    metric_list_t ml = {{0}, 0};
+    for (int i = 0; i < N_BASE_METRICS; ++i) ml.name[ml.count++] = kMetrics[i];
+    char extra[1024] = ""; /* --metrics' value, split in place into ml */
     char **rest = calloc((size_t)argc + 1, sizeof *rest);
     if (!rest) return CLI_FAIL;
     int nrest = 0;
@@ -381,6 +393,21 @@ int cli_cmd_profile(int argc, char **argv)
     for (int i = 1; i < argc; ++i) {
         if (!strcmp(argv[i], "--keep")) {
             keep = 1;
+        } else if (!strcmp(argv[i], "--metrics") || !strncmp(argv[i], "--metrics=", 10)) {
+            const char *v = argv[i][9] == '=' ? argv[i] + 10 : (i + 1 < argc ? argv[++i] : NULL);
+            if (!v || !v[0] || strlen(v) >= sizeof extra) {
+                free(rest);
+                return cli_usage_error("profile", "--metrics needs a comma-separated list of ncu metric names");
+            }
+            snprintf(extra, sizeof extra, "%s", v);
+            char *save = NULL;
+            for (char *t = strtok_r(extra, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+                if (ml.count >= MAX_METRICS) {
+                    free(rest);
+                    return cli_usage_error("profile", "--metrics: at most 16 names");
+                }
+                if (metric_index(&ml, t) < 0) ml.name[ml.count++] = t;
+            }
         } else if (!strcmp(argv[i], "--ncu") || !strncmp(argv[i], "--ncu=", 6)) {
             const char *v = argv[i][5] == '=' ? argv[i] + 6 : (i + 1 < argc ? argv[++i] : NULL);
             if (!v) {
@@ -447,10 +474,10 @@ int cli_cmd_profile(int argc, char **argv)
     }
 
     /* ncu ... <self> run <options> --warmup 0 --iters 1 --check-rows 0 --device N */
-    char metrics[1024] = "", report[4200], log[4200], csv[4200], rep_file[4200], device[16];
-    for (int i = 0; i < N_METRICS; ++i)
+    char metrics[2048] = "", report[4200], log[4200], csv[4200], rep_file[4200], device[16];
+    for (int i = 0; i < ml.count; ++i)
         snprintf(metrics + strlen(metrics), sizeof metrics - strlen(metrics), "%s%s", i ? "," : "",
-                 kMetrics[i]);
+                 ml.name[i]);
     snprintf(report, sizeof report, "%s/report", dir);
     snprintf(rep_file, sizeof rep_file, "%s/report.ncu-rep", dir);
     snprintf(log, sizeof log, "%s/ncu.log", dir);
@@ -529,7 +556,7 @@ int cli_cmd_profile(int argc, char **argv)
         memset(kernels, 0, MAX_KERNELS * sizeof *kernels);
         if (run_to_file(import, csv) != 0) continue;
         char *text = read_file(csv);
-        if (text) found = parse_csv(text, kernels, &nk);
+        if (text) found = parse_csv(text, &ml, kernels, &nk);
         free(text);
     }
     if (!kernels || found == 0 || nk == 0) {
@@ -549,8 +576,8 @@ int cli_cmd_profile(int argc, char **argv)
         const kernel_t *k = &kernels[i];
         printf("\nkernel %d: %.160s%s\n", i + 1, k->name, strlen(k->name) > 160 ? "..." : "");
         if (k->grid[0] || k->block[0]) printf("    grid %s, block %s\n", k->grid, k->block);
-        for (int m = 0; m < N_METRICS; ++m)
-            printf("    %-52s %14s %s\n", kMetrics[m], k->value[m][0] ? k->value[m] : "n/a",
+        for (int m = 0; m < ml.count; ++m)
+            printf("    %-52s %14s %s\n", ml.name[m], k->value[m][0] ? k->value[m] : "n/a",
                    k->unit[m]);
         if (info) print_binary_match(k, info, ninfo);
     }
