@@ -5,8 +5,10 @@
  *   test_matrix [--engine cpu|cublaslt|sm80|sm90|auto|all|cpu-staged] [--case N] [--reduced]
  *               [--small-m] [--verbose]
  *
- * Shapes: M in {1, 7, 128, 1000} x K in {8, 100, 1024} x group size in {1, 8, 48, 64,
- * 512, 768, 1024, 2048} x G in {1, 3} (N = group size * G; G = 1 only above 512). Each shape cycles
+ * Shapes: M in {1, 7, 128, 1000} x K in {8, 100, 1024} x group size in {1, 8, 48, 64, 97,
+ * 300, 512, 768, 1024, 2048} x G in {1, 3} (N = group size * G; G = 1 only above 512; 97 and
+ * 300 make groups that begin and end inside the 256-channel tiles of the sm90 kernel, odd
+ * and spanning up to three tiles). Each shape cycles
  * through packed, odd-padded and aligned-padded leading dimensions, with or without the
  * mean / rstd outputs, with or without a caller workspace, several clamps and eps, and
  * (float32, some shapes) a large bias offset that defeats E[x^2] - E[x]^2. Every shape
@@ -57,7 +59,7 @@ static const int64_t kMs[] = {1, 7, 128, 1000};
 static const int64_t kKs[] = {8, 100, 1024};
 static const int64_t kSmallMs[] = {1, 2, 3, 7, 16, 33, 64, 100, 128, 255};
 static const int64_t kSmallKs[] = {520, 1048};
-static const int64_t kGroupSizes[] = {1, 8, 48, 64, 512, 768, 1024, 2048};
+static const int64_t kGroupSizes[] = {1, 8, 48, 64, 97, 300, 512, 768, 1024, 2048};
 static const int64_t kGroupCounts[] = {1, 3};
 #define COUNT(a) ((int)(sizeof(a) / sizeof((a)[0])))
 /* Groups wider than 512 only with G = 1, so N stays moderate and the reference cheap. They
