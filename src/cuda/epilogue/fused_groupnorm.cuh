@@ -220,8 +220,11 @@ __device__ __forceinline__ void lgh_epi_group_normalize(float (&v)[4 * NB], int 
     }
 }
 
-// Stores the fragment's two rows (row0 and row0 + 8), masked to [0, m) x [0, n).
-template <int NB, typename T>
+// Stores the fragment's two rows (row0 and row0 + 8), masked to [0, m) x [0, n), in pairs.
+// TRANSPOSED (plain products computed as their transpose, kernel_sm90.cuh's NN): element
+// (row, col) goes to y[col][row], one value at a time; a warp's store of one register then
+// writes 8 consecutive floats of each of 4 rows of y, whole 32-byte sectors.
+template <int NB, typename T, bool TRANSPOSED = false>
 __device__ __forceinline__ void lgh_epi_store(const float (&v)[4 * NB], const lgh_epi_args<T> &a,
                                               int row0, int col0)
 {
@@ -234,33 +237,14 @@ __device__ __forceinline__ void lgh_epi_store(const float (&v)[4 * NB], const lg
 #pragma unroll
         for (int j = 0; j < NB; ++j) {
             const int col = c + 8 * j;
-            if (col + 1 < a.n) {
+            if constexpr (TRANSPOSED) {
+                if (col < a.n) lgh_epi_store1(a.y + (int64_t)col * a.ldy + row, v[4 * j + 2 * h]);
+                if (col + 1 < a.n) lgh_epi_store1(a.y + (int64_t)(col + 1) * a.ldy + row, v[4 * j + 2 * h + 1]);
+            } else if (col + 1 < a.n) {
                 lgh_epi_store2(yrow + col, v[4 * j + 2 * h], v[4 * j + 2 * h + 1]);
             } else if (col < a.n) {
                 lgh_epi_store1(yrow + col, v[4 * j + 2 * h]);
             }
-        }
-    }
-}
-
-// As lgh_epi_store, transposed: element (row, col) of the fragment goes to y[col][row]
-// (masked to rows < m, cols < n). For plain products computed as their transpose
-// (kernel_sm90.cuh, NN): a warp's store of one register writes 8 consecutive floats of
-// each of 4 rows of y, whole 32-byte sectors.
-template <int NB, typename T>
-__device__ __forceinline__ void lgh_epi_store_transposed(const float (&v)[4 * NB], const lgh_epi_args<T> &a,
-                                                         int row0, int col0)
-{
-    const int c = col0 + 2 * (threadIdx.x & 3);
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-        const int row = row0 + 8 * h;
-        if (row >= a.m) continue;
-#pragma unroll
-        for (int j = 0; j < NB; ++j) {
-            const int col = c + 8 * j;
-            if (col < a.n) lgh_epi_store1(a.y + (int64_t)col * a.ldy + row, v[4 * j + 2 * h]);
-            if (col + 1 < a.n) lgh_epi_store1(a.y + (int64_t)(col + 1) * a.ldy + row, v[4 * j + 2 * h + 1]);
         }
     }
 }

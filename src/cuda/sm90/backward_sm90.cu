@@ -31,6 +31,7 @@
 
 #include "core/engine.h"
 #include "cublaslt/backward_cublaslt.h"
+#include "engine_util.h"
 #include "sm90/kernel_sm90.cuh"
 #include "sm90/plain_product.h"
 #include "util/transpose.h"
@@ -47,14 +48,19 @@ bool accurate(const lgh_bwd_problem_t *p)
     return p->f.a.dtype == LGH_DTYPE_FLOAT32 && p->f.a.math == LGH_MATH_3XTF32;
 }
 
+// Whether TMA can read x and W as they are: 16-byte aligned, row strides multiples of 16 bytes.
+bool tma_reads_x_and_w(const lgh_args_t *a)
+{
+    return (uintptr_t)a->w % 16 == 0 && lgh_ld_16b_multiple(a->ldw, 4) && (uintptr_t)a->x % 16 == 0 &&
+           lgh_ld_16b_multiple(a->ldx, 4);
+}
+
 // Whether the products run in the direct forms (dx NN, dW TT): unless asked otherwise, where
-// TMA can read W and x as they are (16-byte aligned, row strides multiples of 16 bytes);
-// else on transposed copies, which the transpose kernel makes TMA-ready.
+// TMA can read W and x as they are; else on transposed copies, which the transpose kernel
+// makes TMA-ready.
 bool use_direct(struct lgh_context *ctx, const lgh_bwd_problem_t *p)
 {
-    const lgh_args_t *a = &p->f.a;
-    return lgh_sm90_bwd_direct(ctx) && (uintptr_t)a->w % 16 == 0 && a->ldw % 4 == 0 && (uintptr_t)a->x % 16 == 0 &&
-           a->ldx % 4 == 0;
+    return lgh_sm90_bwd_direct(ctx) && tma_reads_x_and_w(&p->f.a);
 }
 
 size_t scratch_bytes(struct lgh_context *ctx, const lgh_bwd_problem_t *p)
@@ -68,10 +74,14 @@ size_t scratch_bytes(struct lgh_context *ctx, const lgh_bwd_problem_t *p)
     return s;
 }
 
-lgh_status_t transposed(struct lgh_context *ctx, const float *src, int64_t rows, int64_t cols, int64_t ld,
-                        float *dst, const char *what, void *stream)
+// The transposed copy of src [rows, cols] into the next piece of the scratch (*at, advanced
+// past it, as scratch_bytes counts it): *dst = srcᵀ [cols, rows], packed.
+lgh_status_t transposed(struct lgh_context *ctx, char **at, const float *src, int64_t rows, int64_t cols, int64_t ld,
+                        float **dst, const char *what, void *stream)
 {
-    const cudaError_t e = lgh_transpose_f32(src, rows, cols, ld, dst, stream);
+    *dst = reinterpret_cast<float *>(*at);
+    *at += aligned((size_t)rows * (size_t)cols * 4);
+    const cudaError_t e = lgh_transpose_f32(src, rows, cols, ld, *dst, stream);
     if (e != cudaSuccess)
         return lgh_set_error(ctx, LGH_STATUS_CUDA_ERROR, "sm90 backward: transposing %s: %s", what,
                              cudaGetErrorString(e));
@@ -95,9 +105,8 @@ lgh_status_t products(struct lgh_context *ctx, const lgh_bwd_problem_t *p, const
         if (direct) { // NN: W as it is
             q.b = w, q.ldb = a->ldw, q.b_kn = true;
         } else { // W transposed first
-            float *wt = reinterpret_cast<float *>(at);
-            at += aligned((size_t)a->k * (size_t)a->n * 4);
-            if ((st = transposed(ctx, w, a->n, a->k, a->ldw, wt, "W", stream)) != LGH_STATUS_SUCCESS) return st;
+            float *wt;
+            if ((st = transposed(ctx, &at, w, a->n, a->k, a->ldw, &wt, "W", stream)) != LGH_STATUS_SUCCESS) return st;
             q.b = wt, q.ldb = a->n;
         }
         if ((st = lgh_sm90_plain_product(ctx, q, stream)) != LGH_STATUS_SUCCESS) return st;
@@ -110,13 +119,12 @@ lgh_status_t products(struct lgh_context *ctx, const lgh_bwd_problem_t *p, const
         if (direct) { // TT: dh read across
             q.a = dh, q.lda = a->n, q.a_t = true;
         } else { // dh transposed first
-            float *dht = reinterpret_cast<float *>(at);
-            at += aligned((size_t)a->n * (size_t)a->m * 4);
-            if ((st = transposed(ctx, dh, a->m, a->n, a->n, dht, "dh", stream)) != LGH_STATUS_SUCCESS) return st;
+            float *dht;
+            if ((st = transposed(ctx, &at, dh, a->m, a->n, a->n, &dht, "dh", stream)) != LGH_STATUS_SUCCESS) return st;
             q.a = dht, q.lda = a->m;
         }
-        float *xt = reinterpret_cast<float *>(at);
-        if ((st = transposed(ctx, x, a->m, a->k, a->ldx, xt, "x", stream)) != LGH_STATUS_SUCCESS) return st;
+        float *xt;
+        if ((st = transposed(ctx, &at, x, a->m, a->k, a->ldx, &xt, "x", stream)) != LGH_STATUS_SUCCESS) return st;
         q.b = xt, q.ldb = a->m;
         if ((st = lgh_sm90_plain_product(ctx, q, stream)) != LGH_STATUS_SUCCESS) return st;
     }
@@ -131,8 +139,8 @@ lgh_status_t products(struct lgh_context *ctx, const lgh_bwd_problem_t *p, const
 lgh_status_t recompute_h(struct lgh_context *ctx, const lgh_bwd_problem_t *p, void *h, int64_t ldh, void *stream)
 {
     const lgh_args_t *a = &p->f.a;
-    if ((uintptr_t)a->w % 16 != 0 || a->ldw % 4 != 0 || (uintptr_t)a->x % 16 != 0 || a->ldx % 4 != 0 ||
-        (uintptr_t)h % 8 != 0 || ldh % 2 != 0 || a->bias == nullptr || (uintptr_t)a->bias % 4 != 0)
+    if (!tma_reads_x_and_w(a) || (uintptr_t)h % 8 != 0 || ldh % 2 != 0 || a->bias == nullptr ||
+        (uintptr_t)a->bias % 4 != 0)
         return LGH_STATUS_NOT_SUPPORTED;
     lgh_sm90_product q = {};
     q.m = a->m, q.n = a->n, q.k = a->k;

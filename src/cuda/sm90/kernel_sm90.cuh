@@ -466,8 +466,7 @@ __global__ void __launch_bounds__(LGH_SM90_THREADS, 1)
                             lgh_epi_add_bias_global<32>(acc, static_cast<const float *>(p.bias),
                                                         unit_n0 + j * LGH_SM90_BN, p.n);
                     }
-                    if constexpr (STORE_T) lgh_epi_store_transposed<32>(acc, pa, m0 + tile_row, unit_n0 + j * LGH_SM90_BN);
-                    else lgh_epi_store<32>(acc, pa, m0 + tile_row, unit_n0 + j * LGH_SM90_BN);
+                    lgh_epi_store<32, float, STORE_T>(acc, pa, m0 + tile_row, unit_n0 + j * LGH_SM90_BN);
                     continue;
                 }
                 if constexpr (X3) {
