@@ -76,6 +76,14 @@ step_forced() { # the whole matrix with the engine forced through LGH_ENGINE, an
         env $v timeout 60 python3 -m pytest -q tests/python/test_train.py -k as_close >> "$checks" 2>&1
         note "sm90 dW accuracy $v (exit $?): $(tail -n 1 "$checks")"
     done
+    # straddle mode (groups of any size fused, LGH_SM90_STRADDLE=1): the layer's matrices and
+    # the backward's forward, which saves h through it
+    for t in "test_matrix --engine sm90" "test_special --engine sm90" "test_backward --engine sm90" \
+        "test_matrix --engine sm90 --small-m"; do
+        echo "== LGH_SM90_STRADDLE=1 $t" >> "$checks"
+        LGH_SM90_STRADDLE=1 timeout 60 build/tests/$t >> "$checks" 2>&1
+        note "sm90 straddle $t (exit $?): $(tail -n 1 "$checks")"
+    done
     # split K over the small-batch matrix: the model's choice, no split, and forced part counts
     for v in LGH_SM90_SPLITS=0 LGH_SM90_SPLITS=1 LGH_SM90_SPLITS=2 LGH_SM90_SPLITS=5 LGH_SM90_SPLITS=16; do
         echo "== $v test_matrix --engine sm90 --small-m" >> "$checks"

@@ -220,6 +220,68 @@ __device__ __forceinline__ void lgh_epi_group_normalize(float (&v)[4 * NB], int 
     }
 }
 
+// ---- Groups of any size (straddle mode: a group may begin and end anywhere in a tile) ----
+// The fragment's columns [lo, hi) (relative to the tile's first column) hold one group's
+// piece. Statistics of that piece in row half h, combined over the quad (Chan): each
+// thread's values in two passes, masked per column, any count (0 included).
+template <int NB>
+__device__ __forceinline__ lgh_stats lgh_epi_range_stats(const float (&v)[4 * NB], int h, int lo, int hi)
+{
+    const int c0 = 2 * (threadIdx.x & 3);
+    float s = 0.f, n = 0.f;
+#pragma unroll
+    for (int p = 0; p < 2 * NB; ++p) {
+        const int c = c0 + 8 * (p >> 1) + (p & 1);
+        if (c >= lo && c < hi) {
+            s += v[lgh_epi_idx(p, h)];
+            n += 1.f;
+        }
+    }
+    const float mean = n > 0.f ? s / n : 0.f;
+    float m2 = 0.f;
+#pragma unroll
+    for (int p = 0; p < 2 * NB; ++p) {
+        const int c = c0 + 8 * (p >> 1) + (p & 1);
+        if (c >= lo && c < hi) {
+            const float d = v[lgh_epi_idx(p, h)] - mean;
+            m2 = fmaf(d, d, m2);
+        }
+    }
+    return lgh_stats_shfl_reduce<3>(lgh_stats{n, mean, m2});
+}
+
+// Normalises the piece [lo, hi) of both row halves with the group's statistics s0, s1, as
+// lgh_epi_group_normalize does, and writes mean / rstd of group g (when write_stats) from
+// the quad's first lane.
+template <int NB, int WIDTH, typename T>
+__device__ __forceinline__ void lgh_epi_range_normalize(float (&v)[4 * NB], int lo, int hi, lgh_stats s0,
+                                                        lgh_stats s1, const lgh_epi_tile_params<WIDTH> *tp,
+                                                        const lgh_epi_args<T> &a, int row0, int g, bool write_stats)
+{
+    const float rstd0 = rsqrtf(s0.m2 / s0.n + a.eps);
+    const float rstd1 = rsqrtf(s1.m2 / s1.n + a.eps);
+    const int c0 = 2 * (threadIdx.x & 3);
+#pragma unroll
+    for (int p = 0; p < 2 * NB; ++p) {
+        const int c = c0 + 8 * (p >> 1) + (p & 1);
+        if (c >= lo && c < hi) {
+            const float gm = tp->gamma[c], b = tp->beta[c];
+            v[lgh_epi_idx(p, 0)] = lgh_hardtanh(lgh_norm_affine(v[lgh_epi_idx(p, 0)], s0.mean, rstd0, gm, b), a.lo, a.hi);
+            v[lgh_epi_idx(p, 1)] = lgh_hardtanh(lgh_norm_affine(v[lgh_epi_idx(p, 1)], s1.mean, rstd1, gm, b), a.lo, a.hi);
+        }
+    }
+    if (a.mean != nullptr && write_stats && (threadIdx.x & 3) == 0) {
+        if (row0 < a.m) {
+            a.mean[(int64_t)row0 * a.groups + g] = s0.mean;
+            a.rstd[(int64_t)row0 * a.groups + g] = rstd0;
+        }
+        if (row0 + 8 < a.m) {
+            a.mean[(int64_t)(row0 + 8) * a.groups + g] = s1.mean;
+            a.rstd[(int64_t)(row0 + 8) * a.groups + g] = rstd1;
+        }
+    }
+}
+
 // Stores the fragment's two rows (row0 and row0 + 8), masked to [0, m) x [0, n), in pairs.
 // TRANSPOSED (plain products computed as their transpose, kernel_sm90.cuh's NN): element
 // (row, col) goes to y[col][row], one value at a time; a warp's store of one register then

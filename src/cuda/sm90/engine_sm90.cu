@@ -47,6 +47,9 @@ struct sm90_state {
     bool smem_raised[FAMILIES][LGH_SM90_GS_COUNT];    // cudaFuncSetAttribute done
     bool smem_raised_x3v[4];                          // the same, lgh_sm90_kernels_f32x3_version
     bool smem_raised_op[3][4];                        // the same, the NN and TT tables [op][version]
+    bool smem_raised_straddle[3];                     // the same, lgh_sm90_kernels_straddle
+    bool straddle;                                    // LGH_SM90_STRADDLE=1: straddle mode for groups that
+                                                      // do not tile the CTA tile (else unfused)
     int dw_version;                                   // the backward's dW main loop (1 .. 3)
     bool bwd_transpose;                               // LGH_SM90_BWD_TRANSPOSE=1: the backward's products
                                                       // on transposed copies (NT only), for measuring
@@ -98,7 +101,23 @@ struct layout {
     int cm;         // CTAs along M: 2 for W multicast (box rows 256 / 2)
     bool x_mc;      // x multicast over the cluster row (box rows 128 / cn)
     bool global;    // the cluster row is a software cluster (statistics through global memory)
+    bool straddle;  // straddle mode: groups of any size below 512, one CTA per tile, statistics of
+                    // groups crossing tiles exchanged with the neighbours (kernel_sm90.cuh)
 };
+
+bool tiles_evenly(int64_t gs) { return gs <= LGH_SM90_BN ? lgh_is_pow2(gs) : gs % LGH_SM90_BN == 0; }
+
+// Whether p's groups run in straddle mode: groups that do not tile the 256-channel CTA tile,
+// narrower than two tiles (a group then touches at most 3 tiles), tf32 / bf16 / f16, where a
+// cooperative launch was not refused and the grid is wider than the farthest neighbour in
+// tile order (2 bands' heights: the deadlock-freedom condition, kernel_sm90.cuh). Off unless
+// LGH_SM90_STRADDLE=1 (not yet measured on a GPU).
+bool straddles(const lgh_problem_t *p, const sm90_state *st, int sms)
+{
+    const int64_t gs = p->group_size;
+    return st->straddle && !st->coop_refused && lgh_family_of(&p->a) != LGH_FAMILY_F32X3 && !tiles_evenly(gs) &&
+           gs < 2 * LGH_SM90_BN && sms > 2 * LGH_SM90_BAND;
+}
 
 // Groups wider than the tile: unit mode only where a cluster cannot take the group (more
 // than 4 tiles, or a span that is not a power of two) or when asked for. Measured (v3,
@@ -121,7 +140,7 @@ int effective_wide(const sm90_state *st)
     return st->wide;
 }
 
-layout layout_of(const lgh_problem_t *p, const sm90_state *st)
+layout layout_of(const lgh_problem_t *p, const sm90_state *st, int sms)
 {
     const int wide = effective_wide(st);
     layout l;
@@ -141,6 +160,12 @@ layout layout_of(const lgh_problem_t *p, const sm90_state *st)
                    l.cn * 2 <= LGH_SM90_MAX_CLUSTER
                ? 2
                : 1;
+    l.straddle = straddles(p, st, sms);
+    if (l.straddle) {
+        l.gs_tile = LGH_SM90_BN; // (not an in-tile width: the kernel is lgh_sm90_kernels_straddle)
+        l.subtiles = l.group_ctas = l.cn = l.cm = 1;
+        l.x_mc = l.global = false;
+    }
     return l;
 }
 
@@ -215,11 +240,12 @@ size_t split_bytes(const lgh_problem_t *p, int s) { return (size_t)s * (size_t)p
 // would become Inf). Any other group size the layer allows (N divisible by G) runs
 // unfused: the kernel's plain mode writes the float32 product x·Wᵀ into the workspace (in
 // K-parts when split K pays, else one) and the group-norm pass adds the bias and finishes
-// the layer, as split K does.
-bool fused_groups(const lgh_problem_t *p, const sm90_state *st, char *why, size_t len)
+// the layer, as split K does — unless straddle mode takes them (straddles()).
+bool fused_groups(const lgh_problem_t *p, const sm90_state *st, int sms, char *why, size_t len)
 {
     const int64_t gs = p->group_size;
-    if (!(gs <= LGH_SM90_BN ? lgh_is_pow2(gs) : gs % LGH_SM90_BN == 0)) {
+    if (straddles(p, st, sms)) return true;
+    if (!tiles_evenly(gs)) {
         snprintf(why, len, "group size %lld does not tile the %lld-channel CTA tile evenly", (long long)gs,
                  (long long)LGH_SM90_BN);
         return false;
@@ -231,7 +257,7 @@ bool fused_groups(const lgh_problem_t *p, const sm90_state *st, char *why, size_
                  (long long)gs, (long long)LGH_SM90_BN);
         return false;
     }
-    if (p->a.dtype == LGH_DTYPE_FLOAT16 && gs > LGH_SM90_BN && layout_of(p, st).subtiles > 1) {
+    if (p->a.dtype == LGH_DTYPE_FLOAT16 && gs > LGH_SM90_BN && layout_of(p, st, sms).subtiles > 1) {
         snprintf(why, len, "float16 group size %lld: a group wider than a cluster would wait pre-norm in y",
                  (long long)gs);
         return false;
@@ -251,6 +277,8 @@ sm90_state *get_state(struct lgh_context *ctx)
         st->x_multicast = env == nullptr || env[0] != '0';
         env = getenv("LGH_SM90_REFUSE_COOPERATIVE");
         st->refuse_coop_for_test = env != nullptr && env[0] == '1';
+        env = getenv("LGH_SM90_STRADDLE");
+        st->straddle = env != nullptr && env[0] == '1';
         env = getenv("LGH_SM90_SPLITS");
         st->splits_forced = env != nullptr ? atoi(env) : 0;
         if (st->splits_forced < 0 || st->splits_forced > kMaxSplits) st->splits_forced = 0;
@@ -296,7 +324,7 @@ lgh_status_t can_implement(struct lgh_context *ctx, const lgh_problem_t *p, char
     const sm90_state *st = get_state(ctx);
     if (st == nullptr) return lgh_refuse(why, len, "out of host memory");
     char unfused_why[200];
-    if (!fused_groups(p, st, unfused_why, sizeof unfused_why) && p->want_h) {
+    if (!fused_groups(p, st, lgh_device_props(ctx)->sm_count, unfused_why, sizeof unfused_why) && p->want_h) {
         return lgh_refuse(why, len,
                           "%s; the group-norm pass that takes such groups instead does not write the pre-norm h",
                           unfused_why);
@@ -352,8 +380,17 @@ lgh_status_t can_implement(struct lgh_context *ctx, const lgh_problem_t *p, char
 
 // Software clusters' exchange area (workspace): one counter per CTA, then the partials,
 // [cluster][tile parity][rank][BM rows] float2; at most one CTA per SM.
-size_t flags_bytes(int sms) { return ((size_t)sms * sizeof(unsigned) + 255) & ~(size_t)255; }
+size_t flags_bytes(size_t n) { return (n * sizeof(unsigned) + 255) & ~(size_t)255; } // n flags
 size_t exchange_bytes(int sms) { return flags_bytes(sms) + (size_t)sms * 2 * LGH_SM90_BM * sizeof(float2); }
+
+// Straddle mode's exchange area (workspace): one flag per tile, then per tile its two edge
+// pieces' partials, [tile][left, right][BM rows] float2 (kernel_sm90.cuh).
+int64_t tile_count(const lgh_problem_t *p) { return tiles_unsplit(&p->a); }
+size_t straddle_bytes(const lgh_problem_t *p)
+{
+    const size_t tiles = (size_t)tile_count(p);
+    return flags_bytes(tiles) + tiles * 2 * LGH_SM90_BM * sizeof(float2);
+}
 
 // The parts run() takes for p: the tuned or timed variant (its id is S), else
 // LGH_SM90_SPLITS, else the model; 1 = no split.
@@ -382,10 +419,12 @@ size_t workspace_size(struct lgh_context *ctx, const lgh_problem_t *p)
 {
     sm90_state *st = get_state(ctx);
     if (st == nullptr) return 0;
-    size_t bytes = layout_of(p, st).global ? 255 + exchange_bytes(lgh_device_props(ctx)->sm_count) : 0;
     const int sms = lgh_device_props(ctx)->sm_count;
+    const layout l = layout_of(p, st, sms);
+    size_t bytes = l.global ? 255 + exchange_bytes(sms) : l.straddle ? 255 + straddle_bytes(p) : 0;
     char why[200];
-    const bool unfused = !fused_groups(p, st, why, sizeof why);
+    // (straddle mode falls back to the unfused path if its cooperative launch is refused)
+    const bool unfused = !fused_groups(p, st, sms, why, sizeof why) || l.straddle;
     if (split_allowed(p, sms) || unfused) {
         int cand[kMaxSplits];
         const int n = split_candidates(p, sms, cand, kMaxSplits);
@@ -444,12 +483,12 @@ struct launch_plan {
     int bk;      // K elements per K-block
 };
 
-static launch_plan plan_launch(const lgh_problem_t *p, const sm90_state *st, const split_spec *split,
+static launch_plan plan_launch(const lgh_problem_t *p, const sm90_state *st, int sms, const split_spec *split,
                                int x3_version, int op)
 {
     const lgh_args_t *a = &p->a;
     launch_plan lp;
-    lp.l = layout_of(p, st);
+    lp.l = layout_of(p, st, sms);
     if (split != nullptr || op != LGH_SM90_OP_NT) { // (NN, TT: their producer loads A without multicast)
         lp.l.gs_tile = LGH_SM90_BN; // (any instance: plain mode skips the epilogue)
         lp.l.subtiles = lp.l.group_ctas = lp.l.cn = lp.l.cm = 1;
@@ -465,6 +504,7 @@ static launch_plan plan_launch(const lgh_problem_t *p, const sm90_state *st, con
     lp.kernel = kernel_table(lp.family)[lp.gi];
     lp.x3v = lp.x3 && lp.l.gs_tile == LGH_SM90_BN && x3_version >= 1 && x3_version <= 3 ? x3_version : 0;
     if (lp.x3v != 0) lp.kernel = lgh_sm90_kernels_f32x3_version[lp.x3v];
+    if (lp.l.straddle) lp.kernel = lgh_sm90_kernels_straddle[lp.family]; // (families F32, BF16, F16: 0 .. 2)
     lp.op = op;
     if (op != LGH_SM90_OP_NT) {
         if (lp.x3v == 0) lp.x3v = LGH_SM90_X3_VERSION;
@@ -536,7 +576,7 @@ static lgh_status_t run_launch(struct lgh_context *ctx, const lgh_problem_t *p, 
         if (st->encoder == nullptr) return lgh_set_error(ctx, LGH_STATUS_CUDA_ERROR, "sm90: %s", why);
     }
     if (split != nullptr) plain = 1;
-    const launch_plan lp = plan_launch(p, st, split, x3_version, op);
+    const launch_plan lp = plan_launch(p, st, lgh_device_props(ctx)->sm_count, split, x3_version, op);
     const layout &l = lp.l;
     const int cluster = lp.cluster;
     CUtensorMap map_x, map_w;
@@ -554,9 +594,10 @@ static lgh_status_t run_launch(struct lgh_context *ctx, const lgh_problem_t *p, 
     const void *kernel = lp.kernel;
     const int smem = lp.smem;
     cudaError_t e;
-    bool *raised = lp.op != 0    ? &st->smem_raised_op[lp.op][lp.x3v]
-                   : lp.x3v != 0 ? &st->smem_raised_x3v[lp.x3v]
-                                 : &st->smem_raised[lp.family][lp.gi];
+    bool *raised = lp.op != 0       ? &st->smem_raised_op[lp.op][lp.x3v]
+                   : lp.x3v != 0    ? &st->smem_raised_x3v[lp.x3v]
+                   : l.straddle ? &st->smem_raised_straddle[lp.family]
+                                    : &st->smem_raised[lp.family][lp.gi];
     if (!*raised) {
         e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
         if (e != cudaSuccess) return lgh_cuda_fail(ctx, kEngine, "cudaFuncSetAttribute(max dynamic shared memory)", e);
@@ -572,6 +613,12 @@ static lgh_status_t run_launch(struct lgh_context *ctx, const lgh_problem_t *p, 
         prm.xchg = reinterpret_cast<float2 *>(base + flags_bytes(sms));
         e = cudaMemsetAsync(prm.xchg_flags, 0, (size_t)sms * sizeof(unsigned), static_cast<cudaStream_t>(stream));
         if (e != cudaSuccess) return lgh_cuda_fail(ctx, kEngine, "clearing the exchange counters", e);
+    } else if (l.straddle) { // one flag per tile, then the tiles' edge partials
+        uint8_t *base = reinterpret_cast<uint8_t *>(((uintptr_t)ws + 255) & ~(uintptr_t)255);
+        prm.xchg_flags = reinterpret_cast<unsigned *>(base);
+        prm.xchg = reinterpret_cast<float2 *>(base + flags_bytes((size_t)tiles));
+        e = cudaMemsetAsync(prm.xchg_flags, 0, (size_t)tiles * sizeof(unsigned), static_cast<cudaStream_t>(stream));
+        if (e != cudaSuccess) return lgh_cuda_fail(ctx, kEngine, "clearing the tiles' exchange flags", e);
     }
 
     cudaLaunchConfig_t cfg = {};
@@ -586,7 +633,7 @@ static lgh_status_t run_launch(struct lgh_context *ctx, const lgh_problem_t *p, 
     attr[0].val.clusterDim.z = 1;
     cfg.attrs = attr;
     cfg.numAttrs = cluster > 1 ? 1 : 0;
-    if (l.global) {
+    if (l.global || l.straddle) {
         attr[0].id = cudaLaunchAttributeCooperative;
         attr[0].val.cooperative = 1;
         cfg.numAttrs = 1;
@@ -621,8 +668,14 @@ static lgh_status_t run_launch(struct lgh_context *ctx, const lgh_problem_t *p, 
     prm.clusters = (int)clusters;
 
     void *args[] = {&map_x, &map_w, &prm};
-    const bool refuse = l.global && st->refuse_coop_for_test;
+    const bool refuse = (l.global || l.straddle) && st->refuse_coop_for_test;
     e = refuse ? cudaErrorCooperativeLaunchTooLarge : cudaLaunchKernelExC(&cfg, kernel, args);
+    if (e != cudaSuccess && l.straddle && !st->coop_refused) {
+        // Straddle mode refused: nothing ran; run() sends the groups down the unfused path.
+        cudaGetLastError();
+        st->coop_refused = true;
+        return LGH_STATUS_NOT_SUPPORTED;
+    }
     if (e != cudaSuccess && (l.global || cluster > 1) && !(l.global ? st->coop_refused : st->cluster_refused)) {
         // Refused (an SM limit under MPS, a green context, ...): take the next way down
         // for this and every later call on the context, with the same result. A launch
@@ -648,8 +701,21 @@ lgh_status_t run(struct lgh_context *ctx, const lgh_problem_t *p, void *ws, size
     // a caller's own lgh_plan of another variant, only allows fewer parts)
     while (s > 1 && (ws == nullptr || 255 + split_bytes(p, s) > ws_bytes)) --s;
     char why[200];
-    const bool unfused = !fused_groups(p, st, why, sizeof why);
-    if (s <= 1 && !unfused) return run_launch(ctx, p, ws, stream, 0);
+    bool unfused = !fused_groups(p, st, lgh_device_props(ctx)->sm_count, why, sizeof why);
+    if (s <= 1 && !unfused) {
+        const bool straddle = straddles(p, st, lgh_device_props(ctx)->sm_count);
+        if (straddle && (ws == nullptr || 255 + straddle_bytes(p) > ws_bytes)) {
+            return lgh_set_error(ctx, LGH_STATUS_WORKSPACE_TOO_SMALL,
+                                 "sm90: groups of %lld channels exchange statistics between tiles through %zu "
+                                 "bytes of workspace, got %zu",
+                                 (long long)p->group_size, 255 + straddle_bytes(p), ws ? ws_bytes : (size_t)0);
+        }
+        const lgh_status_t r = run_launch(ctx, p, ws, stream, 0);
+        // A refused cooperative launch (straddle mode) sets coop_refused and leaves nothing
+        // run: the unfused path takes the groups instead, now and from then on.
+        if (!(straddle && r == LGH_STATUS_NOT_SUPPORTED && st->coop_refused)) return r;
+        unfused = !fused_groups(p, st, lgh_device_props(ctx)->sm_count, why, sizeof why);
+    }
     if (ws == nullptr || 255 + split_bytes(p, s) > ws_bytes) { // (unfused, one part; lgh_plan's size holds it)
         return lgh_set_error(ctx, LGH_STATUS_WORKSPACE_TOO_SMALL,
                              "sm90: %s; the unfused path needs %zu bytes of workspace, got %zu", why,
@@ -692,7 +758,7 @@ void info_entry(lgh_kernel_info_t *o, const void *k, int smem, bool *raised)
 int kernel_info(struct lgh_context *ctx, lgh_kernel_info_t *out, int capacity)
 {
     sm90_state *st = get_state(ctx);
-    const int total = FAMILIES * LGH_SM90_GS_COUNT + 9; // (+ the backward's product kernels)
+    const int total = FAMILIES * LGH_SM90_GS_COUNT + 9 + 3; // (+ the backward's product kernels, straddle mode)
     int i = 0;
     for (int d = 0; d < FAMILIES; ++d) {
         for (int g = 0; g < LGH_SM90_GS_COUNT; ++g, ++i) {
@@ -710,6 +776,13 @@ int kernel_info(struct lgh_context *ctx, lgh_kernel_info_t *out, int capacity)
                  v, LGH_SM90_BM, LGH_SM90_BN);
         info_entry(&out[i], lgh_sm90_kernels_f32x3_version[v], smem_bytes(LGH_FAMILY_F32X3),
                    st ? &st->smem_raised_x3v[v] : nullptr);
+    }
+    for (int f = 0; f < 3; ++f, ++i) { // straddle mode, tf32 / bf16 / f16
+        if (i >= capacity) continue;
+        out[i] = lgh_kernel_info_t{};
+        snprintf(out[i].name, sizeof out[i].name, "sm90 %s, %dx%d tile, groups of any size (straddle mode)",
+                 family_tag(f), LGH_SM90_BM, LGH_SM90_BN);
+        info_entry(&out[i], lgh_sm90_kernels_straddle[f], smem_bytes(f), st ? &st->smem_raised_straddle[f] : nullptr);
     }
     for (int op = LGH_SM90_OP_NN; op <= LGH_SM90_OP_TT; ++op) { // the backward's NN and TT products
         for (int v = 1; v <= 3; ++v, ++i) {

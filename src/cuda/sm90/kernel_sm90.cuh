@@ -279,7 +279,101 @@ __device__ __forceinline__ void lgh_sm90_exchange_stats(lgh_sm90_exchange *x, lg
     });
 }
 
-// GS: channels of a group inside one CTA tile (the group size, or 256 for wider groups).
+// Tile (mt, nt) -> its index t in lgh_tile_coords' order (the inverse).
+__device__ __forceinline__ int lgh_tile_index(int mt, int nt, int m_tiles, int n_tiles, int band)
+{
+    const int b = mt / band, first = b * band;
+    const int rows = min(band, m_tiles - first);
+    return b * band * n_tiles + nt * rows + (mt - first);
+}
+
+// Straddle mode: groups of any size below 512 channels, which may begin and end anywhere in
+// the 256-column tiles, on one CTA per tile (no cluster), a cooperative launch. For each
+// group piece in the tile the epilogue takes per-row statistics (lgh_epi_range_stats). A
+// group wholly inside the tile is normalised at once. The pieces at the tile's edges belong
+// to groups that continue into the neighbouring tiles (up to two on each side): the tile
+// publishes their partials (mean, M2; the counts follow from the geometry) to p.xchg,
+// [tile][left, right][BM rows], raises its flag in p.xchg_flags (zeroed before the launch),
+// then waits for the flags of the tiles holding the other pieces and combines every piece
+// of the group in tile order (Chan), the same on each of those tiles. Deadlock-free: a tile
+// publishes before it waits, every CTA is resident, and N-neighbours lie at most 2 bands'
+// heights apart in tile order, fewer than the grid's CTAs (the engine checks).
+template <typename T>
+__device__ __forceinline__ void lgh_sm90_straddle_epilogue(float (&acc)[128], const lgh_sm90_params &p,
+                                                           const lgh_epi_tile_params<LGH_SM90_BN> *tp,
+                                                           const lgh_epi_args<T> &a, int row, int tile_row, int mt,
+                                                           int nt)
+{
+    constexpr int BN = LGH_SM90_BN, BM = LGH_SM90_BM;
+    const int gs = p.group_size, n0 = nt * BN;
+    const int ncols = min(BN, p.n - n0);
+    const int g_first = n0 / gs, g_last = (n0 + ncols - 1) / gs;
+    const bool has_left = g_first * gs < n0;                // its first group began in an earlier tile
+    const bool has_right = (g_last + 1) * gs > n0 + ncols;  // its last group goes on in a later one
+    const int me = lgh_tile_index(mt, nt, p.m_tiles, p.n_tiles, p.band);
+    float2 *buf = p.xchg; // [tile][side: 0 left edge, 1 right edge][BM rows] (mean, M2)
+    for (int g = g_first; g <= g_last; ++g) {
+        const int lo = max(g * gs, n0) - n0, hi = min((g + 1) * gs, n0 + ncols) - n0;
+        const lgh_stats s0 = lgh_epi_range_stats<32>(acc, 0, lo, hi);
+        const lgh_stats s1 = lgh_epi_range_stats<32>(acc, 1, lo, hi);
+        const bool left = g == g_first && has_left, right = g == g_last && has_right;
+        if (!left && !right) {
+            lgh_epi_range_normalize<32>(acc, lo, hi, s0, s1, tp, a, row, g, true);
+        } else if ((threadIdx.x & 3) == 0) { // an edge piece: published, not kept in registers
+            for (int side = left ? 0 : 1; side <= (right ? 1 : 0); ++side) {
+                buf[(2 * me + side) * BM + tile_row] = make_float2(s0.mean, s0.m2);
+                buf[(2 * me + side) * BM + tile_row + 8] = make_float2(s1.mean, s1.m2);
+            }
+        }
+    }
+    if (!has_left && !has_right) return; // (uniform over the tile: no barrier is skipped by some only)
+
+    if ((threadIdx.x & 3) == 0) __threadfence();
+    lgh_named_barrier_sync(LGH_SM90_BAR_XCHG, LGH_SM90_CONSUMER_THREADS);
+    // The tiles holding the edge groups' other pieces: [u_lo, u_hi] around nt.
+    const int u_lo = has_left ? g_first * gs / BN : nt;
+    const int u_hi = has_right ? ((g_last + 1) * gs - 1) / BN : nt;
+    if (threadIdx.x == LGH_SM90_PRODUCER_THREADS) { // the first consumer thread
+        lgh_st_release_gpu_u32(p.xchg_flags + me, 1u);
+        for (int u = u_lo; u <= u_hi; ++u) {
+            if (u == nt) continue;
+            const unsigned *f = p.xchg_flags + lgh_tile_index(mt, u, p.m_tiles, p.n_tiles, p.band);
+            while (lgh_ld_acquire_gpu_u32(f) == 0u) {
+            }
+        }
+    }
+    lgh_named_barrier_sync(LGH_SM90_BAR_XCHG, LGH_SM90_CONSUMER_THREADS);
+    // Group g's statistics over all its pieces in tile order, this tile's own included, all
+    // read back as published (the counts from the geometry), so that every tile of the group
+    // combines the same values in the same order. own_side: where this tile put its piece.
+    auto whole = [&](int g, int own_side, lgh_stats &t0, lgh_stats &t1) {
+        t0 = lgh_stats_empty();
+        t1 = lgh_stats_empty();
+        const int ua = g * gs / BN, ub = ((g + 1) * gs - 1) / BN;
+        for (int u = ua; u <= ub; ++u) {
+            const int t = u == nt ? me : lgh_tile_index(mt, u, p.m_tiles, p.n_tiles, p.band);
+            const int side = u < nt ? 1 : u > nt ? 0 : own_side; // an earlier tile's right edge, a later one's left
+            const float2 x0 = __ldcg(&buf[(2 * t + side) * BM + tile_row]);
+            const float2 x1 = __ldcg(&buf[(2 * t + side) * BM + tile_row + 8]);
+            const float cnt = (float)(min((g + 1) * gs, (u + 1) * BN) - max(g * gs, u * BN));
+            t0 = lgh_stats_combine(t0, lgh_stats{cnt, x0.x, x0.y});
+            t1 = lgh_stats_combine(t1, lgh_stats{cnt, x1.x, x1.y});
+        }
+    };
+    lgh_stats s0, s1;
+    if (has_left) { // began in an earlier tile: its mean / rstd are written there
+        whole(g_first, 0, s0, s1);
+        const int hi = min((g_first + 1) * gs, n0 + ncols) - n0;
+        lgh_epi_range_normalize<32>(acc, 0, hi, s0, s1, tp, a, row, g_first, false);
+    }
+    if (has_right && !(has_left && g_last == g_first)) { // begins here
+        whole(g_last, 1, s0, s1);
+        lgh_epi_range_normalize<32>(acc, g_last * gs - n0, ncols, s0, s1, tp, a, row, g_last, true);
+    }
+}
+
+// GS: channels of a group inside one CTA tile (the group size, or 256 for wider groups); 0:
+// straddle mode, any group size below 512 (lgh_sm90_straddle_epilogue; not with X3).
 // X3: 3xtf32 main loop (T = float only).
 // RNA: float data in tf32 with x rounded to nearest tf32 in registers
 // (lgh_sm90_consume_tile_tf32_rna; T = float only).
@@ -299,6 +393,7 @@ __global__ void __launch_bounds__(LGH_SM90_THREADS, 1)
                     const lgh_sm90_params p)
 {
     static_assert(OP == LGH_SM90_OP_NT || X3, "NN and TT plain products run on the 3xtf32 main loop");
+    static_assert(GS != 0 || !X3, "straddle mode is not compiled into the 3xtf32 instances");
     constexpr bool A_MN = OP != LGH_SM90_OP_NT;     // the tile's A from an MN-major matrix
     constexpr bool STORE_T = OP == LGH_SM90_OP_NN;  // the tile stored transposed
     using smem_t = typename lgh_sm90_smem_of<X3>::type;
@@ -495,7 +590,11 @@ __global__ void __launch_bounds__(LGH_SM90_THREADS, 1)
                     ha.ldy = p.ldh;
                     lgh_epi_store<32>(acc, ha, row, n0);
                 }
-                if constexpr (GS == LGH_SM90_BN) {
+                if constexpr (GS == 0) { // straddle mode: groups of any size (one CTA per cluster)
+                    int mt, nt;
+                    lgh_tile_coords(w, p.m_tiles, p.n_tiles, p.band, &mt, &nt);
+                    lgh_sm90_straddle_epilogue(acc, p, tp, a, row, tile_row, mt, nt);
+                } else if constexpr (GS == LGH_SM90_BN) {
                     lgh_stats s0 = lgh_epi_group_stats<32, GS>(acc, 0, 0);
                     lgh_stats s1 = lgh_epi_group_stats<32, GS>(acc, 0, 1);
                     if (p.group_ctas > 1) {

@@ -20,3 +20,7 @@ extern const void *const lgh_sm90_kernels_f32x3_version[4];
 // (TT: dh read across, dW stored as is).
 extern const void *const lgh_sm90_kernels_f32x3_nn[4];
 extern const void *const lgh_sm90_kernels_f32x3_tt[4];
+
+// Straddle mode (kernel_sm90.cuh, GS = 0), indexed by family: tf32 (x rounded to nearest),
+// bf16, f16.
+extern const void *const lgh_sm90_kernels_straddle[3];
