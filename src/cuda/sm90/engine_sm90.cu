@@ -492,7 +492,7 @@ static launch_plan plan_launch(const lgh_problem_t *p, const sm90_state *st, int
     if (split != nullptr || op != LGH_SM90_OP_NT) { // (NN, TT: their producer loads A without multicast)
         lp.l.gs_tile = LGH_SM90_BN; // (any instance: plain mode skips the epilogue)
         lp.l.subtiles = lp.l.group_ctas = lp.l.cn = lp.l.cm = 1;
-        lp.l.x_mc = lp.l.global = false;
+        lp.l.x_mc = lp.l.global = lp.l.straddle = false;
     }
     lp.cluster = lp.l.global ? 1 : lp.l.cn * lp.l.cm;
     lp.x_mc = lp.l.x_mc ? lp.l.cn : 1;
