@@ -30,9 +30,9 @@
 
 #include "epilogue/fused_groupnorm.cuh"
 #include "mainloop/sm80_cp_async_mma.cuh"
-#include "mainloop/tile_order.cuh"
+#include "mainloop/tile_order.h"
 
-#define LGH_SM80_BAND 8 // M-blocks per band of the tile order (tile_order.cuh)
+#define LGH_SM80_BAND 8 // M-blocks per band of the tile order (tile_order.h)
 
 // Everything the kernel needs (type-erased so that all instantiations share a signature).
 struct lgh_sm80_params {

@@ -51,9 +51,10 @@
 #include <stdint.h>
 
 #include "epilogue/fused_groupnorm.cuh"
+#include "epilogue/straddle_geometry.h"
 #include "mainloop/sm90_3xtf32.cuh"
 #include "mainloop/sm90_tma_wgmma.cuh"
-#include "mainloop/tile_order.cuh"
+#include "mainloop/tile_order.h"
 #include "ptx/barrier.cuh"
 #include "ptx/cluster.cuh"
 #include "ptx/flags.cuh"
@@ -83,7 +84,7 @@
 #ifndef LGH_SM90_X3_CONSUMER_REGS
 #define LGH_SM90_X3_CONSUMER_REGS 232
 #endif
-#define LGH_SM90_BAND 8          // M-blocks per band of the tile order (tile_order.cuh)
+#define LGH_SM90_BAND 8          // M-blocks per band of the tile order (tile_order.h)
 #define LGH_SM90_MAX_CLUSTER 4
 
 // Warpgroup roles: threads 0 .. 127 are the producer warpgroup (thread 0 issues TMA, warps
@@ -279,14 +280,6 @@ __device__ __forceinline__ void lgh_sm90_exchange_stats(lgh_sm90_exchange *x, lg
     });
 }
 
-// Tile (mt, nt) -> its index t in lgh_tile_coords' order (the inverse).
-__device__ __forceinline__ int lgh_tile_index(int mt, int nt, int m_tiles, int n_tiles, int band)
-{
-    const int b = mt / band, first = b * band;
-    const int rows = min(band, m_tiles - first);
-    return b * band * n_tiles + nt * rows + (mt - first);
-}
-
 // Straddle mode: groups of any size below 512 channels, which may begin and end anywhere in
 // the 256-column tiles, on one CTA per tile (no cluster), a cooperative launch. For each
 // group piece in the tile the epilogue takes per-row statistics (lgh_epi_range_stats). A
@@ -305,15 +298,16 @@ __device__ __forceinline__ void lgh_sm90_straddle_epilogue(float (&acc)[128], co
                                                            int nt)
 {
     constexpr int BN = LGH_SM90_BN, BM = LGH_SM90_BM;
-    const int gs = p.group_size, n0 = nt * BN;
-    const int ncols = min(BN, p.n - n0);
-    const int g_first = n0 / gs, g_last = (n0 + ncols - 1) / gs;
-    const bool has_left = g_first * gs < n0;                // its first group began in an earlier tile
-    const bool has_right = (g_last + 1) * gs > n0 + ncols;  // its last group goes on in a later one
+    const int gs = p.group_size;
+    const lgh_straddle_tile geo = lgh_straddle_of(nt, p.n, gs, BN);
+    const int n0 = geo.n0, ncols = geo.ncols, g_first = geo.g_first, g_last = geo.g_last;
+    const bool has_left = geo.has_left, has_right = geo.has_right;
     const int me = lgh_tile_index(mt, nt, p.m_tiles, p.n_tiles, p.band);
     float2 *buf = p.xchg; // [tile][side: 0 left edge, 1 right edge][BM rows] (mean, M2)
     for (int g = g_first; g <= g_last; ++g) {
-        const int lo = max(g * gs, n0) - n0, hi = min((g + 1) * gs, n0 + ncols) - n0;
+        int lo, hi;
+        lgh_straddle_piece(g, gs, BN, nt, &lo, &hi);
+        hi = min(hi, ncols);
         const lgh_stats s0 = lgh_epi_range_stats<32>(acc, 0, lo, hi);
         const lgh_stats s1 = lgh_epi_range_stats<32>(acc, 1, lo, hi);
         const bool left = g == g_first && has_left, right = g == g_last && has_right;
@@ -330,12 +324,9 @@ __device__ __forceinline__ void lgh_sm90_straddle_epilogue(float (&acc)[128], co
 
     if ((threadIdx.x & 3) == 0) __threadfence();
     lgh_named_barrier_sync(LGH_SM90_BAR_XCHG, LGH_SM90_CONSUMER_THREADS);
-    // The tiles holding the edge groups' other pieces: [u_lo, u_hi] around nt.
-    const int u_lo = has_left ? g_first * gs / BN : nt;
-    const int u_hi = has_right ? ((g_last + 1) * gs - 1) / BN : nt;
     if (threadIdx.x == LGH_SM90_PRODUCER_THREADS) { // the first consumer thread
         lgh_st_release_gpu_u32(p.xchg_flags + me, 1u);
-        for (int u = u_lo; u <= u_hi; ++u) {
+        for (int u = geo.u_lo; u <= geo.u_hi; ++u) { // the tiles holding the edge groups' other pieces
             if (u == nt) continue;
             const unsigned *f = p.xchg_flags + lgh_tile_index(mt, u, p.m_tiles, p.n_tiles, p.band);
             while (lgh_ld_acquire_gpu_u32(f) == 0u) {
@@ -349,13 +340,14 @@ __device__ __forceinline__ void lgh_sm90_straddle_epilogue(float (&acc)[128], co
     auto whole = [&](int g, int own_side, lgh_stats &t0, lgh_stats &t1) {
         t0 = lgh_stats_empty();
         t1 = lgh_stats_empty();
-        const int ua = g * gs / BN, ub = ((g + 1) * gs - 1) / BN;
+        const int ua = lgh_straddle_first_tile(g, gs, BN), ub = lgh_straddle_last_tile(g, gs, BN);
         for (int u = ua; u <= ub; ++u) {
             const int t = u == nt ? me : lgh_tile_index(mt, u, p.m_tiles, p.n_tiles, p.band);
             const int side = u < nt ? 1 : u > nt ? 0 : own_side; // an earlier tile's right edge, a later one's left
             const float2 x0 = __ldcg(&buf[(2 * t + side) * BM + tile_row]);
             const float2 x1 = __ldcg(&buf[(2 * t + side) * BM + tile_row + 8]);
-            const float cnt = (float)(min((g + 1) * gs, (u + 1) * BN) - max(g * gs, u * BN));
+            int lo, hi;
+            const float cnt = (float)lgh_straddle_piece(g, gs, BN, u, &lo, &hi);
             t0 = lgh_stats_combine(t0, lgh_stats{cnt, x0.x, x0.y});
             t1 = lgh_stats_combine(t1, lgh_stats{cnt, x1.x, x1.y});
         }
@@ -363,8 +355,9 @@ __device__ __forceinline__ void lgh_sm90_straddle_epilogue(float (&acc)[128], co
     lgh_stats s0, s1;
     if (has_left) { // began in an earlier tile: its mean / rstd are written there
         whole(g_first, 0, s0, s1);
-        const int hi = min((g_first + 1) * gs, n0 + ncols) - n0;
-        lgh_epi_range_normalize<32>(acc, 0, hi, s0, s1, tp, a, row, g_first, false);
+        int lo, hi;
+        lgh_straddle_piece(g_first, gs, BN, nt, &lo, &hi);
+        lgh_epi_range_normalize<32>(acc, 0, min(hi, ncols), s0, s1, tp, a, row, g_first, false);
     }
     if (has_right && !(has_left && g_last == g_first)) { // begins here
         whole(g_last, 1, s0, s1);
