@@ -163,17 +163,28 @@ step_smallc() { # small batches from C (lgh run: CUDA-event medians, no Python o
     timeout 120 python3 bench/micro/host_overhead.py > "$OUT/host_overhead.txt" 2>&1
     note "smallc: $(wc -l < "$OUT/smallc.txt") lines; host: $(sed -n 4p "$OUT/host_overhead.txt")"
 }
-step_groups() { # groups the sm90 epilogue does not fuse (344 channels: N = 11008, G = 32): sm90's
-    # unfused path (GEMM into a float32 workspace, then the group-norm pass) against cublaslt
+step_groups() { # groups that do not tile the sm90 epilogue's 256 columns (344 channels: N = 11008,
+    # G = 32): sm90's unfused path (GEMM into a float32 workspace, then the group-norm pass),
+    # sm90 in straddle mode (LGH_SM90_STRADDLE=1: fused, edge statistics shared across tiles)
+    # and cublaslt; then bench.py's llama shape against addmm, with straddle mode on
     for cfg in "float32 3xtf32" "float32 tf32" "bfloat16 default"; do
         set -- $cfg
-        for e in sm90 cublaslt; do
-            printf "%-18s %-9s " "$1/$2" $e
-            build/lgh run --m 1024 --k 4096 --n 11008 --groups 32 --dtype $1 --math $2 --engine $e --iters 50 \
-                --check-rows 16 2>&1 | grep -E "time|error" | tr '\n' ' ' | sed 's/  */ /g'
+        for e in sm90 sm90+straddle cublaslt; do
+            printf "%-18s %-14s " "$1/$2" $e
+            env $([ $e = sm90+straddle ] && echo LGH_SM90_STRADDLE=1) build/lgh run --m 1024 --k 4096 --n 11008 \
+                --groups 32 --dtype $1 --math $2 --engine ${e%+*} --iters 50 --check-rows 16 2>&1 |
+                grep -E "engine|time|error" | tr '\n' ' ' | sed 's/  */ /g'
             echo
         done
     done > "$OUT/groups.txt" 2>&1
+    for s in "" LGH_SM90_STRADDLE=1; do
+        env $s timeout 150 python3 bench/bench.py --shapes llama,256x4096x11008:32,4096x4096x11008:32 --modes tf32,bf16 --impls addmm,lgh \
+            --engines auto,sm90,cublaslt --no-compile --name "llama${s:+-straddle}" --out "$OUT/gr" \
+            > "$OUT/gr.log" 2>&1
+        echo "== bench.py llama ${s:-(straddle off)}" >> "$OUT/groups.txt"
+        grep -E "11008" "$OUT/gr.log" >> "$OUT/groups.txt"
+    done
+    mv "$OUT"/gr/*.json "$OUT"/ 2>/dev/null; rm -rf "$OUT/gr" "$OUT/gr.log"
     note "groups: $(grep -c median "$OUT/groups.txt") timings"
 }
 step_train() { # training step (forward + backward), lgh vs PyTorch: bench/train.py
