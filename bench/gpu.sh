@@ -53,19 +53,11 @@ step_ctest() {
         ${CTEST_EXCLUDE:+-E "$CTEST_EXCLUDE"} > "$OUT/ctest.log" 2>&1
     note "ctest: $(grep -E 'tests passed|tests failed' "$OUT/ctest.log" | tail -n 1)"
 }
-step_forced() { # the whole matrix with the engine forced through LGH_ENGINE, and
-    # the sm90 paths its default choice does not take (unit mode and hardware clusters for wide
-    # groups, no x multicast, multicast clusters, truncated tf32)
+step_forced() { # the matrix with the engine forced through LGH_ENGINE (the sm90 engine's variants,
+    # forced through LGH_SM90_VARIANT, are ctest's matrix_sm90_variant_* and the like)
     echo "== LGH_ENGINE=sm90 test_matrix --engine auto" >> "$checks"
     LGH_ENGINE=sm90 timeout 40 build/tests/test_matrix --engine auto >> "$checks" 2>&1
     note "forced sm90 (exit $?): $(tail -n 1 "$checks")"
-    # (a variant may set several variables, joined by commas)
-    for v in LGH_SM90_WIDE=unit LGH_SM90_WIDE=cluster LGH_SM90_WIDE=cluster,LGH_SM90_XMC=0 \
-        LGH_SM90_CLUSTER_M=2 LGH_SM90_REFUSE_COOPERATIVE=1 LGH_SM90_SPLITS=1 LGH_SM90_SPLITS=3; do
-        echo "== $v test_matrix --engine sm90" >> "$checks"
-        env ${v//,/ } timeout 40 build/tests/test_matrix --engine sm90 >> "$checks" 2>&1
-        note "sm90 $v (exit $?): $(tail -n 1 "$checks")"
-    done
     # the backward's dW on the 3xtf32 main loops other than its default (LGH_SM90_DW_LOOP=1), and
     # its products on transposed copies instead of NN products
     for v in LGH_SM90_DW_LOOP=2 LGH_SM90_DW_LOOP=3 LGH_SM90_BWD_TRANSPOSE=1; do
@@ -75,20 +67,6 @@ step_forced() { # the whole matrix with the engine forced through LGH_ENGINE, an
         echo "== $v pytest test_train.py -k as_close" >> "$checks"
         env $v timeout 60 python3 -m pytest -q tests/python/test_train.py -k as_close >> "$checks" 2>&1
         note "sm90 dW accuracy $v (exit $?): $(tail -n 1 "$checks")"
-    done
-    # straddle mode (groups of any size fused, LGH_SM90_STRADDLE=1): the layer's matrices and
-    # the backward's forward, which saves h through it
-    for t in "test_matrix --engine sm90" "test_special --engine sm90" "test_backward --engine sm90" \
-        "test_matrix --engine sm90 --small-m"; do
-        echo "== LGH_SM90_STRADDLE=1 $t" >> "$checks"
-        LGH_SM90_STRADDLE=1 timeout 60 build/tests/$t >> "$checks" 2>&1
-        note "sm90 straddle $t (exit $?): $(tail -n 1 "$checks")"
-    done
-    # split K over the small-batch matrix: the model's choice, no split, and forced part counts
-    for v in LGH_SM90_SPLITS=0 LGH_SM90_SPLITS=1 LGH_SM90_SPLITS=2 LGH_SM90_SPLITS=5 LGH_SM90_SPLITS=16; do
-        echo "== $v test_matrix --engine sm90 --small-m" >> "$checks"
-        env $v timeout 60 build/tests/test_matrix --engine sm90 --small-m >> "$checks" 2>&1
-        note "sm90 small-m $v (exit $?): $(tail -n 1 "$checks")"
     done
 }
 step_sanitize() {
@@ -127,11 +105,11 @@ step_msweep() { # the M sweep (K = N = 8192, G = 16), tf32 and bf16, GEMM baseli
     find "$OUT/ms" -type f ! -name '*.json' -delete
 }
 step_small() { # small batches (bench.py --shapes small-m): lgh (split K on sm90) vs addmm and eager,
-    # then the sm90 engine without split K (LGH_SM90_SPLITS=1) for the split's effect
+    # then the sm90 engine without split K (LGH_SM90_VARIANT=1) for the split's effect
     timeout 240 python3 bench/bench.py --shapes small-m --modes tf32,bf16,3xtf32 --impls addmm,torch-eager,lgh \
         --engines auto,sm90,cublaslt --no-compile --name smallm --out "$OUT" > "$OUT/smallm.log" 2>&1
     note "small: exit $?"
-    LGH_SM90_SPLITS=1 timeout 120 python3 bench/bench.py --shapes small-m --modes tf32,bf16,3xtf32 --impls lgh-sm90 \
+    LGH_SM90_VARIANT=1 timeout 120 python3 bench/bench.py --shapes small-m --modes tf32,bf16,3xtf32 --impls lgh-sm90 \
         --engines sm90 --no-compile --name smallm-nosplit --out "$OUT" > "$OUT/smallm-nosplit.log" 2>&1
     note "small (no split): exit $?"
 }
@@ -145,7 +123,7 @@ step_smallc() { # small batches from C (lgh run: CUDA-event medians, no Python o
                 set -- $cfg
                 for sp in 0 1; do
                     [ "$3" = cublaslt ] && [ $sp = 1 ] && continue
-                    t=$(LGH_SM90_SPLITS=$sp build/lgh run --m $m --k 8192 --n 8192 --groups 16 --dtype $1 --math $2 \
+                    t=$(LGH_SM90_VARIANT=$sp build/lgh run --m $m --k 8192 --n 8192 --groups 16 --dtype $1 --math $2 \
                         --engine $3 --iters 200 --check-rows 0 2>&1 | grep -oE 'median [0-9.]+ ms' | grep -oE '[0-9.]+')
                     printf "%-5s %-8s %-7s %-9s %s\n" $m "$1/$2" $3 "$([ $sp = 0 ] && echo model || echo none)" "$t"
                 done
@@ -154,7 +132,7 @@ step_smallc() { # small batches from C (lgh run: CUDA-event medians, no Python o
         for sp in 2 3 4 6 8; do
             for cfg in "float32 tf32" "bfloat16 default" "float32 3xtf32"; do
                 set -- $cfg
-                t=$(LGH_SM90_SPLITS=$sp build/lgh run --m 128 --k 8192 --n 8192 --groups 16 --dtype $1 --math $2 \
+                t=$(LGH_SM90_VARIANT=$sp build/lgh run --m 128 --k 8192 --n 8192 --groups 16 --dtype $1 --math $2 \
                     --engine sm90 --iters 200 --check-rows 0 2>&1 | grep -oE 'median [0-9.]+ ms' | grep -oE '[0-9.]+')
                 printf "%-5s %-8s %-7s %-9s %s\n" 128 "$1/$2" sm90 "S=$sp" "$t"
             done
@@ -165,19 +143,19 @@ step_smallc() { # small batches from C (lgh run: CUDA-event medians, no Python o
 }
 step_groups() { # groups that do not tile the sm90 epilogue's 256 columns (344 channels: N = 11008,
     # G = 32): sm90's unfused path (GEMM into a float32 workspace, then the group-norm pass),
-    # sm90 in straddle mode (LGH_SM90_STRADDLE=1: fused, edge statistics shared across tiles)
+    # sm90 in straddle mode (LGH_SM90_VARIANT=501: fused, edge statistics shared across tiles)
     # and cublaslt; then bench.py's llama shape against addmm, with straddle mode on
     for cfg in "float32 3xtf32" "float32 tf32" "bfloat16 default"; do
         set -- $cfg
         for e in sm90 sm90+straddle cublaslt; do
             printf "%-18s %-14s " "$1/$2" $e
-            env $([ $e = sm90+straddle ] && echo LGH_SM90_STRADDLE=1) build/lgh run --m 1024 --k 4096 --n 11008 \
+            env $([ $e = sm90+straddle ] && echo LGH_SM90_VARIANT=501) build/lgh run --m 1024 --k 4096 --n 11008 \
                 --groups 32 --dtype $1 --math $2 --engine ${e%+*} --iters 50 --check-rows 16 2>&1 |
                 grep -E "engine|time|error" | tr '\n' ' ' | sed 's/  */ /g'
             echo
         done
     done > "$OUT/groups.txt" 2>&1
-    for s in "" LGH_SM90_STRADDLE=1; do
+    for s in "" LGH_SM90_VARIANT=501; do
         env $s timeout 150 python3 bench/bench.py --shapes llama,256x4096x11008:32,4096x4096x11008:32 --modes tf32,bf16 --impls addmm,lgh \
             --engines auto,sm90,cublaslt --no-compile --name "llama${s:+-straddle}" --out "$OUT/gr" \
             > "$OUT/gr.log" 2>&1

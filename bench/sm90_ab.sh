@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# A/B timing of sm90 variants selected by environment (e.g. LGH_SM90_CLUSTER_M=1 vs 2)
+# A/B timing of sm90 variants selected by environment (e.g. LGH_SM90_VARIANT=1 vs 401)
 # next to cublaslt, interleaved in rounds on one warm GPU, then the correctness matrix of
 # each variant. Prints one line per (variant, shape, mode): median of the rounds' medians.
-#   bench/sm90_ab.sh "LGH_SM90_CLUSTER_M=1" "LGH_SM90_CLUSTER_M=2"
+#   bench/sm90_ab.sh "" "LGH_SM90_VARIANT=401"   (the model's choice against W multicast)
 # ENGINE=sm80 times that engine instead. A variant may name another build's CLI, e.g. a baseline commit built into build-base/
 # and carried along: "LGH_BIN=build-base/lgh" (its library is found next to it).
 # BACKWARD=1 times training steps instead (lgh run --backward: the forward with saves plus

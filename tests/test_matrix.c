@@ -38,7 +38,7 @@
  * for slow runs such as compute-sanitizer; case numbers stay those of the full matrix.
  * --small-m replaces the matrix's M and K by the small-batch set, M in {1, 2, 3, 7, 16, 33,
  * 64, 100, 128, 255} x K in {520, 1048} (K long enough for the sm90 engine to split it:
- * LGH_SM90_SPLITS=S forces S parts there); with --reduced, M in {1, 33, 128} and K = 520.
+ * LGH_SM90_VARIANT=S forces S parts there); with --reduced, M in {1, 33, 128} and K = 520.
  *
  * Before the matrix, the checker checks itself: an unwritten element, a write into the
  * padding or the tail, and a wrong value must each be caught.

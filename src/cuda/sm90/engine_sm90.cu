@@ -23,16 +23,36 @@
 #ifndef LGH_SM90_MULTICAST
 #define LGH_SM90_MULTICAST 1
 #endif
-// Clusters formed for multicast alone (not for a group's statistics): CTAs along M sharing
-// W. Measured on the H100 (docs/PERF.md, v3 and "Clusters for multicast alone, across M"):
-// level with plain CTAs (within noise; -3% once at M = 16384), so off by default;
-// LGH_SM90_CLUSTER_M = 1|2 overrides it, and LGH_SM90_WIDE = unit|cluster|global the way
-// groups wider than a tile are done, for measuring (read once, at the context's first sm90
-// call). A cluster of 2 along N sharing x, formed for that alone, lost 4-9% at every size
-// measured and was removed.
-#ifndef LGH_SM90_CLUSTER_M_DEFAULT
-#define LGH_SM90_CLUSTER_M_DEFAULT 1
-#endif
+
+// The engine's variants: the ways one problem can run, named by small ids that lgh_tune
+// times and records (and LGH_SM90_VARIANT=id forces, for measuring and testing):
+//   id = way * 100 + parts,
+// parts the split-K part count S (1 = no split; any S from 1 to kMaxSplits where split K is
+// allowed), way one of the layouts below (WAY_MODEL: the engine's own choice). A way that
+// cannot run the problem, or any way with S > 1 (split K has one layout), counts as
+// WAY_MODEL. Ids below 100 are split counts alone, as tuning files written before the
+// ways existed hold them.
+enum way {
+    WAY_MODEL,       // the engine's choice: the rows below marked (default)
+    WAY_UNIT,        // groups wider than the tile: one CTA does a group's tiles in turn
+    WAY_HW_CLUSTER,  // ... a hardware cluster along N, statistics through distributed shared memory
+    WAY_SW_CLUSTER,  // ... a software cluster (cooperative launch), statistics through global memory (default)
+    WAY_W_MULTICAST, // groups within a tile: a cluster of 2 along M sharing W by multicast (level
+                     // with plain CTAs, docs/PERF.md "Clusters for multicast alone, across M")
+    WAY_STRADDLE,    // groups that do not tile the 256-channel tile: fused, edge statistics
+                     // exchanged with the neighbouring tiles (straddle mode)
+    WAY_UNFUSED,     // ... the plain product into a float32 workspace, then the group-norm pass (default)
+    WAY_COUNT
+};
+const int kWayStride = 100; // id = way * kWayStride + parts
+// Straddle mode as the model's choice for the groups it takes (else they run unfused).
+const bool kStraddleByDefault = false;
+
+// What one run does: its way and its part count.
+struct choice {
+    int way;
+    int splits;
+};
 
 namespace {
 
@@ -48,21 +68,16 @@ struct sm90_state {
     bool smem_raised_x3v[4];                          // the same, lgh_sm90_kernels_f32x3_version
     bool smem_raised_op[3][4];                        // the same, the NN and TT tables [op][version]
     bool smem_raised_straddle[3];                     // the same, lgh_sm90_kernels_straddle
-    bool straddle;                                    // LGH_SM90_STRADDLE=1: straddle mode for groups that
-                                                      // do not tile the CTA tile (else unfused)
+    int forced_variant;                               // LGH_SM90_VARIANT=id, else -1 (the model)
     int dw_version;                                   // the backward's dW main loop (1 .. 3)
     bool bwd_transpose;                               // LGH_SM90_BWD_TRANSPOSE=1: the backward's products
                                                       // on transposed copies (NT only), for measuring
     int max_clusters[2][LGH_SM90_MAX_CLUSTER + 1];    // by X3, cluster size; 0 = not asked yet
-    int cluster_m;                                    // CTAs along M wanted (1 or 2)
-    int wide;                                         // WIDE_AUTO, _UNIT, _CLUSTER or _GLOBAL
-    bool x_multicast;                                 // share x over a cluster row when there is one
     // Launch fallbacks (run_launch): a cooperative launch (software clusters) or a cluster
     // launch the device refused once — MPS with an SM limit, a green context — is not
     // tried again on this context; wide groups then take the next way down.
     bool coop_refused, cluster_refused;
     bool refuse_coop_for_test; // LGH_SM90_REFUSE_COOPERATIVE=1: treat every cooperative launch as refused
-    int splits_forced;         // LGH_SM90_SPLITS=S (1 .. kMaxSplits): split K S ways where allowed; 0 = choose
 };
 
 // Groups wider than the CTA tile: one CTA does the group's tiles in turn (unit mode), or a
@@ -70,8 +85,7 @@ struct sm90_state {
 // memory between CTAs of a cooperative launch (software cluster, the default: no cluster
 // launch, which v3 measured costs 4-9%; v5 measured 2-6% faster than the hardware
 // cluster at the reference problem) or through distributed shared memory (a hardware
-// cluster, LGH_SM90_WIDE=cluster).
-enum { WIDE_AUTO, WIDE_UNIT, WIDE_CLUSTER, WIDE_GLOBAL };
+// cluster, WAY_HW_CLUSTER).
 
 const void *const *kernel_table(int f)
 {
@@ -107,60 +121,81 @@ struct layout {
 
 bool tiles_evenly(int64_t gs) { return gs <= LGH_SM90_BN ? lgh_is_pow2(gs) : gs % LGH_SM90_BN == 0; }
 
-// Whether p's groups run in straddle mode: groups that do not tile the 256-channel CTA tile,
-// narrower than two tiles (a group then touches at most 3 tiles), tf32 / bf16 / f16, where a
-// cooperative launch was not refused and the grid is wider than the farthest neighbour in
-// tile order (2 bands' heights: the deadlock-freedom condition, kernel_sm90.cuh). Off unless
-// LGH_SM90_STRADDLE=1 (not yet measured on a GPU).
-bool straddles(const lgh_problem_t *p, const sm90_state *st, int sms)
+// Whether straddle mode can take p's groups: groups that do not tile the 256-channel CTA
+// tile, narrower than two tiles (a group then touches at most 3 tiles), tf32 / bf16 / f16,
+// where a cooperative launch was not refused and the grid is wider than the farthest
+// neighbour in tile order (2 bands' heights: the deadlock-freedom condition,
+// kernel_sm90.cuh).
+bool straddle_can(const lgh_problem_t *p, const sm90_state *st, int sms)
 {
     const int64_t gs = p->group_size;
-    return st->straddle && !st->coop_refused && lgh_family_of(&p->a) != LGH_FAMILY_F32X3 && !tiles_evenly(gs) &&
+    return !st->coop_refused && lgh_family_of(&p->a) != LGH_FAMILY_F32X3 && !tiles_evenly(gs) &&
            gs < 2 * LGH_SM90_BN && sms > 2 * LGH_SM90_BAND;
 }
-
-// Groups wider than the tile: unit mode only where a cluster cannot take the group (more
-// than 4 tiles, or a span that is not a power of two) or when asked for. Measured (v3,
-// docs/PERF.md): for groups of 512 it ran 2.5% slower than the cluster, whose CTAs work in
-// parallel, while one CTA stores its first tile pre-norm and reads it back.
-bool use_units(int span, int wide, bool x3)
+// Whether p's groups run in straddle mode under `way`.
+bool straddles(const lgh_problem_t *p, const sm90_state *st, int sms, int way)
 {
-    const bool cluster_can = span <= LGH_SM90_MAX_CLUSTER && (span & (span - 1)) == 0;
-    if (x3) return false; // the 3xtf32 instances have no unit mode (can_implement)
-    return !cluster_can || wide == WIDE_UNIT;
+    return straddle_can(p, st, sms) && (way == WAY_STRADDLE || (way == WAY_MODEL && kStraddleByDefault));
 }
 
-// The way wide groups are done, after the launch fallbacks this context has met: software
-// clusters (cooperative launch) -> hardware clusters -> one CTA tile after tile (not in
-// 3xtf32, whose instances have no unit mode).
-int effective_wide(const sm90_state *st)
+// Groups wider than the tile (span tiles): whether a cluster of span CTAs can take them (at
+// most 4 tiles, a power of two), and whether unit mode can (not 3xtf32, whose instances
+// have no unit mode; not float16, whose earlier tiles would wait pre-norm in y, where
+// values beyond float16's range would become Inf).
+bool cluster_can(int span) { return span > 1 && span <= LGH_SM90_MAX_CLUSTER && (span & (span - 1)) == 0; }
+bool units_can(const lgh_problem_t *p, int span)
 {
-    if (st->cluster_refused) return WIDE_UNIT;
-    if (st->coop_refused && (st->wide == WIDE_AUTO || st->wide == WIDE_GLOBAL)) return WIDE_CLUSTER;
-    return st->wide;
+    return span > 1 && lgh_family_of(&p->a) != LGH_FAMILY_F32X3 && p->a.dtype != LGH_DTYPE_FLOAT16;
+}
+int span_of(const lgh_problem_t *p) { return p->group_size > LGH_SM90_BN ? (int)(p->group_size / LGH_SM90_BN) : 1; }
+// W multicast (a cluster of 2 along M) can take p: groups within a tile, more than one
+// M-block, not 3xtf32 (whose producer has W multicast compiled out).
+bool w_multicast_can(const lgh_problem_t *p)
+{
+    return LGH_SM90_MULTICAST && p->group_size <= LGH_SM90_BN && tiles_evenly(p->group_size) &&
+           lgh_family_of(&p->a) != LGH_FAMILY_F32X3 && p->a.m > LGH_SM90_BM;
 }
 
-layout layout_of(const lgh_problem_t *p, const sm90_state *st, int sms)
+// Whether `way` can run p (WAY_MODEL always can). The launch fallbacks this context has
+// met do not enter here: layout_of takes the next way down when one was refused.
+bool way_can(const lgh_problem_t *p, const sm90_state *st, int sms, int way)
 {
-    const int wide = effective_wide(st);
+    const int span = span_of(p);
+    switch (way) {
+    case WAY_MODEL: return true;
+    case WAY_UNIT: return units_can(p, span);
+    case WAY_HW_CLUSTER:
+    case WAY_SW_CLUSTER: return cluster_can(span);
+    case WAY_W_MULTICAST: return w_multicast_can(p);
+    case WAY_STRADDLE: return straddle_can(p, st, sms);
+    case WAY_UNFUSED: return !tiles_evenly(p->group_size);
+    default: return false;
+    }
+}
+
+layout layout_of(const lgh_problem_t *p, const sm90_state *st, int sms, int way)
+{
     layout l;
     const int64_t gs = p->group_size;
-    const int span = gs > LGH_SM90_BN ? (int)(gs / LGH_SM90_BN) : 1;
+    const int span = span_of(p);
     l.gs_tile = gs < LGH_SM90_BN ? (int)gs : LGH_SM90_BN;
-    const bool units = span > 1 && use_units(span, wide, lgh_family_of(&p->a) == LGH_FAMILY_F32X3);
+    // Wide groups: a software cluster (the model's choice), a hardware cluster, or unit mode
+    // where no cluster can take the group or when asked for (measured, v3, docs/PERF.md:
+    // 2.5% slower than the cluster for groups of 512, whose CTAs work in parallel, while one
+    // CTA stores its first tile pre-norm and reads it back); after the launch fallbacks this
+    // context has met: software clusters (cooperative launch) -> hardware clusters -> unit
+    // mode (not in 3xtf32).
+    const bool x3 = lgh_family_of(&p->a) == LGH_FAMILY_F32X3;
+    const bool units = span > 1 && !x3 && (!cluster_can(span) || way == WAY_UNIT || st->cluster_refused);
     l.subtiles = units ? span : 1;
     l.group_ctas = units ? 1 : span;
-    l.global = l.group_ctas > 1 && (wide == WIDE_GLOBAL || wide == WIDE_AUTO);
+    l.global = l.group_ctas > 1 && way != WAY_HW_CLUSTER && !st->coop_refused;
     // Clusters formed only for multicast are dropped once a cluster launch was refused.
     const bool mc = LGH_SM90_MULTICAST && !st->cluster_refused;
-    l.x_mc = mc && st->x_multicast && !l.global;
-    l.cn = l.group_ctas; // (no cluster along N for x multicast alone: it lost, see the top)
-    // (The 3xtf32 producer has W multicast compiled out.)
-    l.cm = mc && st->cluster_m > 1 && !l.global && lgh_family_of(&p->a) != LGH_FAMILY_F32X3 && p->a.m > LGH_SM90_BM &&
-                   l.cn * 2 <= LGH_SM90_MAX_CLUSTER
-               ? 2
-               : 1;
-    l.straddle = straddles(p, st, sms);
+    l.x_mc = mc && !l.global;
+    l.cn = l.group_ctas; // (no cluster along N for x multicast alone: it lost 4-9%, docs/PERF.md)
+    l.cm = mc && way == WAY_W_MULTICAST && w_multicast_can(p) ? 2 : 1;
+    l.straddle = straddles(p, st, sms, way);
     if (l.straddle) {
         l.gs_tile = LGH_SM90_BN; // (not an in-tile width: the kernel is lgh_sm90_kernels_straddle)
         l.subtiles = l.group_ctas = l.cn = l.cm = 1;
@@ -241,10 +276,10 @@ size_t split_bytes(const lgh_problem_t *p, int s) { return (size_t)s * (size_t)p
 // unfused: the kernel's plain mode writes the float32 product x·Wᵀ into the workspace (in
 // K-parts when split K pays, else one) and the group-norm pass adds the bias and finishes
 // the layer, as split K does — unless straddle mode takes them (straddles()).
-bool fused_groups(const lgh_problem_t *p, const sm90_state *st, int sms, char *why, size_t len)
+bool fused_groups(const lgh_problem_t *p, const sm90_state *st, int sms, int way, char *why, size_t len)
 {
     const int64_t gs = p->group_size;
-    if (straddles(p, st, sms)) return true;
+    if (straddles(p, st, sms, way)) return true;
     if (!tiles_evenly(gs)) {
         snprintf(why, len, "group size %lld does not tile the %lld-channel CTA tile evenly", (long long)gs,
                  (long long)LGH_SM90_BN);
@@ -257,7 +292,7 @@ bool fused_groups(const lgh_problem_t *p, const sm90_state *st, int sms, char *w
                  (long long)gs, (long long)LGH_SM90_BN);
         return false;
     }
-    if (p->a.dtype == LGH_DTYPE_FLOAT16 && gs > LGH_SM90_BN && layout_of(p, st, sms).subtiles > 1) {
+    if (p->a.dtype == LGH_DTYPE_FLOAT16 && gs > LGH_SM90_BN && layout_of(p, st, sms, way).subtiles > 1) {
         snprintf(why, len, "float16 group size %lld: a group wider than a cluster would wait pre-norm in y",
                  (long long)gs);
         return false;
@@ -271,17 +306,14 @@ sm90_state *get_state(struct lgh_context *ctx)
     if (*slot == nullptr) {
         sm90_state *st = static_cast<sm90_state *>(calloc(1, sizeof(sm90_state)));
         if (st == nullptr) return nullptr;
-        const char *env = getenv("LGH_SM90_CLUSTER_M");
-        st->cluster_m = env != nullptr && (env[0] == '1' || env[0] == '2') ? env[0] - '0' : LGH_SM90_CLUSTER_M_DEFAULT;
-        env = getenv("LGH_SM90_XMC");
-        st->x_multicast = env == nullptr || env[0] != '0';
+        // LGH_SM90_VARIANT=id: a variant for every call of the context that has no tuned
+        // one (ids as lgh_tune records them; for measuring and testing).
+        const char *env = getenv("LGH_SM90_VARIANT");
+        char *end = nullptr;
+        const long v = env != nullptr ? strtol(env, &end, 10) : -1;
+        st->forced_variant = env != nullptr && *env != 0 && *end == 0 && v >= 0 && v < WAY_COUNT * kWayStride ? (int)v : -1;
         env = getenv("LGH_SM90_REFUSE_COOPERATIVE");
         st->refuse_coop_for_test = env != nullptr && env[0] == '1';
-        env = getenv("LGH_SM90_STRADDLE");
-        st->straddle = env != nullptr && env[0] == '1';
-        env = getenv("LGH_SM90_SPLITS");
-        st->splits_forced = env != nullptr ? atoi(env) : 0;
-        if (st->splits_forced < 0 || st->splits_forced > kMaxSplits) st->splits_forced = 0;
         // The 3xtf32 main loop of the backward's dW (sm90_3xtf32.cuh, backward_sm90.cu):
         // version 1 (tf32 corrections) by default, whose error stays below float32's own at
         // dW's short reduction over M; LGH_SM90_DW_LOOP=1|2|3 picks one, for measuring.
@@ -289,15 +321,29 @@ sm90_state *get_state(struct lgh_context *ctx)
         st->dw_version = env != nullptr && env[0] >= '1' && env[0] <= '3' && env[1] == 0 ? env[0] - '0' : 1;
         env = getenv("LGH_SM90_BWD_TRANSPOSE");
         st->bwd_transpose = env != nullptr && env[0] == '1';
-        env = getenv("LGH_SM90_WIDE");
-        st->wide = env == nullptr ? WIDE_AUTO
-                   : strcmp(env, "unit") == 0    ? WIDE_UNIT
-                   : strcmp(env, "cluster") == 0 ? WIDE_CLUSTER
-                   : strcmp(env, "global") == 0  ? WIDE_GLOBAL
-                                                 : WIDE_AUTO;
         *slot = st;
     }
     return static_cast<sm90_state *>(*slot);
+}
+
+// The variant run() takes for p: the tuned or timed one (lgh_engine_variant), else
+// LGH_SM90_VARIANT, else the model's; an id's way that cannot run p is the model's, its
+// part count is clamped to p's K-blocks, and 1 where split K is not allowed.
+choice choice_of(const lgh_problem_t *p, const sm90_state *st, int sms, int id)
+{
+    choice c;
+    c.way = id >= 0 ? id / kWayStride : WAY_MODEL;
+    c.splits = id >= 0 ? id % kWayStride : 0;
+    if (c.splits < 1 || c.splits > kMaxSplits) c.splits = split_allowed(p, sms) ? model_splits(p, sms) : 1;
+    if (!split_allowed(p, sms)) c.splits = 1;
+    if (c.splits > k_blocks_of(&p->a)) c.splits = k_blocks_of(&p->a);
+    if (c.splits > 1 || !way_can(p, st, sms, c.way)) c.way = WAY_MODEL;
+    return c;
+}
+choice choice_for(struct lgh_context *ctx, const lgh_problem_t *p, const sm90_state *st)
+{
+    const int v = lgh_engine_variant(ctx);
+    return choice_of(p, st, lgh_device_props(ctx)->sm_count, v >= 0 ? v : st->forced_variant);
 }
 
 bool available(const struct lgh_context *ctx)
@@ -324,7 +370,8 @@ lgh_status_t can_implement(struct lgh_context *ctx, const lgh_problem_t *p, char
     const sm90_state *st = get_state(ctx);
     if (st == nullptr) return lgh_refuse(why, len, "out of host memory");
     char unfused_why[200];
-    if (!fused_groups(p, st, lgh_device_props(ctx)->sm_count, unfused_why, sizeof unfused_why) && p->want_h) {
+    const int sms = lgh_device_props(ctx)->sm_count;
+    if (p->want_h && !fused_groups(p, st, sms, choice_for(ctx, p, st).way, unfused_why, sizeof unfused_why)) {
         return lgh_refuse(why, len,
                           "%s; the group-norm pass that takes such groups instead does not write the pre-norm h",
                           unfused_why);
@@ -392,71 +439,63 @@ size_t straddle_bytes(const lgh_problem_t *p)
     return flags_bytes(tiles) + tiles * 2 * LGH_SM90_BM * sizeof(float2);
 }
 
-// The parts run() takes for p: the tuned or timed variant (its id is S), else
-// LGH_SM90_SPLITS, else the model; 1 = no split.
-int splits_for(struct lgh_context *ctx, const lgh_problem_t *p, const sm90_state *st)
-{
-    const int sms = lgh_device_props(ctx)->sm_count;
-    if (!split_allowed(p, sms)) return 1;
-    const int v = lgh_engine_variant(ctx);
-    int cand[kMaxSplits];
-    const int n = split_candidates(p, sms, cand, kMaxSplits);
-    if (v == 1) return 1;
-    for (int i = 0; i < n; ++i) {
-        if (cand[i] == v) return v;
-    }
-    if (st->splits_forced > 0) {
-        const int kb = k_blocks_of(&p->a);
-        return st->splits_forced < kb ? st->splits_forced : kb;
-    }
-    return model_splits(p, sms);
-}
-
-// Workspace: the software clusters' exchange area, or the largest split's partials (of
-// any variant lgh_tune may time, or of LGH_SM90_SPLITS; unfused groups: at least the one
-// float32 product).
+// Workspace: enough for every variant p can run, the one run() will take whichever it is
+// (lgh_plan's size serves a tuned variant too): the software clusters' exchange area
+// (groups a cluster can take), straddle mode's flags and partials, the largest split's
+// partials (of the candidates lgh_tune may time, or of LGH_SM90_VARIANT), and the one
+// float32 product of the unfused path (groups that do not tile the CTA tile; also where
+// straddle mode's cooperative launch is refused).
 size_t workspace_size(struct lgh_context *ctx, const lgh_problem_t *p)
 {
     sm90_state *st = get_state(ctx);
     if (st == nullptr) return 0;
     const int sms = lgh_device_props(ctx)->sm_count;
-    const layout l = layout_of(p, st, sms);
-    size_t bytes = l.global ? 255 + exchange_bytes(sms) : l.straddle ? 255 + straddle_bytes(p) : 0;
-    char why[200];
-    // (straddle mode falls back to the unfused path if its cooperative launch is refused)
-    const bool unfused = !fused_groups(p, st, sms, why, sizeof why) || l.straddle;
-    if (split_allowed(p, sms) || unfused) {
+    size_t bytes = 0;
+    auto at_least = [&](size_t b) { bytes = b > bytes ? b : bytes; };
+    if (cluster_can(span_of(p))) at_least(255 + exchange_bytes(sms));
+    if (straddle_can(p, st, sms)) at_least(255 + straddle_bytes(p));
+    if (split_allowed(p, sms) || !tiles_evenly(p->group_size)) {
         int cand[kMaxSplits];
         const int n = split_candidates(p, sms, cand, kMaxSplits);
         int most = n > 0 ? cand[n - 1] : 1;
-        const int forced = splits_for(ctx, p, st);
-        if (forced > most) most = forced;
-        const size_t need = most > 1 || unfused ? 255 + split_bytes(p, most) : 0;
-        if (need > bytes) bytes = need;
+        const int chosen = choice_for(ctx, p, st).splits;
+        if (chosen > most) most = chosen;
+        if (most > 1 || !tiles_evenly(p->group_size)) at_least(255 + split_bytes(p, most));
     }
     return bytes;
 }
 
-// lgh_tune's variants: the part counts S (ids; 1 = no split), the model's choice first.
-// None (one way to run) where split K is not allowed.
+// lgh_tune's variants: the part counts S where split K is allowed (ids S; 1 = no split), the
+// model's choice first; then the ways other than the model's that can run p unsplit (ids
+// way * 100 + 1). None (one way to run) where there is neither.
 int variants(struct lgh_context *ctx, const lgh_problem_t *p, int *ids, int capacity)
 {
+    const sm90_state *st = get_state(ctx);
+    if (st == nullptr) return 0;
     const int sms = lgh_device_props(ctx)->sm_count;
-    int cand[kMaxSplits];
-    const int n = split_candidates(p, sms, cand, kMaxSplits);
-    if (n == 0) return 0;
-    const int first = model_splits(p, sms);
     int count = 0;
-    auto add = [&](int s) {
-        if (count < capacity) ids[count] = s;
+    auto add = [&](int id) {
+        if (count < capacity) ids[count] = id;
         ++count;
     };
+    int cand[kMaxSplits];
+    const int n = split_candidates(p, sms, cand, kMaxSplits);
+    const int first = n > 0 ? model_splits(p, sms) : 1;
     add(first);
     if (first != 1) add(1);
     for (int i = 0; i < n; ++i) {
         if (cand[i] != first) add(cand[i]);
     }
-    return count;
+    // The ways, each once: skip one whose layout is the model's own (the same run twice).
+    const layout model = layout_of(p, st, sms, WAY_MODEL);
+    for (int w = WAY_MODEL + 1; w < WAY_COUNT; ++w) {
+        if (!way_can(p, st, sms, w)) continue;
+        const layout l = layout_of(p, st, sms, w);
+        const bool same = l.subtiles == model.subtiles && l.group_ctas == model.group_ctas && l.global == model.global &&
+                          l.cm == model.cm && l.straddle == model.straddle;
+        if (!same) add(w * kWayStride + 1);
+    }
+    return count > 1 ? count : 0;
 }
 
 } // namespace
@@ -484,11 +523,11 @@ struct launch_plan {
 };
 
 static launch_plan plan_launch(const lgh_problem_t *p, const sm90_state *st, int sms, const split_spec *split,
-                               int x3_version, int op)
+                               int x3_version, int op, int way)
 {
     const lgh_args_t *a = &p->a;
     launch_plan lp;
-    lp.l = layout_of(p, st, sms);
+    lp.l = layout_of(p, st, sms, way);
     if (split != nullptr || op != LGH_SM90_OP_NT) { // (NN, TT: their producer loads A without multicast)
         lp.l.gs_tile = LGH_SM90_BN; // (any instance: plain mode skips the epilogue)
         lp.l.subtiles = lp.l.group_ctas = lp.l.cn = lp.l.cm = 1;
@@ -563,9 +602,10 @@ static lgh_sm90_params fill_params(const lgh_problem_t *p, const launch_plan &lp
 // The launch, for the layer (plain = 0), or for a plain product y = x·Wᵀ in 3xtf32
 // (plain = 1: lgh_sm90_plain_product; x3_version 1 .. 3: on that main-loop version, 0:
 // the default; op NN: y = (x·W)ᵀ, TT: y = xᵀ·Wᵀ, with x [K, M] and W [N, K] row-major), or
-// for split K's partial products (split != NULL).
+// for split K's partial products (split != NULL); the layer's in the layout of `way`.
 static lgh_status_t run_launch(struct lgh_context *ctx, const lgh_problem_t *p, void *ws, void *stream, int plain,
-                               const split_spec *split = nullptr, int x3_version = 0, int op = LGH_SM90_OP_NT)
+                               const split_spec *split = nullptr, int x3_version = 0, int op = LGH_SM90_OP_NT,
+                               int way = WAY_MODEL)
 {
     const lgh_args_t *a = &p->a;
     sm90_state *st = get_state(ctx);
@@ -576,7 +616,7 @@ static lgh_status_t run_launch(struct lgh_context *ctx, const lgh_problem_t *p, 
         if (st->encoder == nullptr) return lgh_set_error(ctx, LGH_STATUS_CUDA_ERROR, "sm90: %s", why);
     }
     if (split != nullptr) plain = 1;
-    const launch_plan lp = plan_launch(p, st, lgh_device_props(ctx)->sm_count, split, x3_version, op);
+    const launch_plan lp = plan_launch(p, st, lgh_device_props(ctx)->sm_count, split, x3_version, op, way);
     const layout &l = lp.l;
     const int cluster = lp.cluster;
     CUtensorMap map_x, map_w;
@@ -649,7 +689,7 @@ static lgh_status_t run_launch(struct lgh_context *ctx, const lgh_problem_t *p, 
             if ((e != cudaSuccess || n < 1) && !st->cluster_refused) { // no cluster fits: without one
                 cudaGetLastError();
                 st->cluster_refused = true;
-                return run_launch(ctx, p, ws, stream, plain, split, x3_version, op);
+                return run_launch(ctx, p, ws, stream, plain, split, x3_version, op, way);
             }
             if (e != cudaSuccess) return lgh_cuda_fail(ctx, kEngine, "cudaOccupancyMaxActiveClusters", e);
             if (n < 1) {
@@ -684,7 +724,7 @@ static lgh_status_t run_launch(struct lgh_context *ctx, const lgh_problem_t *p, 
         cudaGetLastError();
         if (l.global) st->coop_refused = true;
         else st->cluster_refused = true;
-        return run_launch(ctx, p, ws, stream, plain, split, x3_version, op);
+        return run_launch(ctx, p, ws, stream, plain, split, x3_version, op, way);
     }
     if (e != cudaSuccess) return lgh_cuda_fail(ctx, kEngine, "launch", e);
     return LGH_STATUS_SUCCESS;
@@ -696,25 +736,27 @@ lgh_status_t run(struct lgh_context *ctx, const lgh_problem_t *p, void *ws, size
 {
     sm90_state *st = get_state(ctx);
     if (st == nullptr) return lgh_set_error(ctx, LGH_STATUS_ALLOC_FAILED, "sm90: out of host memory");
-    int s = splits_for(ctx, p, st);
+    const int sms = lgh_device_props(ctx)->sm_count;
+    const choice c = choice_for(ctx, p, st);
+    int s = c.splits;
     // (the workspace planned for this problem holds the largest split; a smaller one, from
     // a caller's own lgh_plan of another variant, only allows fewer parts)
     while (s > 1 && (ws == nullptr || 255 + split_bytes(p, s) > ws_bytes)) --s;
     char why[200];
-    bool unfused = !fused_groups(p, st, lgh_device_props(ctx)->sm_count, why, sizeof why);
+    bool unfused = !fused_groups(p, st, sms, c.way, why, sizeof why);
     if (s <= 1 && !unfused) {
-        const bool straddle = straddles(p, st, lgh_device_props(ctx)->sm_count);
+        const bool straddle = straddles(p, st, sms, c.way);
         if (straddle && (ws == nullptr || 255 + straddle_bytes(p) > ws_bytes)) {
             return lgh_set_error(ctx, LGH_STATUS_WORKSPACE_TOO_SMALL,
                                  "sm90: groups of %lld channels exchange statistics between tiles through %zu "
                                  "bytes of workspace, got %zu",
                                  (long long)p->group_size, 255 + straddle_bytes(p), ws ? ws_bytes : (size_t)0);
         }
-        const lgh_status_t r = run_launch(ctx, p, ws, stream, 0);
+        const lgh_status_t r = run_launch(ctx, p, ws, stream, 0, nullptr, 0, LGH_SM90_OP_NT, c.way);
         // A refused cooperative launch (straddle mode) sets coop_refused and leaves nothing
         // run: the unfused path takes the groups instead, now and from then on.
         if (!(straddle && r == LGH_STATUS_NOT_SUPPORTED && st->coop_refused)) return r;
-        unfused = !fused_groups(p, st, lgh_device_props(ctx)->sm_count, why, sizeof why);
+        unfused = !fused_groups(p, st, sms, c.way, why, sizeof why);
     }
     if (ws == nullptr || 255 + split_bytes(p, s) > ws_bytes) { // (unfused, one part; lgh_plan's size holds it)
         return lgh_set_error(ctx, LGH_STATUS_WORKSPACE_TOO_SMALL,
