@@ -50,6 +50,8 @@ SHAPE_SETS = {
     "llama": [(1024, 4096, 11008, 32)],
     # small batches: W's bytes dominate (split K on sm90)
     "small-m": [(m, 8192, 8192, 16) for m in (1, 8, 32, 64, 128, 256)] + [(256, 4096, 11008, 32)],
+    # the batches where the fused kernel should match the GEMM alone, and the LLaMA-style layer
+    "large-m": [(m, 8192, 8192, 16) for m in (512, 1024, 2048, 4096, 16384)] + [(1024, 4096, 11008, 32)],
     "g-sweep": [(1024, 8192, 8192, 8192 // gs) for gs in (8, 16, 32, 64, 128, 256, 512, 1024, 2048)],
 }
 SUITES = {
@@ -122,6 +124,8 @@ def build_parser():
     p.add_argument("--impls", help="only these implementations (names or prefixes, comma list, "
                    "e.g. lgh,addmm,torch-eager)")
     p.add_argument("--engines", help="lgh engines to probe (default auto,sm90,sm80,cublaslt)")
+    p.add_argument("--tag", help="appended to the lgh engines' impl names (lgh-auto-TAG, ...), for runs "
+                   "under another setting, e.g. 'tuned' after `lgh tune` filled the tuning file")
     p.add_argument("--compile-modes", default="tf32,bf16",
                    help="modes in which torch.compile is timed (default tf32,bf16)")
     p.add_argument("--no-compile", action="store_true", help="skip torch.compile")
@@ -227,7 +231,7 @@ def plan_mode(shape, mode, a):
     if mode == "tf32":
         items.append(Item(shape, mode, "seed", "tf32", "high"))
     for e in a.engine_list:
-        items.append(Item(shape, mode, "lgh-" + e, mmath, "highest", engine=e))
+        items.append(Item(shape, mode, "lgh-" + e + (f"-{a.tag}" if a.tag else ""), mmath, "highest", engine=e))
     if mode != "fp32":
         # ModelNew follows torch's switch: "highest" -> accurate (3xtf32 on Hopper), "high" -> tf32.
         items.append(Item(shape, mode, "lgh-modelnew", mmath, "high" if mode == "tf32" else "highest"))

@@ -6,7 +6,7 @@
 # Build on the development machine first (`make`), then, with the device tool:
 #   run  command: bench/gpu.sh [preset | step...]   carry: [build, .seed]
 # .seed/ (git-ignored) holds a copy of the seed's seed_modelnew.py for the benchmark.
-# Steps:   facts ctest forced sanitize pytest kernelbench bench msweep small smallc groups profile sm80 train dw mps
+# Steps:   facts ctest forced sanitize pytest kernelbench bench msweep small smallc groups tuned profile sm80 train dw mps
 # Presets: tests = facts ctest pytest     quick = tests bench
 #          final = facts ctest forced sanitize kernelbench bench profile
 set -u -o pipefail
@@ -17,7 +17,7 @@ for a in "$@"; do
     tests) steps+=(facts ctest pytest) ;;
     quick) steps+=(facts ctest pytest bench) ;;
     final) steps+=(facts ctest bench forced sm80 profile sanitize) ;;
-    facts | ctest | forced | sanitize | pytest | kernelbench | bench | msweep | small | smallc | groups | profile | sm80 | train | dw | mps) steps+=("$a") ;;
+    facts | ctest | forced | sanitize | pytest | kernelbench | bench | msweep | small | smallc | groups | tuned | profile | sm80 | train | dw | mps) steps+=("$a") ;;
     *) echo "gpu.sh: unknown step '$a'" >&2; exit 2 ;;
     esac
 done
@@ -164,6 +164,24 @@ step_groups() { # groups that do not tile the sm90 epilogue's 256 columns (344 c
     done
     mv "$OUT"/gr/*.json "$OUT"/ 2>/dev/null; rm -rf "$OUT/gr" "$OUT/gr.log"
     note "groups: $(grep -c median "$OUT/groups.txt") timings"
+}
+step_tuned() { # lgh AUTO against addmm over bench.py's large-m shapes (M = 512 .. 16384 at
+    # K = N = 8192, G = 16, and 1024x4096x11008, G = 32): untuned, then after `lgh tune` timed
+    # every engine and variant for them (impl lgh-auto-tuned); the tuner's choices in tuned.txt
+    local cache=/tmp/lgh-tune-cache
+    rm -rf "$cache"
+    LGH_CACHE=0 timeout 200 python3 bench/bench.py --shapes large-m --modes tf32,bf16 --impls addmm,lgh \
+        --engines auto,sm90 --no-compile --name untuned --out "$OUT" > "$OUT/untuned.log" 2>&1
+    note "untuned: exit $?"
+    for d in "float32 --math tf32" "bfloat16"; do
+        XDG_CACHE_HOME=$cache timeout 150 build/lgh tune --m 512,1024,2048,4096,16384 --dtype $d
+        XDG_CACHE_HOME=$cache timeout 60 build/lgh tune --m 1024 --k 4096 --n 11008 --groups 32 --dtype $d
+    done > "$OUT/tuned.txt" 2>&1
+    cat "$cache"/lgh/* >> "$OUT/tuned.txt" 2>/dev/null
+    XDG_CACHE_HOME=$cache timeout 200 python3 bench/bench.py --shapes large-m --modes tf32,bf16 --impls addmm,lgh \
+        --engines auto --tag tuned --no-compile --name tuned --out "$OUT" > "$OUT/tuned.log" 2>&1
+    note "tuned: exit $?"
+    for f in untuned tuned; do echo "== $f"; grep -E "x8192x|x11008" "$OUT/$f.log" | tail -n 30; done >> "$checks"
 }
 step_train() { # training step (forward + backward), lgh vs PyTorch: bench/train.py
     timeout "${TRAIN_TIMEOUT:-300}" python3 bench/train.py --shape "${TRAIN_SHAPE:-1024x8192x8192:16}" \

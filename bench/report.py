@@ -54,12 +54,13 @@ BOUNDS = {"fp32": 1e-5, "3xtf32": 1e-5, "tf32": 1e-3, "bf16": 1e-2, "fp16": 1e-2
 PEAK_KEY = {"float32": "tf32", "bfloat16": "bf16", "float16": "fp16"}
 
 # Column order of the tables. "addmm" (cuBLAS GEMM + bias alone, no norm) is the bar.
-IMPL_ORDER = ["addmm", "lgh-auto", "lgh-sm90", "lgh-sm80", "lgh-cublaslt", "lgh-cpu",
+IMPL_ORDER = ["addmm", "lgh-auto", "lgh-auto-tuned", "lgh-sm90", "lgh-sm80", "lgh-cublaslt", "lgh-cpu",
               "lgh-modelnew", "torch-eager", "torch-compile", "seed"]
 
 IMPL_MEANING = {
     "addmm": "torch.addmm(b, x, W.t()) alone: cuBLAS GEMM + bias, no norm (the bar)",
     "lgh-auto": "lgh.linear_groupnorm_hardtanh, engine chosen by lgh",
+    "lgh-auto-tuned": "the same after `lgh tune` timed the engines and their variants for the shape",
     "lgh-sm90": "lgh fused wgmma + TMA engine (Hopper)",
     "lgh-sm80": "lgh fused mma.sync + cp.async engine (Ampere and later)",
     "lgh-cublaslt": "lgh: cuBLASLt GEMM + bias, then one norm + clamp kernel",
