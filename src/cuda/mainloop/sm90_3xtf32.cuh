@@ -314,7 +314,7 @@ __device__ __forceinline__ void lgh_sm90_x3_load_a_bf16(const ASrc &src, uint32_
 // and every slot and W_lo buffer it read has been released.
 template <int V = LGH_SM90_X3_VERSION, typename ASrc = lgh_sm90_a_kmajor>
 __device__ __forceinline__ void lgh_sm90_x3_consume_tile(lgh_sm90_ring3 *r, lgh_sm90_cyc<LGH_SM90_X3_STAGES> &pos,
-                                                         lgh_sm90_cyc<LGH_SM90_X3_LO_BUFS> &lpos, float (&acc)[128],
+                                                         lgh_sm90_cyc<LGH_SM90_X3_LO_BUFS> &lpos, float (&acc)[LGH_SM90_ACC],
                                                          int wg, int k_blocks, uint32_t release)
 {
     constexpr int STEP_BYTES = 8 * 4; // one k-step of 8 floats inside the 128-byte row

@@ -35,6 +35,11 @@
 #define LGH_SM90_STAGES 4
 #define LGH_SM90_CONSUMER_WARPS 8
 #define LGH_SM90_THREADS 384 // producer warpgroup + 2 consumer warpgroups
+#define LGH_SM90_WG_THREADS 128 // threads of a warpgroup (wgmma's unit)
+#define LGH_SM90_WG_ROWS 64     // tile rows one consumer warpgroup computes (wgmma's M)
+// float32 accumulators per consumer thread: its warpgroup's 64 x 256 slab of the tile
+#define LGH_SM90_ACC (LGH_SM90_WG_ROWS * LGH_SM90_BN / LGH_SM90_WG_THREADS)
+static_assert(LGH_SM90_BM == (LGH_SM90_CONSUMER_WARPS / 4) * LGH_SM90_WG_ROWS, "one 64-row slab per consumer warpgroup");
 
 // Per element type: K-block depth (one 128-byte swizzle row) and the wgmma that eats it.
 template <typename T> struct lgh_sm90_mma;
@@ -42,7 +47,7 @@ template <typename T> struct lgh_sm90_mma;
 template <> struct lgh_sm90_mma<float> {
     static constexpr int BK = 32;     // 32 x 4 bytes = 128 bytes
     static constexpr int K_STEP = 8;  // m64n256k8 tf32
-    __device__ static void mma(float (&d)[128], uint64_t a, uint64_t b, int acc)
+    __device__ static void mma(float (&d)[LGH_SM90_ACC], uint64_t a, uint64_t b, int acc)
     {
         lgh_wgmma_m64n256k8_tf32(d, a, b, acc);
     }
@@ -51,7 +56,7 @@ template <> struct lgh_sm90_mma<float> {
 template <> struct lgh_sm90_mma<__nv_bfloat16> {
     static constexpr int BK = 64;
     static constexpr int K_STEP = 16;
-    __device__ static void mma(float (&d)[128], uint64_t a, uint64_t b, int acc)
+    __device__ static void mma(float (&d)[LGH_SM90_ACC], uint64_t a, uint64_t b, int acc)
     {
         lgh_wgmma_m64n256k16_bf16(d, a, b, acc);
     }
@@ -60,7 +65,7 @@ template <> struct lgh_sm90_mma<__nv_bfloat16> {
 template <> struct lgh_sm90_mma<__half> {
     static constexpr int BK = 64;
     static constexpr int K_STEP = 16;
-    __device__ static void mma(float (&d)[128], uint64_t a, uint64_t b, int acc)
+    __device__ static void mma(float (&d)[LGH_SM90_ACC], uint64_t a, uint64_t b, int acc)
     {
         lgh_wgmma_m64n256k16_f16(d, a, b, acc);
     }
@@ -207,7 +212,7 @@ __device__ __forceinline__ void lgh_sm90_release_slot(uint64_t *empty, uint32_t 
 // On return every wgmma has completed and every slot it read has been released.
 template <typename T>
 __device__ __forceinline__ void lgh_sm90_consume_tile(lgh_sm90_ring *r, lgh_sm90_ring_pos &pos,
-                                                      float (&acc)[128], int wg, int k_blocks, uint32_t release)
+                                                      float (&acc)[LGH_SM90_ACC], int wg, int k_blocks, uint32_t release)
 {
     constexpr int K_STEPS = lgh_sm90_mma<T>::BK / lgh_sm90_mma<T>::K_STEP;
     constexpr int STEP_BYTES = lgh_sm90_mma<T>::K_STEP * (int)sizeof(T); // 32
@@ -276,7 +281,7 @@ __device__ __forceinline__ float lgh_sm90_load_a_elem(uint32_t row_addr, uint32_
 // untouched until its wgmmas complete, and one K-block stays in flight, so the fragments
 // alternate between two register sets (the loop runs two K-blocks per turn).
 __device__ __forceinline__ void lgh_sm90_consume_tile_tf32_rna(lgh_sm90_ring *r, lgh_sm90_ring_pos &pos,
-                                                               float (&acc)[128], int wg, int k_blocks,
+                                                               float (&acc)[LGH_SM90_ACC], int wg, int k_blocks,
                                                                uint32_t release)
 {
     constexpr int STEP_BYTES = 8 * 4; // one k-step of 8 floats inside the 128-byte row

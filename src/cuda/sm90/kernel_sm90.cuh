@@ -292,7 +292,7 @@ __device__ __forceinline__ void lgh_sm90_exchange_stats(lgh_sm90_exchange *x, lg
 // publishes before it waits, every CTA is resident, and N-neighbours lie at most 2 bands'
 // heights apart in tile order, fewer than the grid's CTAs (the engine checks).
 template <typename T>
-__device__ __forceinline__ void lgh_sm90_straddle_epilogue(float (&acc)[128], const lgh_sm90_params &p,
+__device__ __forceinline__ void lgh_sm90_straddle_epilogue(float (&acc)[LGH_SM90_ACC], const lgh_sm90_params &p,
                                                            const lgh_epi_tile_params<LGH_SM90_BN> *tp,
                                                            const lgh_epi_args<T> &a, int row, int tile_row, int mt,
                                                            int nt)
@@ -397,7 +397,7 @@ __global__ void __launch_bounds__(LGH_SM90_THREADS, 1)
     // Each role works out its place in the cluster after the register split
     // (lgh_sm90_cluster_pos): values live across setmaxnreg were spilled.
     const uint32_t csize = lgh_cluster_size();
-    const int wg = threadIdx.x / 128;
+    const int wg = threadIdx.x / LGH_SM90_WG_THREADS;
 
     if (threadIdx.x == 0) {
         if constexpr (X3) lgh_sm90_ring3_init(&sm->ring, (uint32_t)p.release);
@@ -485,16 +485,16 @@ __global__ void __launch_bounds__(LGH_SM90_THREADS, 1)
         __syncwarp();
     } else {
         lgh_regs_acquire<X3 ? LGH_SM90_X3_CONSUMER_REGS : LGH_SM90_CONSUMER_REGS>();
-        const int cw = wg - 1; // consumer warpgroup: rows [64 cw, 64 cw + 64) of the tile
+        const int cw = wg - 1; // consumer warpgroup: rows [64 cw, 64 cw + 64) of the tile (LGH_SM90_WG_ROWS)
         const int warp = (threadIdx.x / 32) & 3;
         const int lane = threadIdx.x & 31;
-        const int tile_row = 64 * cw + 16 * warp + lane / 4; // and tile_row + 8
+        const int tile_row = LGH_SM90_WG_ROWS * cw + 16 * warp + lane / 4; // and tile_row + 8
         const T *bias = static_cast<const T *>(p.bias);
         const T *gamma = static_cast<const T *>(p.gamma);
         const T *beta = static_cast<const T *>(p.beta);
         const int consumer_thread = threadIdx.x - LGH_SM90_PRODUCER_THREADS; // 0 .. 255: one column each
 
-        float acc[128];
+        float acc[LGH_SM90_ACC];
         int iter = 0; // sub-tiles done by this CTA
         // Where tile (ct, sub-tile j) lies. Recomputed after the main loop rather than kept
         // live across it (the X3 consumers have no registers to spare). With CM = 2, the
@@ -533,7 +533,7 @@ __global__ void __launch_bounds__(LGH_SM90_THREADS, 1)
                 // where both warpgroups meet at barriers, and not in X3, whose consumers spilled
                 // with the second path (measured: ptxas -v, 100-120 bytes).
                 if constexpr (!X3) {
-                    if (p.plain && p.m_tiles == 1 && 64 * cw >= p.m) {
+                    if (p.plain && p.m_tiles == 1 && LGH_SM90_WG_ROWS * cw >= p.m) {
                         lgh_sm90_skip_tile(&sm->ring, pos, k_blocks, p.release);
                         continue;
                     }
