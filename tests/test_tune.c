@@ -294,6 +294,39 @@ static void device_case(lgh_context_t ctx, int device, int on_gpu, lgh_dtype_t d
             lgh_destroy(c3);
         }
     }
+    /* The same for sm90 variants named by the file (engine_sm90.cu: way * 100 + split parts):
+     * no split, W multicast (this shape's groups tile the CTA tile and M spans three
+     * M-blocks), ways that cannot run it (unit mode, straddle mode) and an unknown id, which
+     * all fall back to the engine's own choice. */
+    static const int sm90_ids[] = {0, 1, 2, 401, 101, 501, 9999};
+    if (on_gpu && lgh_engine_available(ctx, LGH_ENGINE_SM90) &&
+        lgh_tune_cache_file(ctx, path, sizeof path) == LGH_STATUS_SUCCESS &&
+        read_written(path, header, sizeof header, key7, sizeof key7)) {
+        lgh_args_t forced = dev;
+        forced.engine = LGH_ENGINE_SM90;
+        for (size_t i = 0; i < sizeof sm90_ids / sizeof sm90_ids[0]; ++i) {
+            const int v = sm90_ids[i];
+            snprintf(text, sizeof text, "%s%s sm90:%d 1\n", header, key7, v);
+            CHECK(write_file(path, text), "writing %s", path);
+            lgh_context_t c3 = NULL;
+            CHECK(lgh_create(&c3, device) == LGH_STATUS_SUCCESS, "%s: lgh_create", what);
+            if (!c3) break;
+            lgh_engine_t cached = LGH_ENGINE_AUTO;
+            CHECK(lgh_tune_cached(c3, &forced, &cached, NULL) == LGH_STATUS_SUCCESS &&
+                      cached == LGH_ENGINE_SM90,
+                  "%s: sm90:%d not read from the file (%s)", what, v, lgh_engine_name(cached));
+            tst_poison_matrix(dt, b[5].host, m, n, n, counts[5]);
+            CHECK(tst_buf_upload(&b[5], msg, sizeof msg) == 0, "%s: upload: %s", what, msg);
+            s = lgh_forward(c3, &forced, NULL, 0, NULL);
+            CHECK(s == LGH_STATUS_SUCCESS, "%s: sm90 variant %d: %s", what, v, lgh_last_error(c3));
+            CHECK(tst_dev_sync(msg, sizeof msg) == 0, "%s: sync: %s", what, msg);
+            CHECK(tst_buf_download(&b[5], msg, sizeof msg) == 0, "%s: download: %s", what, msg);
+            e = tst_compare(dt, b[5].host, m, n, n, ref);
+            CHECK(e.nonfinite == 0 && e.rel <= bound, "%s: sm90 variant %d: rel err %.3g (bound %.0e)",
+                  what, v, e.rel, bound);
+            lgh_destroy(c3);
+        }
+    }
 out:
     for (int i = 0; i < 6; ++i) tst_buf_free(&b[i]);
     free(ref);
