@@ -48,9 +48,10 @@ step_facts() {
     note "facts: $(grep -c 'LDL/STL 0' "$OUT/facts.txt") kernels without local memory, $(grep -vc 'LDL/STL 0' <(grep 'LDL/STL' "$OUT/facts.txt")) with"
 }
 step_ctest() {
-    # CTEST_EXCLUDE: a regex of tests to leave out (e.g. fuzz, which the CPU tier runs)
+    # CTEST_EXCLUDE: a regex of tests to leave out (e.g. fuzz, which the CPU tier runs);
+    # CTEST_LABEL=gpu: the GPU tests alone (the CPU tier runs the rest)
     timeout ${CTEST_TIMEOUT:-300} ctest --test-dir build --output-on-failure -j 1 \
-        ${CTEST_EXCLUDE:+-E "$CTEST_EXCLUDE"} > "$OUT/ctest.log" 2>&1
+        ${CTEST_LABEL:+-L "$CTEST_LABEL"} ${CTEST_EXCLUDE:+-E "$CTEST_EXCLUDE"} > "$OUT/ctest.log" 2>&1
     note "ctest: $(grep -E 'tests passed|tests failed' "$OUT/ctest.log" | tail -n 1)"
 }
 step_forced() { # the matrix with the engine forced through LGH_ENGINE (the sm90 engine's variants,
