@@ -177,6 +177,45 @@ static int read_written(const char *path, char *header, size_t hlen, char *key7,
 /* One problem on `ctx` with buffers from tst_buf_* (device memory on a GPU, separate
  * host copies in staged mode): lgh_tune's results consistent, y after tuning right, a
  * new context running the choice through AUTO, its y right. */
+/* Each variant id of `engine` named in turn by the cache file (the line lgh_tune wrote for
+ * dev's problem, with its engine:variant replaced), run on a fresh context with the engine
+ * forced: the file must be read back with that engine, and y (poisoned first) must match
+ * the reference within bound. */
+static void cached_variant_runs(lgh_context_t ctx, int device, const lgh_args_t *dev, lgh_engine_t engine,
+                                const int *ids, int count, tst_buf_t *y, int64_t y_count, const double *ref,
+                                double bound, const char *what)
+{
+    char path[1024], header[1200], key7[512], text[2048], msg[256] = "";
+    if (!lgh_engine_available(ctx, engine) || lgh_tune_cache_file(ctx, path, sizeof path) != LGH_STATUS_SUCCESS ||
+        !read_written(path, header, sizeof header, key7, sizeof key7))
+        return;
+    const char *name = lgh_engine_name(engine);
+    const int64_t m = dev->m, n = dev->n;
+    lgh_args_t forced = *dev;
+    forced.engine = engine;
+    for (int i = 0; i < count; ++i) {
+        const int v = ids[i];
+        snprintf(text, sizeof text, "%s%s %s:%d 1\n", header, key7, name, v);
+        CHECK(write_file(path, text), "writing %s", path);
+        lgh_context_t c3 = NULL;
+        CHECK(lgh_create(&c3, device) == LGH_STATUS_SUCCESS, "%s: lgh_create", what);
+        if (!c3) break;
+        lgh_engine_t cached = LGH_ENGINE_AUTO;
+        CHECK(lgh_tune_cached(c3, &forced, &cached, NULL) == LGH_STATUS_SUCCESS && cached == engine,
+              "%s: %s:%d not read from the file (%s)", what, name, v, lgh_engine_name(cached));
+        tst_poison_matrix(dev->dtype, y->host, m, n, n, y_count);
+        CHECK(tst_buf_upload(y, msg, sizeof msg) == 0, "%s: upload: %s", what, msg);
+        const lgh_status_t s = lgh_forward(c3, &forced, NULL, 0, NULL);
+        CHECK(s == LGH_STATUS_SUCCESS, "%s: %s variant %d: %s", what, name, v, lgh_last_error(c3));
+        CHECK(tst_dev_sync(msg, sizeof msg) == 0, "%s: sync: %s", what, msg);
+        CHECK(tst_buf_download(y, msg, sizeof msg) == 0, "%s: download: %s", what, msg);
+        const tst_err_t e = tst_compare(dev->dtype, y->host, m, n, n, ref);
+        CHECK(e.nonfinite == 0 && e.rel <= bound, "%s: %s variant %d: rel err %.3g (bound %.0e)", what, name, v,
+              e.rel, bound);
+        lgh_destroy(c3);
+    }
+}
+
 static void device_case(lgh_context_t ctx, int device, int on_gpu, lgh_dtype_t dt, lgh_math_t math)
 {
     const int64_t m = 300, k = 256, n = 384, groups = 6;
@@ -265,68 +304,18 @@ static void device_case(lgh_context_t ctx, int device, int on_gpu, lgh_dtype_t d
     /* Every sm80 variant (a tile configuration and mode; ids 0..14 today) named by the
      * cache file, run with the engine forced: each output right, and ids the engine does
      * not know (15..19) fall back to its own choice. */
-    char path[1024], header[1200], key7[512], text[2048];
-    if (on_gpu && dt == LGH_DTYPE_FLOAT32 && math == LGH_MATH_TF32 &&
-        lgh_engine_available(ctx, LGH_ENGINE_SM80) &&
-        lgh_tune_cache_file(ctx, path, sizeof path) == LGH_STATUS_SUCCESS &&
-        read_written(path, header, sizeof header, key7, sizeof key7)) {
-        lgh_args_t forced = dev;
-        forced.engine = LGH_ENGINE_SM80;
-        for (int v = 0; v < 20; ++v) {
-            snprintf(text, sizeof text, "%s%s sm80:%d 1\n", header, key7, v);
-            CHECK(write_file(path, text), "writing %s", path);
-            lgh_context_t c3 = NULL;
-            CHECK(lgh_create(&c3, device) == LGH_STATUS_SUCCESS, "%s: lgh_create", what);
-            if (!c3) break;
-            lgh_engine_t cached = LGH_ENGINE_AUTO;
-            CHECK(lgh_tune_cached(c3, &forced, &cached, NULL) == LGH_STATUS_SUCCESS &&
-                      cached == LGH_ENGINE_SM80,
-                  "%s: sm80:%d not read from the file (%s)", what, v, lgh_engine_name(cached));
-            tst_poison_matrix(dt, b[5].host, m, n, n, counts[5]);
-            CHECK(tst_buf_upload(&b[5], msg, sizeof msg) == 0, "%s: upload: %s", what, msg);
-            s = lgh_forward(c3, &forced, NULL, 0, NULL);
-            CHECK(s == LGH_STATUS_SUCCESS, "%s: sm80 variant %d: %s", what, v, lgh_last_error(c3));
-            CHECK(tst_dev_sync(msg, sizeof msg) == 0, "%s: sync: %s", what, msg);
-            CHECK(tst_buf_download(&b[5], msg, sizeof msg) == 0, "%s: download: %s", what, msg);
-            e = tst_compare(dt, b[5].host, m, n, n, ref);
-            CHECK(e.nonfinite == 0 && e.rel <= bound, "%s: sm80 variant %d: rel err %.3g (bound %.0e)",
-                  what, v, e.rel, bound);
-            lgh_destroy(c3);
-        }
-    }
+    int sm80_ids[20];
+    for (int v = 0; v < 20; ++v) sm80_ids[v] = v;
+    if (on_gpu && dt == LGH_DTYPE_FLOAT32 && math == LGH_MATH_TF32)
+        cached_variant_runs(ctx, device, &dev, LGH_ENGINE_SM80, sm80_ids, 20, &b[5], counts[5], ref, bound, what);
     /* The same for sm90 variants named by the file (engine_sm90.cu: way * 100 + split parts):
      * no split, W multicast (this shape's groups tile the CTA tile and M spans three
      * M-blocks), ways that cannot run it (unit mode, straddle mode) and an unknown id, which
      * all fall back to the engine's own choice. */
     static const int sm90_ids[] = {0, 1, 2, 401, 101, 501, 9999};
-    if (on_gpu && lgh_engine_available(ctx, LGH_ENGINE_SM90) &&
-        lgh_tune_cache_file(ctx, path, sizeof path) == LGH_STATUS_SUCCESS &&
-        read_written(path, header, sizeof header, key7, sizeof key7)) {
-        lgh_args_t forced = dev;
-        forced.engine = LGH_ENGINE_SM90;
-        for (size_t i = 0; i < sizeof sm90_ids / sizeof sm90_ids[0]; ++i) {
-            const int v = sm90_ids[i];
-            snprintf(text, sizeof text, "%s%s sm90:%d 1\n", header, key7, v);
-            CHECK(write_file(path, text), "writing %s", path);
-            lgh_context_t c3 = NULL;
-            CHECK(lgh_create(&c3, device) == LGH_STATUS_SUCCESS, "%s: lgh_create", what);
-            if (!c3) break;
-            lgh_engine_t cached = LGH_ENGINE_AUTO;
-            CHECK(lgh_tune_cached(c3, &forced, &cached, NULL) == LGH_STATUS_SUCCESS &&
-                      cached == LGH_ENGINE_SM90,
-                  "%s: sm90:%d not read from the file (%s)", what, v, lgh_engine_name(cached));
-            tst_poison_matrix(dt, b[5].host, m, n, n, counts[5]);
-            CHECK(tst_buf_upload(&b[5], msg, sizeof msg) == 0, "%s: upload: %s", what, msg);
-            s = lgh_forward(c3, &forced, NULL, 0, NULL);
-            CHECK(s == LGH_STATUS_SUCCESS, "%s: sm90 variant %d: %s", what, v, lgh_last_error(c3));
-            CHECK(tst_dev_sync(msg, sizeof msg) == 0, "%s: sync: %s", what, msg);
-            CHECK(tst_buf_download(&b[5], msg, sizeof msg) == 0, "%s: download: %s", what, msg);
-            e = tst_compare(dt, b[5].host, m, n, n, ref);
-            CHECK(e.nonfinite == 0 && e.rel <= bound, "%s: sm90 variant %d: rel err %.3g (bound %.0e)",
-                  what, v, e.rel, bound);
-            lgh_destroy(c3);
-        }
-    }
+    if (on_gpu)
+        cached_variant_runs(ctx, device, &dev, LGH_ENGINE_SM90, sm90_ids, (int)(sizeof sm90_ids / sizeof sm90_ids[0]),
+                            &b[5], counts[5], ref, bound, what);
 out:
     for (int i = 0; i < 6; ++i) tst_buf_free(&b[i]);
     free(ref);
