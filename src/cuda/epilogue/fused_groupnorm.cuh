@@ -180,6 +180,21 @@ __device__ __forceinline__ lgh_stats lgh_epi_group_stats(const float (&v)[4 * NB
     return lgh_stats_shfl_reduce<S::LANES - 1>(s);
 }
 
+// Writes group g's mean / rstd of the fragment's two rows (row0 and row0 + 8), masked to M.
+template <typename T>
+__device__ __forceinline__ void lgh_epi_write_row_stats(const lgh_epi_args<T> &a, int row0, int g, float mean0,
+                                                        float rstd0, float mean1, float rstd1)
+{
+    if (row0 < a.m) {
+        a.mean[(int64_t)row0 * a.groups + g] = mean0;
+        a.rstd[(int64_t)row0 * a.groups + g] = rstd0;
+    }
+    if (row0 + 8 < a.m) {
+        a.mean[(int64_t)(row0 + 8) * a.groups + g] = mean1;
+        a.rstd[(int64_t)(row0 + 8) * a.groups + g] = rstd1;
+    }
+}
+
 // Normalises the thread's u-th group in both row halves (s0: statistics of row row0's
 // group, s1: of row row0 + 8), applies γ/β and the clamp in place, and writes mean / rstd
 // (when asked) from the lane holding the group's first column. write_stats is false on all
@@ -206,17 +221,8 @@ __device__ __forceinline__ void lgh_epi_group_normalize(float (&v)[4 * NB], int 
     }
     if (a.mean != nullptr && write_stats) {
         const int first = col0 + lgh_epi_col(u * S::VALS_PER_GROUP);
-        if (first % a.group_size == 0 && first < a.n) {
-            const int g = first / a.group_size;
-            if (row0 < a.m) {
-                a.mean[(int64_t)row0 * a.groups + g] = mean0;
-                a.rstd[(int64_t)row0 * a.groups + g] = rstd0;
-            }
-            if (row0 + 8 < a.m) {
-                a.mean[(int64_t)(row0 + 8) * a.groups + g] = mean1;
-                a.rstd[(int64_t)(row0 + 8) * a.groups + g] = rstd1;
-            }
-        }
+        if (first % a.group_size == 0 && first < a.n)
+            lgh_epi_write_row_stats(a, row0, first / a.group_size, mean0, rstd0, mean1, rstd1);
     }
 }
 
@@ -227,11 +233,10 @@ __device__ __forceinline__ void lgh_epi_group_normalize(float (&v)[4 * NB], int 
 template <int NB>
 __device__ __forceinline__ lgh_stats lgh_epi_range_stats(const float (&v)[4 * NB], int h, int lo, int hi)
 {
-    const int c0 = 2 * (threadIdx.x & 3);
     float s = 0.f, n = 0.f;
 #pragma unroll
     for (int p = 0; p < 2 * NB; ++p) {
-        const int c = c0 + 8 * (p >> 1) + (p & 1);
+        const int c = lgh_epi_col(p);
         if (c >= lo && c < hi) {
             s += v[lgh_epi_idx(p, h)];
             n += 1.f;
@@ -241,7 +246,7 @@ __device__ __forceinline__ lgh_stats lgh_epi_range_stats(const float (&v)[4 * NB
     float m2 = 0.f;
 #pragma unroll
     for (int p = 0; p < 2 * NB; ++p) {
-        const int c = c0 + 8 * (p >> 1) + (p & 1);
+        const int c = lgh_epi_col(p);
         if (c >= lo && c < hi) {
             const float d = v[lgh_epi_idx(p, h)] - mean;
             m2 = fmaf(d, d, m2);
@@ -260,26 +265,17 @@ __device__ __forceinline__ void lgh_epi_range_normalize(float (&v)[4 * NB], int 
 {
     const float rstd0 = rsqrtf(s0.m2 / s0.n + a.eps);
     const float rstd1 = rsqrtf(s1.m2 / s1.n + a.eps);
-    const int c0 = 2 * (threadIdx.x & 3);
 #pragma unroll
     for (int p = 0; p < 2 * NB; ++p) {
-        const int c = c0 + 8 * (p >> 1) + (p & 1);
+        const int c = lgh_epi_col(p);
         if (c >= lo && c < hi) {
             const float gm = tp->gamma[c], b = tp->beta[c];
             v[lgh_epi_idx(p, 0)] = lgh_hardtanh(lgh_norm_affine(v[lgh_epi_idx(p, 0)], s0.mean, rstd0, gm, b), a.lo, a.hi);
             v[lgh_epi_idx(p, 1)] = lgh_hardtanh(lgh_norm_affine(v[lgh_epi_idx(p, 1)], s1.mean, rstd1, gm, b), a.lo, a.hi);
         }
     }
-    if (a.mean != nullptr && write_stats && (threadIdx.x & 3) == 0) {
-        if (row0 < a.m) {
-            a.mean[(int64_t)row0 * a.groups + g] = s0.mean;
-            a.rstd[(int64_t)row0 * a.groups + g] = rstd0;
-        }
-        if (row0 + 8 < a.m) {
-            a.mean[(int64_t)(row0 + 8) * a.groups + g] = s1.mean;
-            a.rstd[(int64_t)(row0 + 8) * a.groups + g] = rstd1;
-        }
-    }
+    if (a.mean != nullptr && write_stats && (threadIdx.x & 3) == 0)
+        lgh_epi_write_row_stats(a, row0, g, s0.mean, rstd0, s1.mean, rstd1);
 }
 
 // Stores the fragment's two rows (row0 and row0 + 8), masked to [0, m) x [0, n), in pairs.
