@@ -24,3 +24,12 @@ __device__ __forceinline__ unsigned lgh_ld_acquire_gpu_u32(const unsigned *flag)
     asm volatile("ld.acquire.gpu.global.u32 %0, [%1];\n" : "=r"(v) : "l"(flag) : "memory");
     return v;
 }
+
+// Spins until *flag has reached want (counted modulo 2^32: want - *flag, as a signed
+// difference, is no longer positive), with acquire loads: what the writer released with
+// that value or a later one is visible afterwards.
+__device__ __forceinline__ void lgh_wait_gpu_u32(const unsigned *flag, unsigned want)
+{
+    while ((int)(lgh_ld_acquire_gpu_u32(flag) - want) < 0) {
+    }
+}

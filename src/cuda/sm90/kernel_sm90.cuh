@@ -240,11 +240,7 @@ __device__ __forceinline__ void lgh_sm90_exchange_stats_global(const lgh_sm90_pa
         const unsigned want = (unsigned)iter + 1u;
         lgh_st_release_gpu_u32(flags + me, want);
         for (int q = 0; q < cn; ++q) {
-            if (q == me) continue;
-            unsigned seen;
-            do {
-                seen = lgh_ld_acquire_gpu_u32(flags + q);
-            } while ((int)(seen - want) < 0);
+            if (q != me) lgh_wait_gpu_u32(flags + q, want);
         }
     }
     lgh_named_barrier_sync(LGH_SM90_BAR_XCHG, LGH_SM90_CONSUMER_THREADS);
@@ -328,9 +324,7 @@ __device__ __forceinline__ void lgh_sm90_straddle_epilogue(float (&acc)[LGH_SM90
         lgh_st_release_gpu_u32(p.xchg_flags + me, 1u);
         for (int u = geo.u_lo; u <= geo.u_hi; ++u) { // the tiles holding the edge groups' other pieces
             if (u == nt) continue;
-            const unsigned *f = p.xchg_flags + lgh_tile_index(mt, u, p.m_tiles, p.n_tiles, p.band);
-            while (lgh_ld_acquire_gpu_u32(f) == 0u) {
-            }
+            lgh_wait_gpu_u32(p.xchg_flags + lgh_tile_index(mt, u, p.m_tiles, p.n_tiles, p.band), 1u);
         }
     }
     lgh_named_barrier_sync(LGH_SM90_BAR_XCHG, LGH_SM90_CONSUMER_THREADS);
