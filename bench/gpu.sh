@@ -223,9 +223,14 @@ step_profile() { # the reference problem under Nsight Compute: sm90 and cublaslt
     # with the tensor pipe, L2 and stall metrics of PROFILE_METRICS (a run whose metric names
     # this ncu does not know fails in one line; the plain metrics follow it then)
     local extra=${PROFILE_METRICS:-sm__pipe_tensor_cycles_active.avg.pct_of_peak_sustained_active,lts__throughput.avg.pct_of_peak_sustained_elapsed,l1tex__data_bank_conflicts_pipe_lsu_mem_shared.sum,smsp__warp_issue_stalled_long_scoreboard_per_warp_active.pct,smsp__warp_issue_stalled_barrier_per_warp_active.pct,smsp__warp_issue_stalled_wait_per_warp_active.pct}
-    for e in sm90 cublaslt; do for d in "float32 --math tf32" "bfloat16"; do
+    # The sm80 engine (PROFILE_ENGINES) also gets shared-memory throughput and the stalls
+    # that wait on it: mma.sync reads every operand from shared memory through ldmatrix.
+    local smem=l1tex__data_pipe_lsu_wavefronts_mem_shared.sum.pct_of_peak_sustained_elapsed,l1tex__throughput.avg.pct_of_peak_sustained_active,smsp__warp_issue_stalled_mio_throttle_per_warp_active.pct,smsp__warp_issue_stalled_short_scoreboard_per_warp_active.pct,smsp__warp_issue_stalled_math_pipe_throttle_per_warp_active.pct
+    for e in ${PROFILE_ENGINES:-sm90 cublaslt}; do for d in "float32 --math tf32" "bfloat16"; do
+        local m=$extra
+        [ "$e" = sm80 ] && m=$extra,$smem
         echo "== lgh profile --engine $e --dtype $d (reference problem)" >> "$checks"
-        timeout 90 build/lgh profile --engine $e --dtype $d --metrics "$extra" >> "$checks" 2>&1 ||
+        timeout 90 build/lgh profile --engine $e --dtype $d --metrics "$m" >> "$checks" 2>&1 ||
             timeout 60 build/lgh profile --engine $e --dtype $d >> "$checks" 2>&1
         note "profile $e $d: exit $?"
     done; done
