@@ -1,5 +1,7 @@
 // mma_sync_peak: the throughput ceiling of mma.sync on this GPU, with no memory traffic —
-// what the sm80 engine's main loop could reach at best (docs/PERF.md, sm80 v4).
+// what the sm80 engine's main loop could reach at best (docs/PERF.md, sm80 v4) — and the
+// same multiplies with their operands fed from shared memory the way that main loop feeds
+// them (docs/PERF.md, sm80 v9).
 //
 //   nvcc -O3 -std=c++17 -Isrc/cuda -gencode arch=compute_90,code=sm_90 -gencode arch=compute_89,code=sm_89 \
 //        -o build/mma_sync_peak bench/micro/mma_sync_peak.cu && build/mma_sync_peak
@@ -7,11 +9,22 @@
 // Each warp runs ITERS rounds of 32 independent m16n8k8 tf32 (or m16n8k16 bf16) mma on
 // register operands (a 64 x 64 warp tile, as the engine's), for 1, 2 and 3 warps per SM
 // sub-partition; prints TFLOP/s per case (2 * 16 * 8 * k per mma).
+//
+// version 2: "smem" cases. Every k-step's fragments come from shared memory through
+// ldmatrix.x4 (the engine's swizzled slot layout and fragment order, 64 x 64 warp tiles,
+// 4 warps = a 128 x 128 CTA tile, 2 CTAs per SM: the engine's cfg4 occupancy), and
+// optionally ("+fill") each K-block also writes a slot's worth of shared memory (what
+// cp.async writes: 256 rows x 128 bytes per CTA) and meets at a CTA barrier, as the
+// engine's pipeline does. No global traffic: what is left is shared-memory bandwidth
+// against the tensor pipe. Per k-step a warp reads 8 ldmatrix.x4 = 32 wavefronts of 128
+// bytes for 32 mma; the fill adds 64 wavefronts per CTA and K-block.
 #include <cstdio>
 #include <cstdint>
 #include <cuda_runtime.h>
 
-#include "ptx/mma_sm80.cuh" // the engine's own mma wrappers
+#include "mainloop/sm80_cp_async_mma.cuh" // the slot swizzle
+#include "ptx/mma_sm80.cuh"               // the engine's own mma and ldmatrix wrappers
+#include "ptx/smem.cuh"
 
 constexpr int ITERS = 4096;
 
@@ -37,6 +50,63 @@ __global__ void peak(float *out, uint32_t seed)
         for (int j = 0; j < 8; ++j)
             for (int q = 0; q < 4; ++q) s += acc[i][j][q];
     if (s == 1.2345f) out[threadIdx.x] = s; // keeps the work alive
+}
+
+// The smem cases: a 128 x 128 CTA tile of 4 warps (2 x 2 of 64 x 64), one slot of 128
+// bytes of K per row (4 k-steps), read over and over.
+constexpr int SMEM_ROWS = 256;       // A's 128 rows, then B's 128
+constexpr int SLOT_BYTES = SMEM_ROWS * 128;
+
+template <bool BF16, bool FILL>
+__global__ void __launch_bounds__(128, 2) smem_fed(float *out, uint32_t seed)
+{
+    extern __shared__ __align__(128) uint8_t smem[]; // slot, then (FILL) the slot being written
+    const uint32_t base = lgh_smem_addr(smem);
+    for (int i = threadIdx.x; i < SLOT_BYTES / 4; i += blockDim.x)
+        reinterpret_cast<uint32_t *>(smem)[i] = seed * (uint32_t)i;
+    __syncthreads();
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int wm = warp / 2, wn = warp % 2;
+    // the engine's ldmatrix row addresses (lgh_sm80_mainloop)
+    const uint32_t a_row = wm * 64 + (lane & 15), a_half = lane >> 4;
+    const uint32_t b_row = 128 + wn * 64 + (lane & 7) + ((lane >> 4) << 3), b_half = (lane >> 3) & 1;
+    const uint32_t a_sw = a_half ^ lgh_sm80_swizzle<8>(a_row), b_sw = b_half ^ lgh_sm80_swizzle<8>(b_row);
+    const uint32_t a_off = base + a_row * 128, b_off = base + b_row * 128;
+    const uint32_t fill_row = threadIdx.x / 8, fill_chunk = threadIdx.x % 8;
+    const uint32_t fill_addr = base + SLOT_BYTES + fill_row * 128 + ((fill_chunk ^ lgh_sm80_swizzle<8>(fill_row)) << 4);
+    float acc[4][8][4] = {};
+    for (int it = 0; it < ITERS / 4; ++it) {
+        if (FILL) { // a slot's rows, 16 bytes a thread per row pass of 16 rows (the cp.async
+            // pattern; the swizzle repeats every 8 rows, so one address and immediate offsets)
+#pragma unroll
+            for (int r = 0; r < SMEM_ROWS / 16; ++r) lgh_sts_b32x4(fill_addr + r * 16 * 128, it, r, seed, lane);
+        }
+#pragma unroll
+        for (int s = 0; s < 4; ++s) {
+            uint32_t a[4][4], b[8][2];
+#pragma unroll
+            for (int i = 0; i < 4; ++i) lgh_ldmatrix_x4(a[i], a_off + i * 16 * 128 + (((uint32_t)(2 * s) ^ a_sw) << 4));
+#pragma unroll
+            for (int p = 0; p < 4; ++p) {
+                uint32_t r[4];
+                lgh_ldmatrix_x4(r, b_off + p * 16 * 128 + (((uint32_t)(2 * s) ^ b_sw) << 4));
+                b[2 * p][0] = r[0], b[2 * p][1] = r[1], b[2 * p + 1][0] = r[2], b[2 * p + 1][1] = r[3];
+            }
+#pragma unroll
+            for (int i = 0; i < 4; ++i)
+#pragma unroll
+                for (int j = 0; j < 8; ++j) {
+                    if (BF16) lgh_mma_m16n8k16_bf16(acc[i][j], a[i], b[j]);
+                    else lgh_mma_m16n8k8_tf32(acc[i][j], a[i], b[j]);
+                }
+        }
+        if (FILL) __syncthreads();
+    }
+    float s = 0.f;
+    for (int i = 0; i < 4; ++i)
+        for (int j = 0; j < 8; ++j)
+            for (int q = 0; q < 4; ++q) s += acc[i][j][q];
+    if (s == 1.2345f) out[threadIdx.x] = s;
 }
 
 int main()
@@ -65,6 +135,30 @@ int main()
             const double flop = 5.0 * sms * warps * (double)ITERS * 32 * 2 * 16 * 8 * (bf16 ? 16 : 8);
             printf("%s mma.sync, %2d warps per SM (%d per sub-partition): %.1f TFLOP/s\n", bf16 ? "bf16" : "tf32",
                    warps, warps / 4, flop / (ms * 1e-3) / 1e12);
+        }
+    }
+    // The smem cases: 2 CTAs of 4 warps per SM (2 warps per sub-partition).
+    for (int bf16 = 0; bf16 < 2; ++bf16) {
+        for (int fill = 0; fill < 2; ++fill) {
+            const int bytes = SLOT_BYTES * (1 + fill);
+            auto run = [&] {
+                if (bf16 && fill) smem_fed<true, true><<<2 * sms, 128, bytes>>>(out, 7);
+                else if (bf16) smem_fed<true, false><<<2 * sms, 128, bytes>>>(out, 7);
+                else if (fill) smem_fed<false, true><<<2 * sms, 128, bytes>>>(out, 7);
+                else smem_fed<false, false><<<2 * sms, 128, bytes>>>(out, 7);
+            };
+            cudaFuncSetAttribute(smem_fed<true, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, 2 * SLOT_BYTES);
+            cudaFuncSetAttribute(smem_fed<false, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, 2 * SLOT_BYTES);
+            run();
+            cudaEventRecord(e0);
+            for (int r = 0; r < 5; ++r) run();
+            cudaEventRecord(e1);
+            cudaEventSynchronize(e1);
+            float ms = 0.f;
+            cudaEventElapsedTime(&ms, e0, e1);
+            const double flop = 5.0 * 2 * sms * 4 * (double)ITERS * 32 * 2 * 16 * 8 * (bf16 ? 16 : 8);
+            printf("%s mma.sync, smem%s, 8 warps per SM (2 CTAs of 4): %.1f TFLOP/s\n", bf16 ? "bf16" : "tf32",
+                   fill ? "+fill" : "     ", flop / (ms * 1e-3) / 1e12);
         }
     }
     const cudaError_t err = cudaGetLastError();
