@@ -7,6 +7,7 @@
 #   run  command: bench/gpu.sh [preset | step...]   carry: [build, .seed]
 # .seed/ (git-ignored) holds a copy of the seed's seed_modelnew.py for the benchmark.
 # Steps:   facts ctest forced sanitize pytest kernelbench bench msweep small smallc groups tuned profile sm80 train dw mps
+#          micro
 # Presets: tests = facts ctest pytest     quick = tests bench
 #          final = facts ctest forced sanitize kernelbench bench profile
 set -u -o pipefail
@@ -17,7 +18,7 @@ for a in "$@"; do
     tests) steps+=(facts ctest pytest) ;;
     quick) steps+=(facts ctest pytest bench) ;;
     final) steps+=(facts ctest bench forced sm80 profile sanitize) ;;
-    facts | ctest | forced | sanitize | pytest | kernelbench | bench | msweep | small | smallc | groups | tuned | profile | sm80 | train | dw | mps) steps+=("$a") ;;
+    facts | ctest | forced | sanitize | pytest | kernelbench | bench | msweep | small | smallc | groups | tuned | profile | sm80 | train | dw | mps | micro) steps+=("$a") ;;
     *) echo "gpu.sh: unknown step '$a'" >&2; exit 2 ;;
     esac
 done
@@ -236,6 +237,15 @@ step_profile() { # the reference problem under Nsight Compute: sm90 and cublaslt
     done; done
 }
 
+step_micro() { # the mma.sync ceiling, on registers and fed from shared memory (bench/micro/mma_sync_peak.cu;
+    # built here with the command its header gives when build/ has none)
+    [ -x build/mma_sync_peak ] || nvcc -O3 -std=c++17 -Isrc/cuda -gencode arch=compute_90,code=sm_90 \
+        -o build/mma_sync_peak bench/micro/mma_sync_peak.cu
+    timeout 60 build/mma_sync_peak > "$OUT/micro.txt" 2>&1
+    note "micro: $(grep -c TFLOP "$OUT/micro.txt") cases"
+    cat "$OUT/micro.txt" >> "$checks"
+}
+
 step_sm80() { # the sm80 engine's other paths, which the default choice rarely takes
     for v in LGH_SM80_MODE=fused LGH_SM80_MODE=pre LGH_SM80_CONFIG=0 LGH_SM80_CONFIG=1 LGH_SM80_CONFIG=2 \
         LGH_SM80_CONFIG=3 LGH_SM80_CONFIG=4; do
@@ -253,6 +263,7 @@ echo "== failures"
 grep -hE "^FAIL|Failed|\*\*\*Failed|failed|ERROR SUMMARY: [1-9]" "$OUT/ctest.log" "$OUT/pytest.log" "$checks" 2>/dev/null | head -n 20
 if [ -f "$OUT/bench.log" ]; then echo "== bench"; tail -n 32 "$OUT/bench.log"; fi
 if [ -d "$OUT/ms" ]; then echo "== msweep"; tail -n 24 "$checks"; fi
+if [ -f "$OUT/micro.txt" ]; then echo "== micro"; cat "$OUT/micro.txt"; fi
 if [ -f "$OUT/groups.txt" ]; then echo "== groups"; cut -c1-120 "$OUT/groups.txt"; fi
 if [ -f "$OUT/train.log" ]; then echo "== train"; tail -n 14 "$OUT/train.log"; fi
 echo "== summary"; printf '%s\n' "${summary[@]}"
