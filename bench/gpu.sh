@@ -50,8 +50,8 @@ step_facts() {
 }
 step_ctest() {
     # CTEST_EXCLUDE: a regex of tests to leave out (e.g. fuzz, which the CPU tier runs);
-    # CTEST_LABEL=gpu: the GPU tests alone (the CPU tier runs the rest)
-    timeout ${CTEST_TIMEOUT:-300} ctest --test-dir build --output-on-failure -j 1 \
+    # CTEST_LABEL=gpu: the GPU tests alone (the CPU tier runs the rest); CTEST_JOBS: tests at once
+    timeout ${CTEST_TIMEOUT:-300} ctest --test-dir build --output-on-failure -j ${CTEST_JOBS:-1} \
         ${CTEST_LABEL:+-L "$CTEST_LABEL"} ${CTEST_EXCLUDE:+-E "$CTEST_EXCLUDE"} > "$OUT/ctest.log" 2>&1
     note "ctest: $(grep -E 'tests passed|tests failed' "$OUT/ctest.log" | tail -n 1)"
 }
