@@ -243,7 +243,6 @@ step_micro() { # the mma.sync ceiling, on registers and fed from shared memory (
         -o build/mma_sync_peak bench/micro/mma_sync_peak.cu
     timeout 60 build/mma_sync_peak > "$OUT/micro.txt" 2>&1
     note "micro: $(grep -c TFLOP "$OUT/micro.txt") cases"
-    cat "$OUT/micro.txt" >> "$checks"
 }
 
 step_sm80() { # the sm80 engine's other paths, which the default choice rarely takes

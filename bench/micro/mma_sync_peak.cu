@@ -28,6 +28,37 @@
 
 constexpr int ITERS = 4096;
 
+// Makes the accumulators an output, so that the compiler keeps the multiplies.
+__device__ __forceinline__ void keep_alive(const float (&acc)[4][8][4], float *out)
+{
+    float s = 0.f;
+    for (int i = 0; i < 4; ++i)
+        for (int j = 0; j < 8; ++j)
+            for (int q = 0; q < 4; ++q) s += acc[i][j][q];
+    if (s == 1.2345f) out[threadIdx.x] = s;
+}
+
+// TFLOP/s of launch(), which runs `warps_per_sm` warps of ITERS rounds of 32 mma on every
+// SM: one warm-up, then 5 launches between CUDA events.
+template <typename Launch>
+double tflops(Launch launch, int sms, int warps_per_sm, bool bf16)
+{
+    cudaEvent_t e0, e1;
+    cudaEventCreate(&e0);
+    cudaEventCreate(&e1);
+    launch();
+    cudaEventRecord(e0);
+    for (int r = 0; r < 5; ++r) launch();
+    cudaEventRecord(e1);
+    cudaEventSynchronize(e1);
+    float ms = 0.f;
+    cudaEventElapsedTime(&ms, e0, e1);
+    cudaEventDestroy(e0);
+    cudaEventDestroy(e1);
+    const double flop = 5.0 * sms * warps_per_sm * (double)ITERS * 32 * 2 * 16 * 8 * (bf16 ? 16 : 8);
+    return flop / (ms * 1e-3) / 1e12;
+}
+
 template <bool BF16>
 __global__ void peak(float *out, uint32_t seed)
 {
@@ -45,11 +76,7 @@ __global__ void peak(float *out, uint32_t seed)
                 else lgh_mma_m16n8k8_tf32(acc[i][j], a[i], b[j]);
             }
     }
-    float s = 0.f;
-    for (int i = 0; i < 4; ++i)
-        for (int j = 0; j < 8; ++j)
-            for (int q = 0; q < 4; ++q) s += acc[i][j][q];
-    if (s == 1.2345f) out[threadIdx.x] = s; // keeps the work alive
+    keep_alive(acc, out);
 }
 
 // The smem cases: a 128 x 128 CTA tile of 4 warps (2 x 2 of 64 x 64), one slot of 128
@@ -102,11 +129,7 @@ __global__ void __launch_bounds__(128, 2) smem_fed(float *out, uint32_t seed)
         }
         if (FILL) __syncthreads();
     }
-    float s = 0.f;
-    for (int i = 0; i < 4; ++i)
-        for (int j = 0; j < 8; ++j)
-            for (int q = 0; q < 4; ++q) s += acc[i][j][q];
-    if (s == 1.2345f) out[threadIdx.x] = s;
+    keep_alive(acc, out);
 }
 
 int main()
@@ -115,50 +138,35 @@ int main()
     cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0);
     float *out;
     cudaMalloc(&out, 4096 * sizeof(float));
-    cudaEvent_t e0, e1;
-    cudaEventCreate(&e0);
-    cudaEventCreate(&e1);
     for (int bf16 = 0; bf16 < 2; ++bf16) {
         for (int warps : {4, 8, 12}) { // 166 registers a thread: 12 warps fill the register file
             const int threads = 32 * warps;
-            auto run = [&] {
-                if (bf16) peak<true><<<sms, threads>>>(out, 7);
-                else peak<false><<<sms, threads>>>(out, 7);
-            };
-            run();
-            cudaEventRecord(e0);
-            for (int r = 0; r < 5; ++r) run();
-            cudaEventRecord(e1);
-            cudaEventSynchronize(e1);
-            float ms = 0.f;
-            cudaEventElapsedTime(&ms, e0, e1);
-            const double flop = 5.0 * sms * warps * (double)ITERS * 32 * 2 * 16 * 8 * (bf16 ? 16 : 8);
+            const double t = tflops(
+                [&] {
+                    if (bf16) peak<true><<<sms, threads>>>(out, 7);
+                    else peak<false><<<sms, threads>>>(out, 7);
+                },
+                sms, warps, bf16);
             printf("%s mma.sync, %2d warps per SM (%d per sub-partition): %.1f TFLOP/s\n", bf16 ? "bf16" : "tf32",
-                   warps, warps / 4, flop / (ms * 1e-3) / 1e12);
+                   warps, warps / 4, t);
         }
     }
     // The smem cases: 2 CTAs of 4 warps per SM (2 warps per sub-partition).
+    cudaFuncSetAttribute(smem_fed<true, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, 2 * SLOT_BYTES);
+    cudaFuncSetAttribute(smem_fed<false, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, 2 * SLOT_BYTES);
     for (int bf16 = 0; bf16 < 2; ++bf16) {
         for (int fill = 0; fill < 2; ++fill) {
             const int bytes = SLOT_BYTES * (1 + fill);
-            auto run = [&] {
-                if (bf16 && fill) smem_fed<true, true><<<2 * sms, 128, bytes>>>(out, 7);
-                else if (bf16) smem_fed<true, false><<<2 * sms, 128, bytes>>>(out, 7);
-                else if (fill) smem_fed<false, true><<<2 * sms, 128, bytes>>>(out, 7);
-                else smem_fed<false, false><<<2 * sms, 128, bytes>>>(out, 7);
-            };
-            cudaFuncSetAttribute(smem_fed<true, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, 2 * SLOT_BYTES);
-            cudaFuncSetAttribute(smem_fed<false, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, 2 * SLOT_BYTES);
-            run();
-            cudaEventRecord(e0);
-            for (int r = 0; r < 5; ++r) run();
-            cudaEventRecord(e1);
-            cudaEventSynchronize(e1);
-            float ms = 0.f;
-            cudaEventElapsedTime(&ms, e0, e1);
-            const double flop = 5.0 * 2 * sms * 4 * (double)ITERS * 32 * 2 * 16 * 8 * (bf16 ? 16 : 8);
+            const double t = tflops(
+                [&] {
+                    if (bf16 && fill) smem_fed<true, true><<<2 * sms, 128, bytes>>>(out, 7);
+                    else if (bf16) smem_fed<true, false><<<2 * sms, 128, bytes>>>(out, 7);
+                    else if (fill) smem_fed<false, true><<<2 * sms, 128, bytes>>>(out, 7);
+                    else smem_fed<false, false><<<2 * sms, 128, bytes>>>(out, 7);
+                },
+                sms, 2 * 4, bf16);
             printf("%s mma.sync, smem%s, 8 warps per SM (2 CTAs of 4): %.1f TFLOP/s\n", bf16 ? "bf16" : "tf32",
-                   fill ? "+fill" : "     ", flop / (ms * 1e-3) / 1e12);
+                   fill ? "+fill" : "     ", t);
         }
     }
     const cudaError_t err = cudaGetLastError();
