@@ -218,10 +218,12 @@ __device__ __forceinline__ void lgh_sm90_combine_rows(lgh_stats &s0, lgh_stats &
 }
 
 // The exchange of lgh_sm90_exchange_stats for software clusters, through global memory:
-// every quad leader writes its two rows' partials and fences; after a barrier of the
-// consumer threads, one thread publishes this CTA's counter (iter + 1) and waits until
-// every peer's counter reached it; after a second barrier all read the peers' partials
-// from L2. A CTA writes parity buffer p again two tiles later, after it saw every peer's
+// every quad leader writes its two rows' partials; after a barrier of the consumer
+// threads, one thread publishes this CTA's counter (iter + 1) and waits until every peer's
+// counter reached it; after a second barrier all read the peers' partials from L2. No
+// writer fences its own stores: the barrier orders them before the publishing thread's
+// release store, and a release at GPU scope covers what its thread saw through a barrier
+// (the pattern of CUTLASS's semaphores), so one fence per tile replaces 64. A CTA writes parity buffer p again two tiles later, after it saw every peer's
 // counter pass the tile in between, i.e. after every peer read it.
 __device__ __forceinline__ void lgh_sm90_exchange_stats_global(const lgh_sm90_params &p, lgh_stats &s0,
                                                                lgh_stats &s1, int row, int iter,
@@ -232,7 +234,6 @@ __device__ __forceinline__ void lgh_sm90_exchange_stats_global(const lgh_sm90_pa
     if ((threadIdx.x & 3) == 0) {
         buf[me * LGH_SM90_BM + row] = make_float2(s0.mean, s0.m2);
         buf[me * LGH_SM90_BM + row + 8] = make_float2(s1.mean, s1.m2);
-        __threadfence();
     }
     lgh_named_barrier_sync(LGH_SM90_BAR_XCHG, LGH_SM90_CONSUMER_THREADS);
     if (threadIdx.x == LGH_SM90_PRODUCER_THREADS) { // the first consumer thread
@@ -318,7 +319,8 @@ __device__ __forceinline__ void lgh_sm90_straddle_epilogue(float (&acc)[LGH_SM90
     }
     if (!has_left && !has_right) return; // (uniform over the tile: no barrier is skipped by some only)
 
-    if ((threadIdx.x & 3) == 0) __threadfence();
+    // (no fence per writer: the barrier and the release store order the partials, as in
+    // lgh_sm90_exchange_stats_global)
     lgh_named_barrier_sync(LGH_SM90_BAR_XCHG, LGH_SM90_CONSUMER_THREADS);
     if (threadIdx.x == LGH_SM90_PRODUCER_THREADS) { // the first consumer thread
         lgh_st_release_gpu_u32(p.xchg_flags + me, 1u);
