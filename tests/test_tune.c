@@ -150,25 +150,34 @@ static int write_file(const char *path, const char *text)
     return fclose(f) == 0 && ok;
 }
 
-/* Reads the file written by lgh_tune: its two header lines (with newlines) and the
- * first seven fields of its one entry line ("m k n groups dtype math align"). */
-static int read_written(const char *path, char *header, size_t hlen, char *key7, size_t klen)
+/* Reads the file written by lgh_tune: its two header lines (with newlines) and the first
+ * seven fields ("m k n groups dtype math align") of its entry for `a`'s dtype and math (the
+ * file holds one entry per problem tuned so far, in an order of its own). */
+static int read_written(const char *path, const lgh_args_t *a, char *header, size_t hlen, char *key7, size_t klen)
 {
     FILE *f = fopen(path, "r");
     if (!f) return 0;
-    char l1[512], l2[512], l3[512];
-    const int ok = fgets(l1, sizeof l1, f) && fgets(l2, sizeof l2, f) && fgets(l3, sizeof l3, f);
+    char l1[512], l2[512], line[512];
+    int found = fgets(l1, sizeof l1, f) && fgets(l2, sizeof l2, f);
+    if (found) {
+        snprintf(header, hlen, "%s%s", l1, l2);
+        found = 0;
+        while (!found && fgets(line, sizeof line, f)) {
+            char dtype[64], math[64];
+            if (sscanf(line, "%*s %*s %*s %*s %63s %63s", dtype, math) != 2) continue;
+            found = strcmp(dtype, lgh_dtype_name(a->dtype)) == 0 && strcmp(math, lgh_math_name(a->math)) == 0;
+        }
+    }
     fclose(f);
-    if (!ok) return 0;
-    snprintf(header, hlen, "%s%s", l1, l2);
+    if (!found) return 0;
     /* Cut the entry after its seventh field. */
     int spaces = 0;
-    char *c = l3;
+    char *c = line;
     for (; *c && spaces < 7; ++c)
         if (*c == ' ') ++spaces;
     if (spaces < 7) return 0;
     c[-1] = '\0';
-    snprintf(key7, klen, "%s", l3);
+    snprintf(key7, klen, "%s", line);
     return 1;
 }
 
@@ -187,7 +196,7 @@ static void cached_variant_runs(lgh_context_t ctx, int device, const lgh_args_t 
 {
     char path[1024], header[1200], key7[512], text[2048], msg[256] = "";
     if (!lgh_engine_available(ctx, engine) || lgh_tune_cache_file(ctx, path, sizeof path) != LGH_STATUS_SUCCESS ||
-        !read_written(path, header, sizeof header, key7, sizeof key7))
+        !read_written(path, dev, header, sizeof header, key7, sizeof key7))
         return;
     const char *name = lgh_engine_name(engine);
     const int64_t m = dev->m, n = dev->n;
@@ -422,7 +431,7 @@ int main(int argc, char **argv)
 
     /* A hand-written valid file is read as written. */
     char header[1200], key7[512], text[4096];
-    CHECK(read_written(path, header, sizeof header, key7, sizeof key7), "reading %s back", path);
+    CHECK(read_written(path, &p.a, header, sizeof header, key7, sizeof key7), "reading %s back", path);
     snprintf(text, sizeof text, "%s%s cpu 1.25\n", header, key7);
     CHECK(write_file(path, text), "writing %s", path);
     e = cached_on_new_context(&p, &ms);

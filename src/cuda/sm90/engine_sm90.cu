@@ -443,8 +443,8 @@ size_t straddle_bytes(const lgh_problem_t *p)
 // (lgh_plan's size serves a tuned variant too): the software clusters' exchange area
 // (groups a cluster can take), straddle mode's flags and partials, the largest split's
 // partials (of the candidates lgh_tune may time, or of LGH_SM90_VARIANT), and the one
-// float32 product of the unfused path (groups that do not tile the CTA tile; also where
-// straddle mode's cooperative launch is refused).
+// float32 product of the unfused path (groups the fused epilogue declines under some way;
+// also where straddle mode's cooperative launch is refused).
 size_t workspace_size(struct lgh_context *ctx, const lgh_problem_t *p)
 {
     sm90_state *st = get_state(ctx);
@@ -454,13 +454,20 @@ size_t workspace_size(struct lgh_context *ctx, const lgh_problem_t *p)
     auto at_least = [&](size_t b) { bytes = b > bytes ? b : bytes; };
     if (cluster_can(span_of(p))) at_least(255 + exchange_bytes(sms));
     if (straddle_can(p, st, sms)) at_least(255 + straddle_bytes(p));
-    if (split_allowed(p, sms) || !tiles_evenly(p->group_size)) {
+    // Whether some way runs p unfused: groups that do not tile the CTA tile, and those the
+    // fused epilogue declines in some dtypes (fused_groups: 3xtf32 groups wider than a tile
+    // other than 512 and 1024, float16 groups done tile after tile).
+    bool unfused = false;
+    char why[200];
+    for (int w = 0; w < WAY_COUNT; ++w)
+        if (way_can(p, st, sms, w) && !fused_groups(p, st, sms, w, why, sizeof why)) unfused = true;
+    if (split_allowed(p, sms) || unfused) {
         int cand[kMaxSplits];
         const int n = split_candidates(p, sms, cand, kMaxSplits);
         int most = n > 0 ? cand[n - 1] : 1;
         const int chosen = choice_for(ctx, p, st).splits;
         if (chosen > most) most = chosen;
-        if (most > 1 || !tiles_evenly(p->group_size)) at_least(255 + split_bytes(p, most));
+        if (most > 1 || unfused) at_least(255 + split_bytes(p, most));
     }
     return bytes;
 }
