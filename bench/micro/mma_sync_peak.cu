@@ -18,8 +18,13 @@
 // engine's pipeline does. No global traffic: what is left is shared-memory bandwidth
 // against the tensor pipe. Per k-step a warp reads 8 ldmatrix.x4 = 32 wavefronts of 128
 // bytes for 32 mma; the fill adds 64 wavefronts per CTA and K-block.
+//
+// version 3: the fill's two parts apart — the shared-memory writes without the barrier
+// ("fill, no barrier": bandwidth shared with ldmatrix), and the barrier without the writes
+// ("barrier alone": warps of a CTA held in step) — to tell which one costs.
 #include <cstdio>
 #include <cstdint>
+#include <type_traits>
 #include <cuda_runtime.h>
 
 #include "mainloop/sm80_cp_async_mma.cuh" // the slot swizzle
@@ -84,10 +89,16 @@ __global__ void peak(float *out, uint32_t seed)
 constexpr int SMEM_ROWS = 256;       // A's 128 rows, then B's 128
 constexpr int SLOT_BYTES = SMEM_ROWS * 128;
 
-template <bool BF16, bool FILL>
+// What a K-block adds to the reads: nothing, the engine's slot fill and CTA barrier, the
+// fill alone, or the barrier alone.
+enum feed { READS, FILL_BARRIER, FILL_ONLY, BARRIER_ONLY, FEEDS };
+const char *const kFeedName[FEEDS] = {"smem             ", "smem+fill+barrier", "smem+fill        ",
+                                      "smem+barrier     "};
+
+template <bool BF16, int FEED>
 __global__ void __launch_bounds__(128, 2) smem_fed(float *out, uint32_t seed)
 {
-    extern __shared__ __align__(128) uint8_t smem[]; // slot, then (FILL) the slot being written
+    extern __shared__ __align__(128) uint8_t smem[]; // slot, then the slot being written (fill)
     const uint32_t base = lgh_smem_addr(smem);
     for (int i = threadIdx.x; i < SLOT_BYTES / 4; i += blockDim.x)
         reinterpret_cast<uint32_t *>(smem)[i] = seed * (uint32_t)i;
@@ -103,7 +114,7 @@ __global__ void __launch_bounds__(128, 2) smem_fed(float *out, uint32_t seed)
     const uint32_t fill_addr = base + SLOT_BYTES + fill_row * 128 + ((fill_chunk ^ lgh_sm80_swizzle<8>(fill_row)) << 4);
     float acc[4][8][4] = {};
     for (int it = 0; it < ITERS / 4; ++it) {
-        if (FILL) { // a slot's rows, 16 bytes a thread per row pass of 16 rows (the cp.async
+        if (FEED == FILL_BARRIER || FEED == FILL_ONLY) { // a slot's rows, 16 bytes a thread per row pass of 16 rows (the cp.async
             // pattern; the swizzle repeats every 8 rows, so one address and immediate offsets)
 #pragma unroll
             for (int r = 0; r < SMEM_ROWS / 16; ++r) lgh_sts_b32x4(fill_addr + r * 16 * 128, it, r, seed, lane);
@@ -127,9 +138,18 @@ __global__ void __launch_bounds__(128, 2) smem_fed(float *out, uint32_t seed)
                     else lgh_mma_m16n8k8_tf32(acc[i][j], a[i], b[j]);
                 }
         }
-        if (FILL) __syncthreads();
+        if (FEED == FILL_BARRIER || FEED == BARRIER_ONLY) __syncthreads();
     }
     keep_alive(acc, out);
+}
+
+// Calls f(bf16, feed) for every feed, each as a compile-time constant.
+template <typename F, typename B> void template_for_feeds(F &&f, B bf16)
+{
+    f(bf16, std::integral_constant<int, READS>{});
+    f(bf16, std::integral_constant<int, FILL_BARRIER>{});
+    f(bf16, std::integral_constant<int, FILL_ONLY>{});
+    f(bf16, std::integral_constant<int, BARRIER_ONLY>{});
 }
 
 int main()
@@ -152,23 +172,17 @@ int main()
         }
     }
     // The smem cases: 2 CTAs of 4 warps per SM (2 warps per sub-partition).
-    cudaFuncSetAttribute(smem_fed<true, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, 2 * SLOT_BYTES);
-    cudaFuncSetAttribute(smem_fed<false, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, 2 * SLOT_BYTES);
-    for (int bf16 = 0; bf16 < 2; ++bf16) {
-        for (int fill = 0; fill < 2; ++fill) {
-            const int bytes = SLOT_BYTES * (1 + fill);
-            const double t = tflops(
-                [&] {
-                    if (bf16 && fill) smem_fed<true, true><<<2 * sms, 128, bytes>>>(out, 7);
-                    else if (bf16) smem_fed<true, false><<<2 * sms, 128, bytes>>>(out, 7);
-                    else if (fill) smem_fed<false, true><<<2 * sms, 128, bytes>>>(out, 7);
-                    else smem_fed<false, false><<<2 * sms, 128, bytes>>>(out, 7);
-                },
-                sms, 2 * 4, bf16);
-            printf("%s mma.sync, smem%s, 8 warps per SM (2 CTAs of 4): %.1f TFLOP/s\n", bf16 ? "bf16" : "tf32",
-                   fill ? "+fill" : "     ", t);
-        }
-    }
+    auto launch_fed = [&](auto bf16, auto feed) {
+        constexpr bool B = decltype(bf16)::value;
+        constexpr int F = decltype(feed)::value;
+        cudaFuncSetAttribute(smem_fed<B, F>, cudaFuncAttributeMaxDynamicSharedMemorySize, 2 * SLOT_BYTES);
+        const double t = tflops([&] { smem_fed<B, F><<<2 * sms, 128, 2 * SLOT_BYTES>>>(out, 7); }, sms, 2 * 4, B);
+        printf("%s mma.sync, %s, 8 warps per SM (2 CTAs of 4): %.1f TFLOP/s\n", B ? "bf16" : "tf32", kFeedName[F], t);
+    };
+    using no = std::false_type;
+    using yes = std::true_type;
+    template_for_feeds(launch_fed, no{});
+    template_for_feeds(launch_fed, yes{});
     const cudaError_t err = cudaGetLastError();
     if (err != cudaSuccess) {
         fprintf(stderr, "mma_sync_peak: %s\n", cudaGetErrorString(err));
