@@ -85,6 +85,7 @@
 #define LGH_SM90_X3_CONSUMER_REGS 232
 #endif
 #define LGH_SM90_BAND 8          // M-blocks per band of the tile order (tile_order.h)
+#define LGH_SM90_BAND_2B 16      // ... for bfloat16 and float16 data
 #define LGH_SM90_MAX_CLUSTER 4
 
 // Warpgroup roles: threads 0 .. 127 are the producer warpgroup (thread 0 issues TMA, warps
@@ -125,7 +126,7 @@ struct lgh_sm90_params {
     int multicast;  // x tile multicast over a cluster row (the x map's box is 128/cluster_n rows)
     int release;    // CTAs a consumer warp releases each slot to (cluster size with multicast, else 1)
     int tiles;      // work units: m_tiles * n_tiles * splits
-    int band;       // cluster tiles along M per band of the tile order (LGH_SM90_BAND M-blocks)
+    int band;       // cluster tiles along M per band of the tile order (LGH_SM90_BAND or _2B M-blocks)
     // Software clusters (exchange through global memory; the default for groups spanning CTAs, see engine_sm90.cu): with
     // vcluster > 1 the launch has no hardware cluster and CTAs 2q .. 2q + vcluster - 1 act
     // as one cluster row of vcluster CTAs, exchanging statistics through xchg (float2
