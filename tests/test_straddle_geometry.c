@@ -7,9 +7,10 @@
  *
  *   test_straddle_geometry        (exit 0: every check passed, 1: a failure)
  *
- * Tile order: lgh_tile_index inverts lgh_tile_coords for every tile of grids up to 24 x 60
- * in bands of 1, 3 and 8, and N-neighbours k tiles apart lie at most k band heights apart in
- * tile order (the straddle epilogue's deadlock-freedom needs that distance below the grid).
+ * Tile order: lgh_tile_index inverts lgh_tile_coords for every tile of grids up to 40 x 60
+ * in bands of 1, 3, 8 and 16 (the sm90 kernel's for float and 2-byte data), and
+ * N-neighbours k tiles apart lie at most k band heights apart in tile order (the straddle
+ * epilogue's deadlock-freedom needs that distance below the grid).
  * Straddle geometry, for 256-column tiles and group sizes that do not tile them (1 .. 511
  * in steps, odd ones included) times G = 1 .. 40: each tile's pieces partition its columns
  * in order; its edge flags say exactly whether its first group began before it and its
@@ -37,9 +38,9 @@ static int failures;
 
 static void check_tile_order(void)
 {
-    static const int bands[] = {1, 3, 8};
-    for (int bi = 0; bi < 3; ++bi)
-        for (int mtiles = 1; mtiles <= 24; ++mtiles)
+    static const int bands[] = {1, 3, 8, 16};
+    for (int bi = 0; bi < 4; ++bi)
+        for (int mtiles = 1; mtiles <= 40; ++mtiles)
             for (int ntiles = 1; ntiles <= 60; ntiles += 1 + ntiles / 8) {
                 const int band = bands[bi];
                 for (int t = 0; t < mtiles * ntiles; ++t) {
