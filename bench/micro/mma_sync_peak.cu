@@ -22,12 +22,20 @@
 // version 3: the fill's two parts apart — the shared-memory writes without the barrier
 // ("fill, no barrier": bandwidth shared with ldmatrix), and the barrier without the writes
 // ("barrier alone": warps of a CTA held in step) — to tell which one costs.
+//
+// version 4: "smem+fill+mbarrier": the fill without a CTA barrier, as a main loop could run
+// on sm_80 — a ring of 3 slots whose handshakes are mbarriers: each warp writes its quarter
+// of the slot two K-blocks ahead and arrives on that slot's `full`, waits for `full` of the
+// slot it reads, and arrives on its `empty` when done; a slot is refilled once all four
+// warps left it. The warps of a CTA drift up to a slot apart instead of meeting every
+// K-block.
 #include <cstdio>
 #include <cstdint>
 #include <type_traits>
 #include <cuda_runtime.h>
 
 #include "mainloop/sm80_cp_async_mma.cuh" // the slot swizzle
+#include "ptx/mbarrier.cuh"              // the sm_80 forms of the slot handshake
 #include "ptx/mma_sm80.cuh"               // the engine's own mma and ldmatrix wrappers
 #include "ptx/smem.cuh"
 
@@ -143,6 +151,74 @@ __global__ void __launch_bounds__(128, 2) smem_fed(float *out, uint32_t seed)
     keep_alive(acc, out);
 }
 
+// version 4's ring: RING slots, then a `full` and an `empty` mbarrier per slot (4 arrivals
+// each: lane 0 of every warp).
+constexpr int RING = 3;
+constexpr int RING_BYTES = RING * SLOT_BYTES + 2 * RING * 8;
+
+template <bool BF16>
+__global__ void __launch_bounds__(128, 2) smem_ring(float *out, uint32_t seed)
+{
+    extern __shared__ __align__(128) uint8_t smem[];
+    const uint32_t base = lgh_smem_addr(smem);
+    const uint32_t full = base + RING * SLOT_BYTES, empty = full + RING * 8; // slot i's: + 8 i
+    for (int i = threadIdx.x; i < RING * SLOT_BYTES / 4; i += blockDim.x)
+        reinterpret_cast<uint32_t *>(smem)[i] = seed * (uint32_t)i;
+    if (threadIdx.x < 2 * RING) {
+        uint64_t *bar = reinterpret_cast<uint64_t *>(smem + RING * SLOT_BYTES);
+        lgh_mbar_init(&bar[threadIdx.x], 4);
+    }
+    __syncthreads();
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int wm = warp / 2, wn = warp % 2;
+    const uint32_t a_row = wm * 64 + (lane & 15), a_half = lane >> 4;
+    const uint32_t b_row = 128 + wn * 64 + (lane & 7) + ((lane >> 4) << 3), b_half = (lane >> 3) & 1;
+    const uint32_t a_sw = a_half ^ lgh_sm80_swizzle<8>(a_row), b_sw = b_half ^ lgh_sm80_swizzle<8>(b_row);
+    // this thread's 16 bytes of every 16th row: its warp's quarter of a slot
+    const uint32_t fill_row = threadIdx.x / 8, fill_chunk = threadIdx.x % 8;
+    const uint32_t fill_off = fill_row * 128 + ((fill_chunk ^ lgh_sm80_swizzle<8>(fill_row)) << 4);
+    auto fill = [&](int slot, int it) {
+#pragma unroll
+        for (int r = 0; r < SMEM_ROWS / 16; ++r)
+            lgh_sts_b32x4(base + slot * SLOT_BYTES + fill_off + r * 16 * 128, it, r, seed, lane);
+        __syncwarp();
+        if (lane == 0) lgh_mbar_arrive_addr(full + 8 * slot);
+    };
+    fill(0, 0);
+    fill(1, 0);
+    float acc[4][8][4] = {};
+    for (int it = 0; it < ITERS / 4; ++it) {
+        const int f = (it + 2) % RING; // read last at it - 1: refilled once every warp left it
+        if (it >= 1) lgh_mbar_wait_parity(empty + 8 * f, (uint32_t)((it - 1) / RING) & 1u);
+        fill(f, it);
+        const int r = it % RING; // filled at it - 2 (slots 0 and 1: before the loop)
+        lgh_mbar_wait_parity(full + 8 * r, (uint32_t)(it / RING) & 1u);
+        const uint32_t a_off = base + r * SLOT_BYTES + a_row * 128, b_off = base + r * SLOT_BYTES + b_row * 128;
+#pragma unroll
+        for (int s = 0; s < 4; ++s) {
+            uint32_t a[4][4], b[8][2];
+#pragma unroll
+            for (int i = 0; i < 4; ++i) lgh_ldmatrix_x4(a[i], a_off + i * 16 * 128 + (((uint32_t)(2 * s) ^ a_sw) << 4));
+#pragma unroll
+            for (int p = 0; p < 4; ++p) {
+                uint32_t q[4];
+                lgh_ldmatrix_x4(q, b_off + p * 16 * 128 + (((uint32_t)(2 * s) ^ b_sw) << 4));
+                b[2 * p][0] = q[0], b[2 * p][1] = q[1], b[2 * p + 1][0] = q[2], b[2 * p + 1][1] = q[3];
+            }
+#pragma unroll
+            for (int i = 0; i < 4; ++i)
+#pragma unroll
+                for (int j = 0; j < 8; ++j) {
+                    if (BF16) lgh_mma_m16n8k16_bf16(acc[i][j], a[i], b[j]);
+                    else lgh_mma_m16n8k8_tf32(acc[i][j], a[i], b[j]);
+                }
+        }
+        __syncwarp();
+        if (lane == 0) lgh_mbar_arrive_addr(empty + 8 * r);
+    }
+    keep_alive(acc, out);
+}
+
 // Calls f(bf16, feed) for every feed, each as a compile-time constant.
 template <typename F, typename B> void template_for_feeds(F &&f, B bf16)
 {
@@ -183,6 +259,15 @@ int main()
     using yes = std::true_type;
     template_for_feeds(launch_fed, no{});
     template_for_feeds(launch_fed, yes{});
+    auto launch_ring = [&](auto bf16) {
+        constexpr bool B = decltype(bf16)::value;
+        cudaFuncSetAttribute(smem_ring<B>, cudaFuncAttributeMaxDynamicSharedMemorySize, RING_BYTES);
+        const double t = tflops([&] { smem_ring<B><<<2 * sms, 128, RING_BYTES>>>(out, 7); }, sms, 2 * 4, B);
+        printf("%s mma.sync, smem+fill+mbarrier (ring of %d), 8 warps per SM (2 CTAs of 4): %.1f TFLOP/s\n",
+               B ? "bf16" : "tf32", RING, t);
+    };
+    launch_ring(no{});
+    launch_ring(yes{});
     const cudaError_t err = cudaGetLastError();
     if (err != cudaSuccess) {
         fprintf(stderr, "mma_sync_peak: %s\n", cudaGetErrorString(err));
