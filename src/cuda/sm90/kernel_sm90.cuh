@@ -33,8 +33,8 @@
 // the tensor core (lgh_sm90_consume_tile_tf32_rna).
 //
 // Persistent schedule: grid = as many CTAs (clusters) as fit at once, each looping over
-// cluster tiles. Tiles run in bands of 8 M-blocks, M fastest, so the CTAs running at the
-// same time share W tiles and x rows through L2.
+// cluster tiles. Tiles run in bands of 8 M-blocks (16 for 2-byte data), M fastest, so
+// the CTAs running at the same time share W tiles and x rows through L2.
 //
 // Split K (splits > 1, small M): with too few tiles to fill the GPU, K is cut into S parts
 // and a work unit is (tile, part); each unit stores its partial product in float32 (plain
