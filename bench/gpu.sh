@@ -183,7 +183,10 @@ step_tuned() { # lgh AUTO against addmm over bench.py's large-m shapes (M = 512 
     XDG_CACHE_HOME=$cache timeout 200 python3 bench/bench.py --shapes large-m --modes tf32,bf16 --impls addmm,lgh \
         --engines auto --tag tuned --no-compile --name tuned --out "$OUT" > "$OUT/tuned.log" 2>&1
     note "tuned: exit $?"
-    for f in untuned tuned; do echo "== $f"; grep -E "x8192x|x11008" "$OUT/$f.log" | tail -n 30; done >> "$checks"
+    for f in untuned tuned; do echo "== $f"; grep -E "K=8192 N=8192|N=11008" "$OUT/$f.log" | tail -n 30; done >> "$checks"
+    # The device returns at most 8 files: the jsons stay (report.py remakes .md and .png), the
+    # logs' timing lines are in checks.log.
+    rm -f "$OUT"/untuned.{md,png,log} "$OUT"/tuned.{md,png,log}
 }
 step_train() { # training step (forward + backward), lgh vs PyTorch: bench/train.py
     timeout "${TRAIN_TIMEOUT:-300}" python3 bench/train.py --shape "${TRAIN_SHAPE:-1024x8192x8192:16}" \
