@@ -7,7 +7,7 @@
 #   run  command: bench/gpu.sh [preset | step...]   carry: [build, .seed]
 # .seed/ (git-ignored) holds a copy of the seed's seed_modelnew.py for the benchmark.
 # Steps:   facts ctest forced sanitize pytest kernelbench bench msweep small smallc groups tuned profile sm80 train dw mps
-#          micro
+#          micro ksweep
 # Presets: tests = facts ctest pytest     quick = tests bench
 #          final = facts ctest forced sanitize kernelbench bench profile
 set -u -o pipefail
@@ -18,7 +18,7 @@ for a in "$@"; do
     tests) steps+=(facts ctest pytest) ;;
     quick) steps+=(facts ctest pytest bench) ;;
     final) steps+=(facts ctest bench forced sm80 profile sanitize) ;;
-    facts | ctest | forced | sanitize | pytest | kernelbench | bench | msweep | small | smallc | groups | tuned | profile | sm80 | train | dw | mps | micro) steps+=("$a") ;;
+    facts | ctest | forced | sanitize | pytest | kernelbench | bench | msweep | small | smallc | groups | tuned | profile | sm80 | train | dw | mps | micro | ksweep) steps+=("$a") ;;
     *) echo "gpu.sh: unknown step '$a'" >&2; exit 2 ;;
     esac
 done
@@ -142,6 +142,25 @@ step_smallc() { # small batches from C (lgh run: CUDA-event medians, no Python o
     } > "$OUT/smallc.txt" 2>&1
     timeout 120 python3 bench/micro/host_overhead.py > "$OUT/host_overhead.txt" 2>&1
     note "smallc: $(wc -l < "$OUT/smallc.txt") lines; host: $(sed -n 4p "$OUT/host_overhead.txt")"
+}
+step_ksweep() { # the fused kernel's time split into a rate per unit of K and a fixed cost per
+    # call: M = 1024, N = 8192, K = 1024 .. 8192, sm90 (G = 16: software cluster; G = 64: groups
+    # inside a tile) against cublaslt, least squares per line (docs/PERF.md, "Across shapes")
+    for cfg in "sm90 16" "sm90 64" "cublaslt 64"; do for d in "bfloat16 default" "float32 tf32"; do
+        set -- $cfg $d
+        for k in 1024 2048 4096 8192; do
+            echo "$1 G=$2 $3 $k $(build/lgh run --engine $1 --m 1024 --k $k --n 8192 --groups $2 --dtype $3 \
+                --math $4 --iters 100 --check-rows 0 2>&1 | awk '/median/ {print $3}')"
+        done
+    done; done > "$OUT/ksweep.txt" 2>&1
+    awk '{ key = $1 " " $2 " " $3; x = $4 / 1024; y = $5 * 1000
+           n[key]++; sx[key] += x; sy[key] += y; sxx[key] += x * x; sxy[key] += x * y }
+         END { for (k in n) { b = (n[k] * sxy[k] - sx[k] * sy[k]) / (n[k] * sxx[k] - sx[k] * sx[k])
+                              a = (sy[k] - b * sx[k]) / n[k]
+                              printf "%-24s %7.2f us per 1024 of K, fixed %6.1f us\n", k, b, a } }' \
+        "$OUT/ksweep.txt" | sort > "$OUT/ksweep-fit.txt"
+    cat "$OUT/ksweep-fit.txt" >> "$checks"
+    note "ksweep: $(wc -l < "$OUT/ksweep-fit.txt") fits"
 }
 step_groups() { # groups that do not tile the sm90 epilogue's 256 columns (344 channels: N = 11008,
     # G = 32): sm90's unfused path (GEMM into a float32 workspace, then the group-norm pass),
