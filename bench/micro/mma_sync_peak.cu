@@ -35,7 +35,7 @@
 #include <cuda_runtime.h>
 
 #include "mainloop/sm80_cp_async_mma.cuh" // the slot swizzle
-#include "ptx/mbarrier.cuh"              // the sm_80 forms of the slot handshake
+#include "ptx/mbarrier.cuh"              // the ring's slot handshake (init, arrive, wait: sm_80 too)
 #include "ptx/mma_sm80.cuh"               // the engine's own mma and ldmatrix wrappers
 #include "ptx/smem.cuh"
 
@@ -72,6 +72,19 @@ double tflops(Launch launch, int sms, int warps_per_sm, bool bf16)
     return flop / (ms * 1e-3) / 1e12;
 }
 
+// One k-step of a 64 x 64 warp tile: 4 x 8 independent mma (m16n8k16 bf16 or m16n8k8 tf32).
+template <bool BF16>
+__device__ __forceinline__ void mma_warp_tile(float (&acc)[4][8][4], const uint32_t (&a)[4][4], const uint32_t (&b)[8][2])
+{
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+#pragma unroll
+        for (int j = 0; j < 8; ++j) {
+            if (BF16) lgh_mma_m16n8k16_bf16(acc[i][j], a[i], b[j]);
+            else lgh_mma_m16n8k8_tf32(acc[i][j], a[i], b[j]);
+        }
+}
+
 template <bool BF16>
 __global__ void peak(float *out, uint32_t seed)
 {
@@ -80,15 +93,7 @@ __global__ void peak(float *out, uint32_t seed)
     for (int i = 0; i < 4; ++i)
         for (int q = 0; q < 4; ++q) a[i][q] = seed * (i + 3 * q + 1) + threadIdx.x;
     for (int j = 0; j < 8; ++j) b[j][0] = seed ^ j, b[j][1] = seed + j;
-    for (int it = 0; it < ITERS; ++it) {
-#pragma unroll
-        for (int i = 0; i < 4; ++i)
-#pragma unroll
-            for (int j = 0; j < 8; ++j) {
-                if (BF16) lgh_mma_m16n8k16_bf16(acc[i][j], a[i], b[j]);
-                else lgh_mma_m16n8k8_tf32(acc[i][j], a[i], b[j]);
-            }
-    }
+    for (int it = 0; it < ITERS; ++it) mma_warp_tile<BF16>(acc, a, b);
     keep_alive(acc, out);
 }
 
@@ -96,6 +101,56 @@ __global__ void peak(float *out, uint32_t seed)
 // bytes of K per row (4 k-steps), read over and over.
 constexpr int SMEM_ROWS = 256;       // A's 128 rows, then B's 128
 constexpr int SLOT_BYTES = SMEM_ROWS * 128;
+
+// A warp's reads of one slot, the engine's way (lgh_sm80_mainloop): its 64 x 64 tile's A and
+// B fragments by ldmatrix.x4 from the swizzled rows, 4 k-steps of multiplies.
+struct slot_reader {
+    uint32_t a_row_off, b_row_off, a_sw, b_sw;
+
+    __device__ static slot_reader of(uint32_t warp, uint32_t lane)
+    {
+        const uint32_t a_row = (warp / 2) * 64 + (lane & 15), a_half = lane >> 4;
+        const uint32_t b_row = 128 + (warp % 2) * 64 + (lane & 7) + ((lane >> 4) << 3), b_half = (lane >> 3) & 1;
+        return {a_row * 128, b_row * 128, a_half ^ lgh_sm80_swizzle<8>(a_row), b_half ^ lgh_sm80_swizzle<8>(b_row)};
+    }
+
+    template <bool BF16> __device__ void multiply(float (&acc)[4][8][4], uint32_t slot) const
+    {
+        const uint32_t a_off = slot + a_row_off, b_off = slot + b_row_off;
+#pragma unroll
+        for (int s = 0; s < 4; ++s) {
+            uint32_t a[4][4], b[8][2];
+#pragma unroll
+            for (int i = 0; i < 4; ++i) lgh_ldmatrix_x4(a[i], a_off + i * 16 * 128 + (((uint32_t)(2 * s) ^ a_sw) << 4));
+#pragma unroll
+            for (int p = 0; p < 4; ++p) {
+                uint32_t q[4];
+                lgh_ldmatrix_x4(q, b_off + p * 16 * 128 + (((uint32_t)(2 * s) ^ b_sw) << 4));
+                b[2 * p][0] = q[0], b[2 * p][1] = q[1], b[2 * p + 1][0] = q[2], b[2 * p + 1][1] = q[3];
+            }
+            mma_warp_tile<BF16>(acc, a, b);
+        }
+    }
+};
+
+// A thread's share of a slot's fill, as cp.async writes it: 16 bytes of every 16th row
+// (its warp's quarter of the slot); the swizzle repeats every 8 rows, so one offset and
+// immediate steps.
+struct slot_filler {
+    uint32_t off;
+
+    __device__ static slot_filler of(uint32_t thread)
+    {
+        const uint32_t row = thread / 8, chunk = thread % 8;
+        return {row * 128 + ((chunk ^ lgh_sm80_swizzle<8>(row)) << 4)};
+    }
+
+    __device__ void fill(uint32_t slot, uint32_t it, uint32_t seed, uint32_t lane) const
+    {
+#pragma unroll
+        for (int r = 0; r < SMEM_ROWS / 16; ++r) lgh_sts_b32x4(slot + off + r * 16 * 128, it, r, seed, lane);
+    }
+};
 
 // What a K-block adds to the reads: nothing, the engine's slot fill and CTA barrier, the
 // fill alone, or the barrier alone.
@@ -111,41 +166,13 @@ __global__ void __launch_bounds__(128, 2) smem_fed(float *out, uint32_t seed)
     for (int i = threadIdx.x; i < SLOT_BYTES / 4; i += blockDim.x)
         reinterpret_cast<uint32_t *>(smem)[i] = seed * (uint32_t)i;
     __syncthreads();
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    const int wm = warp / 2, wn = warp % 2;
-    // the engine's ldmatrix row addresses (lgh_sm80_mainloop)
-    const uint32_t a_row = wm * 64 + (lane & 15), a_half = lane >> 4;
-    const uint32_t b_row = 128 + wn * 64 + (lane & 7) + ((lane >> 4) << 3), b_half = (lane >> 3) & 1;
-    const uint32_t a_sw = a_half ^ lgh_sm80_swizzle<8>(a_row), b_sw = b_half ^ lgh_sm80_swizzle<8>(b_row);
-    const uint32_t a_off = base + a_row * 128, b_off = base + b_row * 128;
-    const uint32_t fill_row = threadIdx.x / 8, fill_chunk = threadIdx.x % 8;
-    const uint32_t fill_addr = base + SLOT_BYTES + fill_row * 128 + ((fill_chunk ^ lgh_sm80_swizzle<8>(fill_row)) << 4);
+    const int lane = threadIdx.x & 31;
+    const slot_reader reader = slot_reader::of(threadIdx.x >> 5, lane);
+    const slot_filler filler = slot_filler::of(threadIdx.x);
     float acc[4][8][4] = {};
     for (int it = 0; it < ITERS / 4; ++it) {
-        if (FEED == FILL_BARRIER || FEED == FILL_ONLY) { // a slot's rows, 16 bytes a thread per row pass of 16 rows (the cp.async
-            // pattern; the swizzle repeats every 8 rows, so one address and immediate offsets)
-#pragma unroll
-            for (int r = 0; r < SMEM_ROWS / 16; ++r) lgh_sts_b32x4(fill_addr + r * 16 * 128, it, r, seed, lane);
-        }
-#pragma unroll
-        for (int s = 0; s < 4; ++s) {
-            uint32_t a[4][4], b[8][2];
-#pragma unroll
-            for (int i = 0; i < 4; ++i) lgh_ldmatrix_x4(a[i], a_off + i * 16 * 128 + (((uint32_t)(2 * s) ^ a_sw) << 4));
-#pragma unroll
-            for (int p = 0; p < 4; ++p) {
-                uint32_t r[4];
-                lgh_ldmatrix_x4(r, b_off + p * 16 * 128 + (((uint32_t)(2 * s) ^ b_sw) << 4));
-                b[2 * p][0] = r[0], b[2 * p][1] = r[1], b[2 * p + 1][0] = r[2], b[2 * p + 1][1] = r[3];
-            }
-#pragma unroll
-            for (int i = 0; i < 4; ++i)
-#pragma unroll
-                for (int j = 0; j < 8; ++j) {
-                    if (BF16) lgh_mma_m16n8k16_bf16(acc[i][j], a[i], b[j]);
-                    else lgh_mma_m16n8k8_tf32(acc[i][j], a[i], b[j]);
-                }
-        }
+        if (FEED == FILL_BARRIER || FEED == FILL_ONLY) filler.fill(base + SLOT_BYTES, it, seed, lane);
+        reader.multiply<BF16>(acc, base);
         if (FEED == FILL_BARRIER || FEED == BARRIER_ONLY) __syncthreads();
     }
     keep_alive(acc, out);
@@ -161,60 +188,31 @@ __global__ void __launch_bounds__(128, 2) smem_ring(float *out, uint32_t seed)
 {
     extern __shared__ __align__(128) uint8_t smem[];
     const uint32_t base = lgh_smem_addr(smem);
-    const uint32_t full = base + RING * SLOT_BYTES, empty = full + RING * 8; // slot i's: + 8 i
+    uint64_t *full = reinterpret_cast<uint64_t *>(smem + RING * SLOT_BYTES), *empty = full + RING;
     for (int i = threadIdx.x; i < RING * SLOT_BYTES / 4; i += blockDim.x)
         reinterpret_cast<uint32_t *>(smem)[i] = seed * (uint32_t)i;
-    if (threadIdx.x < 2 * RING) {
-        uint64_t *bar = reinterpret_cast<uint64_t *>(smem + RING * SLOT_BYTES);
-        lgh_mbar_init(&bar[threadIdx.x], 4);
-    }
+    if (threadIdx.x < 2 * RING) lgh_mbar_init(&full[threadIdx.x], 4); // full[], then empty[]
     __syncthreads();
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    const int wm = warp / 2, wn = warp % 2;
-    const uint32_t a_row = wm * 64 + (lane & 15), a_half = lane >> 4;
-    const uint32_t b_row = 128 + wn * 64 + (lane & 7) + ((lane >> 4) << 3), b_half = (lane >> 3) & 1;
-    const uint32_t a_sw = a_half ^ lgh_sm80_swizzle<8>(a_row), b_sw = b_half ^ lgh_sm80_swizzle<8>(b_row);
-    // this thread's 16 bytes of every 16th row: its warp's quarter of a slot
-    const uint32_t fill_row = threadIdx.x / 8, fill_chunk = threadIdx.x % 8;
-    const uint32_t fill_off = fill_row * 128 + ((fill_chunk ^ lgh_sm80_swizzle<8>(fill_row)) << 4);
+    const int lane = threadIdx.x & 31;
+    const slot_reader reader = slot_reader::of(threadIdx.x >> 5, lane);
+    const slot_filler filler = slot_filler::of(threadIdx.x);
     auto fill = [&](int slot, int it) {
-#pragma unroll
-        for (int r = 0; r < SMEM_ROWS / 16; ++r)
-            lgh_sts_b32x4(base + slot * SLOT_BYTES + fill_off + r * 16 * 128, it, r, seed, lane);
+        filler.fill(base + slot * SLOT_BYTES, it, seed, lane);
         __syncwarp();
-        if (lane == 0) lgh_mbar_arrive_addr(full + 8 * slot);
+        if (lane == 0) lgh_mbar_arrive(&full[slot]);
     };
     fill(0, 0);
     fill(1, 0);
     float acc[4][8][4] = {};
     for (int it = 0; it < ITERS / 4; ++it) {
         const int f = (it + 2) % RING; // read last at it - 1: refilled once every warp left it
-        if (it >= 1) lgh_mbar_wait_parity(empty + 8 * f, (uint32_t)((it - 1) / RING) & 1u);
+        if (it >= 1) lgh_mbar_wait(&empty[f], (uint32_t)((it - 1) / RING) & 1u);
         fill(f, it);
         const int r = it % RING; // filled at it - 2 (slots 0 and 1: before the loop)
-        lgh_mbar_wait_parity(full + 8 * r, (uint32_t)(it / RING) & 1u);
-        const uint32_t a_off = base + r * SLOT_BYTES + a_row * 128, b_off = base + r * SLOT_BYTES + b_row * 128;
-#pragma unroll
-        for (int s = 0; s < 4; ++s) {
-            uint32_t a[4][4], b[8][2];
-#pragma unroll
-            for (int i = 0; i < 4; ++i) lgh_ldmatrix_x4(a[i], a_off + i * 16 * 128 + (((uint32_t)(2 * s) ^ a_sw) << 4));
-#pragma unroll
-            for (int p = 0; p < 4; ++p) {
-                uint32_t q[4];
-                lgh_ldmatrix_x4(q, b_off + p * 16 * 128 + (((uint32_t)(2 * s) ^ b_sw) << 4));
-                b[2 * p][0] = q[0], b[2 * p][1] = q[1], b[2 * p + 1][0] = q[2], b[2 * p + 1][1] = q[3];
-            }
-#pragma unroll
-            for (int i = 0; i < 4; ++i)
-#pragma unroll
-                for (int j = 0; j < 8; ++j) {
-                    if (BF16) lgh_mma_m16n8k16_bf16(acc[i][j], a[i], b[j]);
-                    else lgh_mma_m16n8k8_tf32(acc[i][j], a[i], b[j]);
-                }
-        }
+        lgh_mbar_wait(&full[r], (uint32_t)(it / RING) & 1u);
+        reader.multiply<BF16>(acc, base + r * SLOT_BYTES);
         __syncwarp();
-        if (lane == 0) lgh_mbar_arrive_addr(empty + 8 * r);
+        if (lane == 0) lgh_mbar_arrive(&empty[r]);
     }
     keep_alive(acc, out);
 }

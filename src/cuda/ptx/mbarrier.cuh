@@ -1,5 +1,5 @@
-// Shared-memory barriers (mbarrier; sm_90, and sm_80 where marked): the full/empty
-// handshakes of the TMA ring and the cross-CTA statistics exchange of a cluster.
+// Shared-memory barriers (mbarrier; sm_90, init / arrive / wait also sm_80): the
+// full/empty handshakes of the TMA ring and the cross-CTA statistics exchange of a cluster.
 //
 // An mbarrier is a 64-bit word in shared memory with an expected arrival count and, for
 // TMA, an expected transaction byte count. A phase completes when both reach zero; waiters
@@ -55,14 +55,22 @@ __device__ __forceinline__ void lgh_mbar_arrive_remote_release(uint32_t cluster_
                  : "memory");
 }
 
-// Spins until the phase with the given parity has completed (CTA-scope acquire).
+// Spins until the phase with the given parity has completed (CTA-scope acquire). Below
+// sm_90 (kernels that also build for Ampere and Ada, e.g. bench/micro/mma_sync_peak.cu)
+// there is no try_wait, which lets the hardware suspend the thread for a while: test_wait
+// only tests, so the loop spins.
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
+#define LGH_MBAR_WAIT_OP "mbarrier.test_wait"
+#else
+#define LGH_MBAR_WAIT_OP "mbarrier.try_wait"
+#endif
 __device__ __forceinline__ void lgh_mbar_wait(uint64_t *bar, uint32_t parity)
 {
     const uint32_t addr = lgh_smem_addr(bar);
     asm volatile(
         "{\n.reg .pred done;\n"
-        "LGH_MBAR_WAIT_%=:\n"
-        "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+        "LGH_MBAR_WAIT_%=:\n" LGH_MBAR_WAIT_OP
+        ".parity.shared::cta.b64 done, [%0], %1;\n"
         "@!done bra LGH_MBAR_WAIT_%=;\n}\n" ::"r"(addr),
         "r"(parity)
         : "memory");
@@ -80,38 +88,4 @@ __device__ __forceinline__ void lgh_mbar_wait_cluster(uint64_t *bar, uint32_t pa
         "@!done bra LGH_MBAR_WAITC_%=;\n}\n" ::"r"(addr),
         "r"(parity)
         : "memory");
-}
-
-// The sm_80 forms, by shared-window address, for kernels that also build for Ampere and Ada
-// (bench/micro/mma_sync_peak.cu's slot handshake). try_wait, which lets the hardware
-// suspend the thread for a while, is sm_90 only; below it test_wait only tests, so the
-// loop spins.
-
-// Arrival by address (CTA scope, release: this thread's earlier shared-memory accesses
-// are ordered before the phase's completion).
-__device__ __forceinline__ void lgh_mbar_arrive_addr(uint32_t bar)
-{
-    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
-}
-
-// Spins until the phase with the given parity has completed (CTA-scope acquire).
-__device__ __forceinline__ void lgh_mbar_wait_parity(uint32_t bar, uint32_t parity)
-{
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile(
-        "{\n.reg .pred done;\n"
-        "LGH_MBAR_WAITP_%=:\n"
-        "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
-        "@!done bra LGH_MBAR_WAITP_%=;\n}\n" ::"r"(bar),
-        "r"(parity)
-        : "memory");
-#else
-    asm volatile(
-        "{\n.reg .pred done;\n"
-        "LGH_MBAR_WAITP_%=:\n"
-        "mbarrier.test_wait.parity.shared::cta.b64 done, [%0], %1;\n"
-        "@!done bra LGH_MBAR_WAITP_%=;\n}\n" ::"r"(bar),
-        "r"(parity)
-        : "memory");
-#endif
 }
