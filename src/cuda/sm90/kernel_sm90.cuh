@@ -224,8 +224,9 @@ __device__ __forceinline__ void lgh_sm90_combine_rows(lgh_stats &s0, lgh_stats &
 // counter reached it; after a second barrier all read the peers' partials from L2. No
 // writer fences its own stores: the barrier orders them before the publishing thread's
 // release store, and a release at GPU scope covers what its thread saw through a barrier
-// (the pattern of CUTLASS's semaphores), so one fence per tile replaces 64. A CTA writes parity buffer p again two tiles later, after it saw every peer's
-// counter pass the tile in between, i.e. after every peer read it.
+// (the pattern of CUTLASS's semaphores), so one fence per tile replaces 64. A CTA writes
+// parity buffer p again two tiles later, after it saw every peer's counter pass the tile in
+// between, i.e. after every peer read it.
 __device__ __forceinline__ void lgh_sm90_exchange_stats_global(const lgh_sm90_params &p, lgh_stats &s0,
                                                                lgh_stats &s1, int row, int iter,
                                                                const lgh_sm90_cluster_pos &c, int cluster)
