@@ -8,7 +8,7 @@
  *   test_straddle_geometry        (exit 0: every check passed, 1: a failure)
  *
  * Tile order: lgh_tile_index inverts lgh_tile_coords for every tile of grids up to 40 x 60
- * in bands of 1, 3, 8 and 16 (the sm90 kernel's for float and 2-byte data), and
+ * in bands of 1, 3, 8 (the sm90 kernel's) and 16 (measured faster for 2-byte data), and
  * N-neighbours k tiles apart lie at most k band heights apart in tile order (the straddle
  * epilogue's deadlock-freedom needs that distance below the grid).
  * Straddle geometry, for 256-column tiles and group sizes that do not tile them (1 .. 511

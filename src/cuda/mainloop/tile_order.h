@@ -3,9 +3,8 @@
  *
  * Tiles go in bands of `band` tiles along M, M fastest inside a band: the CTAs running at
  * one time share W tiles and x rows through L2. The band is a runtime value for sm90 (8
- * M-blocks, 16 for 2-byte data, in cluster tiles of 1 or 2 M-blocks: LGH_SM90_BAND or
- * LGH_SM90_BAND_2B, over cluster_m) and a constant for sm80 (LGH_SM80_BAND), which
- * inlining folds into the arithmetic.
+ * M-blocks, in cluster tiles of 1 or 2 M-blocks: LGH_SM90_BAND / cluster_m) and a constant
+ * for sm80 (LGH_SM80_BAND), which inlining folds into the arithmetic.
  *
  * Plain C as well as CUDA, so that the host's unit test (tests/test_straddle_geometry.c)
  * checks the same code the kernels run. */

@@ -597,12 +597,10 @@ static lgh_sm90_params fill_params(const lgh_problem_t *p, const launch_plan &lp
     prm.multicast = lp.x_mc > 1;
     prm.release = lp.x_mc > 1 || l.cm > 1 ? lp.cluster : 1;
     prm.tiles = (int)((int64_t)prm.m_tiles * prm.n_tiles * prm.splits); // work units
-    // The tile order's bands (tile_order.h): 16 M-blocks for 2-byte data, whose tiles finish
-    // twice as fast, so W's tiles, read again from DRAM once per band, cost twice the bandwidth
-    // at 8 (measured, docs/PERF.md "Tile order"); 8 for float data, where 16 was level, and in
-    // straddle mode, whose deadlock-freedom check counts on 8 (straddle_can).
-    const int band = p->elem_bytes == 2 && !l.straddle ? LGH_SM90_BAND_2B : LGH_SM90_BAND;
-    prm.band = band / l.cm;
+    // The tile order's bands (tile_order.h). Bands of 16 measured 0.9-1.3% faster for 2-byte
+    // data (docs/PERF.md "Tile order"); they wait for a GPU run of the test tier before they
+    // become the default. Straddle mode's deadlock-freedom check counts on 8 (straddle_can).
+    prm.band = LGH_SM90_BAND / l.cm;
     prm.vcluster = l.global ? l.cn : 0;
     prm.xchg = nullptr;
     prm.xchg_flags = nullptr;

@@ -33,8 +33,8 @@
 // the tensor core (lgh_sm90_consume_tile_tf32_rna).
 //
 // Persistent schedule: grid = as many CTAs (clusters) as fit at once, each looping over
-// cluster tiles. Tiles run in bands of 8 M-blocks (16 for 2-byte data), M fastest, so
-// the CTAs running at the same time share W tiles and x rows through L2.
+// cluster tiles. Tiles run in bands of 8 M-blocks, M fastest, so the CTAs running at the
+// same time share W tiles and x rows through L2.
 //
 // Split K (splits > 1, small M): with too few tiles to fill the GPU, K is cut into S parts
 // and a work unit is (tile, part); each unit stores its partial product in float32 (plain
@@ -85,7 +85,6 @@
 #define LGH_SM90_X3_CONSUMER_REGS 232
 #endif
 #define LGH_SM90_BAND 8          // M-blocks per band of the tile order (tile_order.h)
-#define LGH_SM90_BAND_2B 16      // ... for bfloat16 and float16 data
 #define LGH_SM90_MAX_CLUSTER 4
 
 // Warpgroup roles: threads 0 .. 127 are the producer warpgroup (thread 0 issues TMA, warps
@@ -126,7 +125,7 @@ struct lgh_sm90_params {
     int multicast;  // x tile multicast over a cluster row (the x map's box is 128/cluster_n rows)
     int release;    // CTAs a consumer warp releases each slot to (cluster size with multicast, else 1)
     int tiles;      // work units: m_tiles * n_tiles * splits
-    int band;       // cluster tiles along M per band of the tile order (LGH_SM90_BAND or _2B M-blocks)
+    int band;       // cluster tiles along M per band of the tile order (LGH_SM90_BAND M-blocks)
     // Software clusters (exchange through global memory; the default for groups spanning CTAs, see engine_sm90.cu): with
     // vcluster > 1 the launch has no hardware cluster and CTAs 2q .. 2q + vcluster - 1 act
     // as one cluster row of vcluster CTAs, exchanging statistics through xchg (float2
